@@ -1,0 +1,83 @@
+"""Packs encoded contacts into PUT /v3/marketing/contacts bodies under both SendGrid caps. Pure.
+
+SendGrid: "up to 30,000 contacts, or 6MB of data, whichever is lower" (OpenAPI description of
+PUT /v3/marketing/contacts). 6MB is taken as 6,000,000 bytes of request body.
+Bodies are assembled from contacts already encoded as JSON, so a body's size is known exactly
+without encoding anything twice. Greedy packing in order gives the fewest requests possible
+for an ordered stream: each body is closed only when the next contact would break a cap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+MAX_CONTACTS_PER_REQUEST = 30_000
+MAX_BODY_BYTES = 6_000_000
+
+Ref = TypeVar("Ref")
+
+
+@dataclass(frozen=True)
+class Chunk(Generic[Ref]):
+    refs: list[Ref]
+    body: bytes
+
+    @property
+    def count(self) -> int:
+        return len(self.refs)
+
+
+def encode_contact(contact: dict) -> bytes:
+    return json.dumps(contact, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def body_envelope(list_ids: Sequence[str]) -> tuple[bytes, bytes]:
+    head = b'{"list_ids":' + json.dumps(list(list_ids)).encode() + b',"contacts":['
+    return head, b"]}"
+
+
+def max_contact_bytes(list_ids: Sequence[str], max_body_bytes: int = MAX_BODY_BYTES) -> int:
+    """The largest encoded contact that fits a request on its own."""
+    head, tail = body_envelope(list_ids)
+    return max_body_bytes - len(head) - len(tail)
+
+
+def build_body(list_ids: Sequence[str], encoded: Iterable[bytes]) -> bytes:
+    head, tail = body_envelope(list_ids)
+    return head + b",".join(encoded) + tail
+
+
+def pack(
+    items: Iterable[tuple[Ref, bytes]],
+    list_ids: Sequence[str],
+    max_contacts: int = MAX_CONTACTS_PER_REQUEST,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Iterator[Chunk[Ref]]:
+    """Yield request bodies in order. Every item must fit alone (see `max_contact_bytes`)."""
+    head, tail = body_envelope(list_ids)
+    fixed = len(head) + len(tail)
+    refs: list[Ref] = []
+    parts: list[bytes] = []
+    size = fixed
+    for ref, encoded in items:
+        extra = len(encoded) + (1 if parts else 0)  # the comma between contacts
+        if fixed + len(encoded) > max_body_bytes:
+            raise ValueError("a contact is larger than a request body may be")
+        if parts and (len(parts) >= max_contacts or size + extra > max_body_bytes):
+            yield Chunk(refs, head + b",".join(parts) + tail)
+            refs, parts, size = [], [], fixed
+            extra = len(encoded)
+        refs.append(ref)
+        parts.append(encoded)
+        size += extra
+    if parts:
+        yield Chunk(refs, head + b",".join(parts) + tail)
+
+
+def minimum_requests(contacts: int, body_bytes: int, max_contacts: int = MAX_CONTACTS_PER_REQUEST,
+                     max_body_bytes: int = MAX_BODY_BYTES) -> int:
+    """The floor on requests: the larger of the two caps' needs."""
+    return max(-(-contacts // max_contacts), -(-body_bytes // max_body_bytes))

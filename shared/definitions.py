@@ -1,0 +1,191 @@
+"""Export definitions: the public JSON contract, parsed and validated.
+
+A definition that fails validation is still listed (so an operator can see what is wrong with
+it), but it never runs: `parse_definition` raises `ExportError("invalid_definition")`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import ExportError
+
+# SendGrid reserved fields an export may map, with their max lengths from the ContactRequest
+# schema of the official OpenAPI description (tsg_mc_contacts_v3.json). None: no limit given.
+RESERVED_FIELD_MAX_LENGTH: dict[str, int | None] = {
+    "email": 254,
+    "first_name": 50,
+    "last_name": 50,
+    "country": 50,
+    "state_province_region": 50,
+    "city": 60,
+    "postal_code": None,
+    "address_line_1": 100,
+    "address_line_2": 100,
+    "external_id": 254,
+}
+
+DEFAULT_MAX_PROFILES = 100_000
+OVERLENGTH_POLICIES = ("truncate", "reject")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_ALLOWED_KEYS = {
+    "name",
+    "display_name",
+    "source_folder",
+    "segment",
+    "list_ids",
+    "privacy_consent",
+    "mapping",
+    "custom_fields",
+    "max_profiles",
+    "enabled",
+    "on_overlength",
+}
+
+
+@dataclass(frozen=True)
+class ExportDefinition:
+    name: str
+    display_name: str
+    source_folder: str
+    segment: str
+    list_ids: tuple[str, ...]
+    privacy_consent: bool
+    mapping: dict[str, str]
+    custom_fields: dict[str, str] = field(default_factory=dict)
+    max_profiles: int = DEFAULT_MAX_PROFILES
+    enabled: bool = True
+    on_overlength: str = "truncate"
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """The definition as JSON; it holds no secrets (the API key lives in Key Vault)."""
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "source_folder": self.source_folder,
+            "segment": self.segment,
+            "list_ids": list(self.list_ids),
+            "privacy_consent": self.privacy_consent,
+            "mapping": dict(self.mapping),
+            "custom_fields": dict(self.custom_fields),
+            "max_profiles": self.max_profiles,
+            "enabled": self.enabled,
+            "on_overlength": self.on_overlength,
+        }
+
+    def fingerprint(self) -> str:
+        """A stable hash of everything that changes what a run sends."""
+        text = json.dumps(self.to_public_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fail(name: str, message: str) -> ExportError:
+    return ExportError("invalid_definition", f"export '{name}': {message}")
+
+
+def _string(raw: dict[str, Any], key: str, name: str, *, required: bool = True) -> str:
+    value = raw.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(name, f"'{key}' must be a non-empty string")
+    return value.strip()
+
+
+def _string_map(raw: dict[str, Any], key: str, name: str) -> dict[str, str]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise _fail(name, f"'{key}' must be an object of field name to column name")
+    for field_name, column in value.items():
+        if not isinstance(column, str) or not column.strip():
+            raise _fail(name, f"'{key}.{field_name}' must name a column (a non-empty string)")
+    return {k: v.strip() for k, v in value.items()}
+
+
+def definition_name(raw: object, index: int) -> str:
+    """The name of a raw definition, or an error that says which entry lacks a usable one."""
+    if not isinstance(raw, dict):
+        raise ExportError("invalid_definition", f"EXPORT_DEFINITIONS[{index}] must be an object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ExportError(
+            "invalid_definition",
+            f"EXPORT_DEFINITIONS[{index}].name must be 1-63 characters of a-z, 0-9, '_' or '-'",
+        )
+    return name
+
+
+def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
+    """Validate one definition; the error names the first bad field."""
+    name = definition_name(raw, 0)
+    unknown = sorted(set(raw) - _ALLOWED_KEYS)
+    if unknown:
+        raise _fail(name, f"unknown field(s) {', '.join(unknown)}")
+
+    consent = raw.get("privacy_consent", False)
+    if consent is not True:
+        # The connector's explicit "I agree": personal data leaves the compliance boundary.
+        raise ExportError(
+            "consent_required",
+            f"export '{name}': 'privacy_consent' must be true to send personal data to SendGrid",
+        )
+
+    list_ids = raw.get("list_ids")
+    if not isinstance(list_ids, list) or not list_ids:
+        raise _fail(name, "'list_ids' must be a non-empty array of SendGrid list ids")
+    for list_id in list_ids:
+        try:
+            uuid.UUID(str(list_id))
+        except ValueError:
+            raise _fail(name, f"'list_ids' holds '{list_id}', which is not a SendGrid list id (a UUID)")
+        if not isinstance(list_id, str):
+            raise _fail(name, "'list_ids' must hold strings")
+    if len(set(list_ids)) != len(list_ids):
+        raise _fail(name, "'list_ids' holds the same id twice")
+
+    mapping = _string_map(raw, "mapping", name)
+    if "email" not in mapping:
+        raise _fail(name, "'mapping.email' is required: it names the column holding the email")
+    unknown_fields = sorted(set(mapping) - set(RESERVED_FIELD_MAX_LENGTH))
+    if unknown_fields:
+        raise _fail(
+            name,
+            f"'mapping' has unknown SendGrid field(s) {', '.join(unknown_fields)}; "
+            f"allowed: {', '.join(RESERVED_FIELD_MAX_LENGTH)} (use 'custom_fields' for others)",
+        )
+    custom_fields = _string_map(raw, "custom_fields", name)
+    clashes = sorted(set(custom_fields) & set(RESERVED_FIELD_MAX_LENGTH))
+    if clashes:
+        raise _fail(name, f"'custom_fields' uses reserved field name(s) {', '.join(clashes)}")
+
+    max_profiles = raw.get("max_profiles", DEFAULT_MAX_PROFILES)
+    if isinstance(max_profiles, bool) or not isinstance(max_profiles, int) or max_profiles < 1:
+        raise _fail(name, "'max_profiles' must be a positive whole number")
+
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _fail(name, "'enabled' must be true or false")
+
+    on_overlength = raw.get("on_overlength", "truncate")
+    if on_overlength not in OVERLENGTH_POLICIES:
+        raise _fail(name, "'on_overlength' must be 'truncate' or 'reject'")
+
+    source_folder = _string(raw, "source_folder", name).strip("/")
+    return ExportDefinition(
+        name=name,
+        display_name=_string(raw, "display_name", name, required=False) or name,
+        source_folder=source_folder,
+        segment=_string(raw, "segment", name),
+        list_ids=tuple(list_ids),
+        privacy_consent=True,
+        mapping=mapping,
+        custom_fields=custom_fields,
+        max_profiles=max_profiles,
+        enabled=enabled,
+        on_overlength=on_overlength,
+    )

@@ -1,0 +1,77 @@
+"""The only module that reads Key Vault: the SendGrid API key, cached per process.
+
+The key is never logged, returned by the API or written to a report. Without KEY_VAULT_URL
+the SENDGRID_API_KEY setting is used (local development only, see settings.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.identity import DefaultAzureCredential
+from azure.keyvault.secrets import SecretClient
+
+from shared.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+
+class ApiKeyStore:
+    """Callable as `store(refresh)`: the key, read once and kept; refresh=True reads it again
+    (used after a 401, so a rotated key is picked up by a warm instance without a restart)."""
+
+    def __init__(
+        self,
+        vault_url: str | None,
+        secret_name: str,
+        local_key: str | None = None,
+        *,
+        client_factory: Callable[[str], Any] | None = None,
+    ) -> None:
+        if not vault_url and not local_key:
+            raise ValueError("a vault URL or a local key is required")
+        self._vault_url = vault_url
+        self._secret_name = secret_name
+        self._local_key = local_key
+        self._client_factory = client_factory or (
+            lambda url: SecretClient(vault_url=url, credential=DefaultAzureCredential())
+        )
+        self._client: Any = None
+        self._cached: str | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ApiKeyStore(vault={self._vault_url!r}, secret={self._secret_name!r})"
+
+    def __call__(self, refresh: bool = False) -> str:
+        if not self._vault_url:
+            assert self._local_key is not None
+            return self._local_key
+        with self._lock:
+            if self._cached is None or refresh:
+                self._cached = self._read()
+            return self._cached
+
+    def _read(self) -> str:
+        try:
+            if self._client is None:
+                self._client = self._client_factory(self._vault_url)
+            value = self._client.get_secret(self._secret_name).value
+        except ResourceNotFoundError:
+            raise ExportError(
+                "keyvault_unavailable",
+                f"secret '{self._secret_name}' is not in the vault; set it with "
+                f"'az keyvault secret set --name {self._secret_name} ...'",
+            ) from None
+        except AzureError as exc:
+            # Azure messages can be long and name internals; type and status say enough.
+            status = getattr(exc, "status_code", None) or ""
+            raise ExportError("keyvault_unavailable", f"Key Vault read failed: {type(exc).__name__} {status}".strip()) from None
+        if not value:
+            raise ExportError("keyvault_unavailable", f"secret '{self._secret_name}' is empty")
+        log.info("SendGrid API key read from Key Vault (secret '%s')", self._secret_name)
+        return value

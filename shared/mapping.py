@@ -1,0 +1,221 @@
+"""Rows to SendGrid contacts: mapping, validation and de-duplication. Pure, no I/O.
+
+A row becomes either a contact dict (the shape of SendGrid's ContactRequest) or a `Rejected`
+with a reason. Reasons are a small fixed vocabulary safe to log and count; `detail` says which
+column and may be stored in the rejects CSV, never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.definitions import RESERVED_FIELD_MAX_LENGTH, ExportDefinition
+from shared.errors import ExportError
+
+# A value longer than this is not a profile attribute but a broken row: rejected whatever the
+# overlength policy (postal_code and custom fields have no SendGrid limit of their own).
+MAX_VALUE_CHARS = 4096
+# SendGrid field types (GET /v3/marketing/field_definitions: field_type Text | Number | Date).
+FIELD_TYPES = ("Text", "Number", "Date")
+
+# Pragmatic address syntax: dot-atom local part (max 64) @ a domain of LDH labels with an
+# alphabetic top-level label. SendGrid lower-cases emails; so do we before comparing.
+_EMAIL_RE = re.compile(
+    r"^(?=.{1,64}@)[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+)
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_US_DATE_RE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp][Mm])?)?$")
+
+
+@dataclass(frozen=True)
+class CustomField:
+    name: str
+    id: str
+    field_type: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    detail: str = ""
+
+
+def is_valid_email(email: str) -> bool:
+    return bool(_EMAIL_RE.match(email))
+
+
+def has_bad_characters(value: str) -> str | None:
+    """'invalid encoding' for bytes the declared encoding could not decode, 'NUL byte' for NULs."""
+    if "\x00" in value:
+        return "NUL byte"
+    # Lone surrogates only appear through errors="surrogateescape" when decoding the partition.
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        return "invalid encoding"
+    return None
+
+
+def coerce_number(value: str) -> int | float | None:
+    if not _NUMBER_RE.match(value):
+        return None
+    if re.fullmatch(r"[+-]?\d+", value):
+        return int(value)
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def coerce_date(value: str) -> str | None:
+    """A date in the form SendGrid takes for Date custom fields, MM/DD/YYYY, or None.
+
+    Accepts ISO 8601 dates and date-times (what Customer Insights writes for dateTime
+    attributes) and US-culture dates such as "8/1/2018 8:30:00 AM", seen in CDM samples.
+    """
+    us = _US_DATE_RE.match(value)
+    try:
+        if us:
+            parsed = datetime(int(us.group(3)), int(us.group(1)), int(us.group(2)))
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.strftime("%m/%d/%Y")
+
+
+def resolve_custom_fields(
+    wanted: dict[str, str], available: dict[str, CustomField]
+) -> dict[str, CustomField]:
+    """Match definition custom field names to the account's fields (names are unique
+    case-insensitively in SendGrid). Unknown names are one clear error before anything is sent."""
+    by_lower = {name.lower(): field for name, field in available.items()}
+    resolved, unknown = {}, []
+    for name in wanted:
+        found = available.get(name) or by_lower.get(name.lower())
+        if found is None:
+            unknown.append(name)
+        else:
+            resolved[name] = found
+    if unknown:
+        raise ExportError(
+            "unknown_custom_field",
+            f"custom field(s) {', '.join(sorted(unknown))} do not exist in the SendGrid account; "
+            "create them in SendGrid (Marketing > Custom Fields) or fix the definition",
+        )
+    return resolved
+
+
+def _column_index(columns: tuple[str, ...], column: str, key: str) -> int:
+    if column in columns:
+        return columns.index(column)
+    folded = [i for i, c in enumerate(columns) if c.lower() == column.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    raise ExportError(
+        "unknown_column",
+        f"'{key}' maps column '{column}', which the segment does not have "
+        f"(columns: {', '.join(columns[:40])}{' ...' if len(columns) > 40 else ''})",
+    )
+
+
+class ContactMapper:
+    """Maps one row (values in segment column order) to a contact or a rejection."""
+
+    def __init__(
+        self,
+        definition: ExportDefinition,
+        columns: tuple[str, ...],
+        custom_fields: dict[str, CustomField],
+    ) -> None:
+        self.width = len(columns)
+        self.truncate = definition.on_overlength == "truncate"
+        self.email_index = _column_index(columns, definition.mapping["email"], "mapping.email")
+        self.reserved = [
+            (field, _column_index(columns, column, f"mapping.{field}"), RESERVED_FIELD_MAX_LENGTH[field])
+            for field, column in definition.mapping.items()
+            if field != "email"
+        ]
+        self.custom = [
+            (custom_fields[name], _column_index(columns, column, f"custom_fields.{name}"))
+            for name, column in definition.custom_fields.items()
+        ]
+        self.columns = columns
+
+    def map(self, values: list[str]) -> dict[str, Any] | Rejected:
+        if len(values) != self.width:
+            return Rejected("wrong number of columns", f"{len(values)} values for {self.width} columns")
+
+        email = values[self.email_index].strip().lower()
+        problem = self._check(email, self.email_index)
+        if problem:
+            return problem
+        if not email:
+            return Rejected("missing email", self.columns[self.email_index])
+        if len(email) > RESERVED_FIELD_MAX_LENGTH["email"]:
+            return Rejected("email too long", self.columns[self.email_index])
+        if not _EMAIL_RE.match(email):
+            return Rejected("invalid email", self.columns[self.email_index])
+        contact: dict[str, Any] = {"email": email}
+
+        for field, index, max_length in self.reserved:
+            value = values[index].strip()
+            if not value:
+                continue
+            problem = self._check(value, index)
+            if problem:
+                return problem
+            if max_length is not None and len(value) > max_length:
+                if not self.truncate:
+                    return Rejected(f"{field} too long", f"{self.columns[index]}: over {max_length} characters")
+                value = value[:max_length].rstrip()
+            contact[field] = value
+
+        if self.custom:
+            custom: dict[str, Any] = {}
+            for field, index in self.custom:
+                value = values[index].strip()
+                if not value:
+                    continue
+                problem = self._check(value, index)
+                if problem:
+                    return problem
+                if field.field_type == "Number":
+                    number = coerce_number(value)
+                    if number is None:
+                        return Rejected(f"{field.name} is not a number", self.columns[index])
+                    custom[field.id] = number
+                elif field.field_type == "Date":
+                    date = coerce_date(value)
+                    if date is None:
+                        return Rejected(f"{field.name} is not a date", self.columns[index])
+                    custom[field.id] = date
+                else:
+                    custom[field.id] = value
+            if custom:
+                contact["custom_fields"] = custom
+        return contact
+
+    def _check(self, value: str, index: int) -> Rejected | None:
+        if len(value) > MAX_VALUE_CHARS:
+            return Rejected("value too large", f"{self.columns[index]}: over {MAX_VALUE_CHARS} characters")
+        bad = has_bad_characters(value)
+        if bad:
+            return Rejected(bad, self.columns[index])
+        return None
+
+
+class Deduplicator:
+    """Remembers emails already taken, as 8-byte digests to keep memory small per profile."""
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def first_time(self, email: str) -> bool:
+        digest = hashlib.blake2b(email.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        if digest in self._seen:
+            return False
+        self._seen.add(digest)
+        return True

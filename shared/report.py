@@ -1,0 +1,89 @@
+"""The run report: the public contract stored in the state container and returned by HTTP.
+
+It carries counts, reasons and ids only: no profile value and no secret.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from shared.errors import ExportError
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    # Sortable by time, unique across concurrent starts.
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    valid: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    sent: int = 0
+
+
+@dataclass
+class RunReport:
+    export: str
+    trigger: str
+    dry_run: bool
+    run_id: str = field(default_factory=new_run_id)
+    started_at: str = field(default_factory=utc_now)
+    finished_at: str | None = None
+    status: str = "running"
+    source: dict[str, Any] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
+    rejects: Counter[str] = field(default_factory=Counter)
+    rejects_blob: str | None = None
+    upserts: int = 0
+    retries: int = 0
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    error: ExportError | None = None
+
+    def reject(self, reason: str) -> None:
+        self.counts.rejected += 1
+        self.rejects[reason] += 1
+
+    def finish(self) -> None:
+        """Set status from what happened: succeeded only if every valid profile was accepted."""
+        self.finished_at = utc_now()
+        if self.error is not None:
+            self.status = "partial" if self.counts.sent else "failed"
+        elif self.dry_run or self.counts.sent == self.counts.valid:
+            self.status = "succeeded"
+        else:
+            self.status = "partial"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "export": self.export,
+            "trigger": self.trigger,
+            "dry_run": self.dry_run,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "source": self.source,
+            "counts": {
+                "read": self.counts.read,
+                "valid": self.counts.valid,
+                "rejected": self.counts.rejected,
+                "duplicates": self.counts.duplicates,
+                "sent": self.counts.sent,
+            },
+            "rejects": dict(sorted(self.rejects.items())),
+            "rejects_blob": self.rejects_blob,
+            "requests": {"upserts": self.upserts, "retries": self.retries},
+            "jobs": self.jobs,
+            "error": self.error.to_dict() if self.error else None,
+        }

@@ -1,0 +1,112 @@
+"""App settings (environment variables): the public contract, read and validated once.
+
+Every error names the setting at fault. Export definitions are kept raw by name here and
+validated one by one when used, so that one bad definition does not stop the others.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.definitions import definition_name
+
+DEFAULT_STATE_CONTAINER = "sendgrid-export-state"
+DEFAULT_SECRET_NAME = "sendgrid-api-key"
+DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
+DEFAULT_SCHEDULE = "0 0 2 * * *"
+
+
+class SettingsError(Exception):
+    """A missing or malformed app setting; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    source_container: str
+    definitions: dict[str, dict[str, Any]]
+    source_connection_string: str | None = field(default=None, repr=False)
+    source_account_url: str | None = None
+    state_container: str = DEFAULT_STATE_CONTAINER
+    key_vault_url: str | None = None
+    api_key_secret_name: str = DEFAULT_SECRET_NAME
+    local_api_key: str | None = field(default=None, repr=False)
+    sendgrid_base_url: str = DEFAULT_SENDGRID_BASE_URL
+    schedule: str = DEFAULT_SCHEDULE
+
+
+def _get(env: Mapping[str, str], key: str) -> str | None:
+    value = env.get(key)
+    return value.strip() if value and value.strip() else None
+
+
+def _container_name(env: Mapping[str, str], key: str, default: str | None) -> str:
+    value = _get(env, key) or default
+    if not value:
+        raise SettingsError(f"{key} is required: the blob container name")
+    # Azure container names: 3-63 chars, lowercase letters, digits and single hyphens.
+    ok = 3 <= len(value) <= 63 and value[0].isalnum() and "--" not in value
+    ok = ok and all(c.islower() or c.isdigit() or c == "-" for c in value)
+    if not ok:
+        raise SettingsError(f"{key} '{value}' is not a valid blob container name")
+    return value
+
+
+def _https_url(env: Mapping[str, str], key: str, *, allow_http: bool = False) -> str | None:
+    value = _get(env, key)
+    if value is None:
+        return None
+    if not (value.startswith("https://") or (allow_http and value.startswith("http://"))):
+        raise SettingsError(f"{key} must be an https:// URL")
+    return value.rstrip("/")
+
+
+def parse_definitions_setting(text: str | None) -> dict[str, dict[str, Any]]:
+    if not text:
+        raise SettingsError("EXPORT_DEFINITIONS is required: a JSON array of export definitions")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"EXPORT_DEFINITIONS is not valid JSON ({exc.msg} at line {exc.lineno})")
+    if not isinstance(raw, list):
+        raise SettingsError("EXPORT_DEFINITIONS must be a JSON array of export definitions")
+    by_name: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(raw):
+        try:
+            name = definition_name(entry, index)
+        except Exception as exc:  # ExportError: re-raise as a settings problem
+            raise SettingsError(str(exc))
+        if name in by_name:
+            raise SettingsError(f"EXPORT_DEFINITIONS has two exports named '{name}'")
+        by_name[name] = entry
+    return by_name
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    connection_string = _get(env, "SOURCE_STORAGE_CONNECTION_STRING")
+    account_url = _https_url(env, "SOURCE_STORAGE_ACCOUNT_URL")
+    if not connection_string and not account_url:
+        raise SettingsError(
+            "SOURCE_STORAGE_CONNECTION_STRING or SOURCE_STORAGE_ACCOUNT_URL is required"
+        )
+    key_vault_url = _https_url(env, "KEY_VAULT_URL")
+    local_key = _get(env, "SENDGRID_API_KEY")
+    if not key_vault_url and not local_key:
+        raise SettingsError("KEY_VAULT_URL is required (SENDGRID_API_KEY only for local development)")
+    # http:// is allowed for the SendGrid root only so a local sandbox can stand in for it.
+    base_url = _https_url(env, "SENDGRID_API_BASE_URL", allow_http=True) or DEFAULT_SENDGRID_BASE_URL
+    return Settings(
+        source_container=_container_name(env, "SOURCE_CONTAINER", None),
+        definitions=parse_definitions_setting(_get(env, "EXPORT_DEFINITIONS")),
+        source_connection_string=connection_string,
+        source_account_url=account_url,
+        state_container=_container_name(env, "STATE_CONTAINER", DEFAULT_STATE_CONTAINER),
+        key_vault_url=key_vault_url,
+        api_key_secret_name=_get(env, "SENDGRID_API_KEY_SECRET_NAME") or DEFAULT_SECRET_NAME,
+        # Honoured only without a vault: a key in app settings is for local development.
+        local_api_key=None if key_vault_url else local_key,
+        sendgrid_base_url=base_url,
+        schedule=_get(env, "EXPORT_SCHEDULE") or DEFAULT_SCHEDULE,
+    )

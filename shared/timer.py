@@ -1,0 +1,32 @@
+"""The scheduled run: every enabled export, one after another; one failing stops none."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.exporter import run_export
+from shared.services import App
+
+log = logging.getLogger(__name__)
+
+
+def run_all(app: App, *, trigger: str = "timer") -> list[dict[str, Any]]:
+    """Run every definition whose `enabled` is not false; a summary line per export."""
+    summaries = []
+    for name, raw in app.settings.definitions.items():
+        if raw.get("enabled", True) is False:
+            log.info("export '%s': disabled, skipped", name)
+            summaries.append({"export": name, "status": "skipped"})
+            continue
+        report = run_export(name, raw, app.services, trigger=trigger)
+        summaries.append({
+            "export": name,
+            "status": report.status,
+            "sent": report.counts.sent,
+            "error": report.error.code if report.error else None,
+        })
+    ok = sum(1 for s in summaries if s["status"] == "succeeded")
+    log.info("scheduled run: %d of %d export(s) succeeded: %s", ok, len(summaries),
+             ", ".join(f"{s['export']}={s['status']}" for s in summaries))
+    return summaries
