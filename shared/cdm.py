@@ -284,7 +284,8 @@ def read_records(
                 continue
             number += 1
             if order is not None and len(values) == len(order):
-                values = [values[i] for i in order]
-            yield number, values
+                yield number, [values[i] for i in order]
+            else:
+                yield number, values
     except csv.Error as exc:
         raise invalid(f"malformed CSV after record {number}: {exc}") from None

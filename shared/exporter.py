@@ -8,7 +8,6 @@ in memory: the spill is a file, and de-duplication keeps 8 bytes per profile.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import tempfile
 import traceback
@@ -215,7 +214,7 @@ def run_export(
 
 def _save_rejects(state: StateStore, report: RunReport, path: Path) -> str | None:
     try:
-        with io.open(path, "rb") as stream:
+        with open(path, "rb") as stream:
             return state.save_rejects(report.export, report.run_id, stream)
     except ExportError as exc:
         log.error("export '%s': could not store the rejects file: %s", report.export, exc.message)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -30,16 +29,15 @@ class ApiKeyStore:
         secret_name: str,
         local_key: str | None = None,
         *,
-        client_factory: Callable[[str], Any] | None = None,
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         if not vault_url and not local_key:
             raise ValueError("a vault URL or a local key is required")
         self._vault_url = vault_url
         self._secret_name = secret_name
         self._local_key = local_key
-        self._client_factory = client_factory or (
-            lambda url: SecretClient(vault_url=url, credential=DefaultAzureCredential())
-        )
+        # Extra SecretClient keyword arguments; only tests against a local stand-in need any.
+        self._client_options = client_options or {}
         self._client: Any = None
         self._cached: str | None = None
         self._lock = threading.Lock()
@@ -59,7 +57,7 @@ class ApiKeyStore:
     def _read(self) -> str:
         try:
             if self._client is None:
-                self._client = self._client_factory(self._vault_url)
+                self._client = SecretClient(self._vault_url, DefaultAzureCredential(), **self._client_options)
             value = self._client.get_secret(self._secret_name).value
         except ResourceNotFoundError:
             raise ExportError(

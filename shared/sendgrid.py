@@ -132,7 +132,7 @@ class SendGridClient:
                     self._wait(self._backoff(attempt))
                 continue
             status = response.status_code
-            if status in expected or status == 400 or status == 404:
+            if status in expected or status in (400, 404):  # the caller decides what these mean
                 return response
             if status == 401 and not refreshed:
                 refreshed = True
@@ -149,7 +149,7 @@ class SendGridClient:
             if status == 429:
                 wait = self._rate_limit_wait(response, attempt)
                 if wait > self._policy.max_rate_limit_wait:
-                    raise ExportError("sendgrid_unavailable", f"SendGrid rate limit resets in {wait:.0f}s, beyond the wait allowed")
+                    raise ExportError("sendgrid_unavailable", f"SendGrid rate limit resets in {wait:.0f}s, past the wait allowed")
                 last_problem = "429 too many requests"
                 if attempt + 1 < self._policy.attempts:
                     log.info("SendGrid rate limit reached; waiting %.1fs for X-RateLimit-Reset", wait)

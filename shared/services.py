@@ -11,7 +11,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.exporter import Services
 from shared.keyvault import ApiKeyStore
-from shared.sendgrid import SendGridClient
+from shared.sendgrid import RetryPolicy, SendGridClient
 from shared.settings import Settings, load_settings
 from shared.source import DOWNLOAD_CHUNK_BYTES, BlobSource
 from shared.state import StateStore
@@ -26,13 +26,15 @@ def blob_service(settings: Settings) -> BlobServiceClient:
     return BlobServiceClient(settings.source_account_url, credential=DefaultAzureCredential(), **options)
 
 
-def build_services(settings: Settings, api_keys: ApiKeyStore | None = None) -> Services:
+def build_services(
+    settings: Settings, api_keys: ApiKeyStore | None = None, policy: RetryPolicy | None = None
+) -> Services:
     service = blob_service(settings)
     keys = api_keys or ApiKeyStore(settings.key_vault_url, settings.api_key_secret_name, settings.local_api_key)
     return Services(
         source=BlobSource(service.get_container_client(settings.source_container)),
         state=StateStore(service.get_container_client(settings.state_container)),
-        sendgrid=lambda: SendGridClient(settings.sendgrid_base_url, keys),
+        sendgrid=lambda: SendGridClient(settings.sendgrid_base_url, keys, policy=policy or RetryPolicy()),
     )
 
 

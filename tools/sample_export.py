@@ -13,7 +13,7 @@ import io
 import json
 import random
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from azure.storage.blob import ContainerClient
 
@@ -89,7 +89,7 @@ def write_export(
     when: datetime | None = None,
 ) -> list[str]:
     """Upload partitions and a model.json that lists them; returns the partition blob names."""
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     stamp = when.strftime("%Y/%m/%d/%H%M")
     names, locations = [], []
     for n, data in enumerate(partitions, start=1):

@@ -1,0 +1,164 @@
+"""The pure CDM reader: metadata of every reference folder, locations, CSV dialects."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from conftest import reference_dir
+
+from shared import cdm
+from shared.errors import ExportError
+
+
+def records(text: str, fmt: cdm.CsvFormat, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
+    return list(cdm.read_records(io.StringIO(text, newline=""), fmt, columns))
+
+
+def only_partition(model_json: bytes) -> cdm.PartitionRef:
+    """The one partition of a metadata-only sample (its entity has no attributes, which
+    parse_model_json refuses, so the partition is read the way parse_model_json reads it)."""
+    (entity,) = json.loads(model_json)["entities"]
+    with pytest.raises(ExportError, match="no attributes"):
+        cdm.parse_model_json(model_json, entity["name"])
+    (raw,) = entity["partitions"]
+    fmt = cdm.partition_format(raw.get("fileFormatSettings"), raw.get("cdm:traits"), "partition")
+    return cdm.PartitionRef(raw["name"], raw["location"], fmt)
+
+
+# -- model.json from the reference samples ---------------------------------------------------
+def test_powerbi_model_json_entities_columns_and_partitions() -> None:
+    folder = reference_dir("cdm-samples", "powerbi-dataflow-model-json")
+    data = (folder / "model.json").read_bytes()
+    actions = cdm.parse_model_json(data, "Actions")
+    assert actions.columns == ("Id", "ActionType", "CreatedTime", "UpdatedTime")
+    assert len(actions.partitions) == 21
+    # No fileFormatSettings: the CDM defaults apply, so there is no header row.
+    assert all(p.fmt == cdm.CsvFormat() for p in actions.partitions)
+    assert not actions.partitions[0].fmt.header
+    employees = cdm.parse_model_json(data, "Employees")
+    assert employees.columns[:3] == ("EmployeeID", "LastName", "FirstName")
+    assert len(cdm.parse_model_json(data, "Orders").partitions) == 6
+
+
+def test_traits_win_over_file_format_settings() -> None:
+    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases")
+    data = (folder / "TestLoadingCsvPartitionTraits" / "Input" / "model.json").read_bytes()
+    partition = only_partition(data)
+    # fileFormatSettings say no header, ";" and no quoting; the CSV trait says the opposite.
+    assert partition.fmt == cdm.CsvFormat(header=True, delimiter=",", quoting=True, encoding="utf-8-sig")
+
+
+def test_file_format_settings_apply_when_the_trait_has_no_format_arguments() -> None:
+    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases")
+    data = (folder / "TestLoadingCsvPartitionTraitsFromFileFormatSettings" / "Input" / "model.json").read_bytes()
+    partition = only_partition(data)
+    assert partition.fmt == cdm.CsvFormat(header=False, delimiter=";", quoting=False, encoding="ascii")
+
+
+def test_model_json_with_bom_and_windows_location() -> None:
+    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", "TestModelJsonDataPartitionLocationConsistency")
+    data = (folder / "Input" / "model.json").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    schema = cdm.parse_model_json(data, "EpisodeOfCare")
+    assert len(schema.columns) == 30 and schema.columns[0] == "createdOn"
+    (partition,) = schema.partitions
+    assert partition.fmt.header is True  # columnHeaders given as a JSON boolean here
+    existing = {"EpisodeOfCare/partition-data.csv"}
+    assert cdm.resolve_location(partition.location, existing) == "EpisodeOfCare/partition-data.csv"
+
+
+# -- manifests ---------------------------------------------------------------------------------
+def test_every_manifest_entity_has_columns_from_its_document() -> None:
+    folder = reference_dir("cdm-samples", "cdm-sdk-manifest-headers")
+    manifest = (folder / "default.manifest.cdm.json").read_bytes()
+    names = [e["entityName"] for e in json.loads(manifest)["entities"]]
+    assert len(names) == 10
+    for name in names:
+        entity = cdm.parse_manifest(manifest, name, "default.manifest.cdm.json")
+        columns = cdm.parse_entity_document((folder / entity.document_path).read_bytes(), entity.definition_name,
+                                            entity.document_path)
+        header = (folder / name / "partition-data.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+        assert list(columns) == header, name  # the document's order is the file's order
+        (partition,) = entity.partitions
+        assert partition.fmt.header is True  # "true" given as a string in the trait arguments
+
+
+def test_manifest_with_entity_schema_and_local_prefix() -> None:
+    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", "TestModelJsonDataPartitionLocationConsistency",
+                           "Input")
+    entity = cdm.parse_manifest((folder / "default.manifest.cdm.json").read_bytes(), "EpisodeOfCare", "m")
+    assert (entity.document_path, entity.definition_name) == ("EpisodeOfCare.cdm.json", "EpisodeOfCare")
+    columns = cdm.parse_entity_document((folder / "EpisodeOfCare.cdm.json").read_bytes(), "EpisodeOfCare", "doc")
+    assert len(columns) == 30
+
+
+# -- refusals ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"{not json", "source_invalid"),
+        (b"[1, 2]", "source_invalid"),
+        (b'{"entities": []}', "source_not_found"),
+        (b'{"entities": [{"name": "Other", "attributes": [{"name": "a"}]}]}', "source_not_found"),
+        (b'{"entities": [{"name": "Seg", "attributes": []}]}', "source_invalid"),
+        (b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"name": "p"}]}]}',
+         "source_invalid"),
+        (b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
+         b' "fileFormatSettings": {"$type": "CsvFormatSettings", "columnHeaders": "maybe"}}]}]}', "source_invalid"),
+        (b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
+         b' "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "klingon"}}]}]}', "source_invalid"),
+    ],
+)
+def test_broken_model_json_is_refused_with_a_code(data: bytes, code: str) -> None:
+    with pytest.raises(ExportError) as caught:
+        cdm.parse_model_json(data, "Seg")
+    assert caught.value.code == code
+
+
+# -- locations -------------------------------------------------------------------------------
+def test_locations_resolve_to_the_longest_existing_tail() -> None:
+    existing = {
+        "Actions/part-2015.csv",
+        "part-2015.csv",
+        "Customers.csv",
+        "Seg/2026/11/28/0200/Seg_1.csv",
+    }
+    url = ("https://cdsaincrementalrefresh.blob.core.windows.net:443/afa6242c/Actions/part-2015.csv"
+           "?snapshot=2018-08-16T09%3A11%3A17.5629752Z")
+    assert cdm.resolve_location(url, existing) == "Actions/part-2015.csv"
+    assert cdm.resolve_location("https://x.blob.core.windows.net/c/Customers.csv?snapshot=1", existing) == "Customers.csv"
+    assert cdm.resolve_location("https://a.blob.core.windows.net/c/CI_1/Export/Seg/2026/11/28/0200/Seg_1.csv",
+                                existing) == "Seg/2026/11/28/0200/Seg_1.csv"
+    assert cdm.resolve_location("local:/Customers.csv", existing) == "Customers.csv"
+    assert cdm.resolve_location(r"C:\data\Actions\part-2015.csv", existing) == "Actions/part-2015.csv"
+    assert cdm.resolve_location("https://a/c/Missing.csv", existing) is None
+
+
+# -- CSV records -----------------------------------------------------------------------------
+def test_quoted_newlines_doubled_quotes_and_crlf() -> None:
+    text = 'a1,"line one\r\nline two",x\r\n"b ""quoted""",b2,\r\n\r\n'
+    rows = records(text, cdm.CsvFormat(), ("A", "B", "C"))
+    assert rows == [(1, ["a1", "line one\r\nline two", "x"]), (2, ['b "quoted"', "b2", ""])]
+
+
+def test_header_row_is_skipped_and_reordered_to_the_model_columns() -> None:
+    text = "Email,Name\nx@example.com,X\n"
+    rows = records(text, cdm.CsvFormat(header=True), ("Name", "Email"))
+    assert rows == [(1, ["X", "x@example.com"])]
+
+
+def test_header_only_partition_has_no_records() -> None:
+    assert records("A,B\r\n", cdm.CsvFormat(header=True), ("A", "B")) == []
+    assert records("", cdm.CsvFormat(header=True), ("A", "B")) == []
+
+
+def test_other_delimiter_and_no_quoting() -> None:
+    rows = records('a;"b";c\n', cdm.CsvFormat(delimiter=";", quoting=False), ("A", "B", "C"))
+    assert rows == [(1, ["a", '"b"', "c"])]
+
+
+def test_ragged_rows_are_passed_on_for_mapping_to_reject() -> None:
+    rows = records("a,b\na\na,b,c\n", cdm.CsvFormat(), ("A", "B"))
+    assert [len(values) for _, values in rows] == [2, 1, 3]

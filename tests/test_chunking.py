@@ -1,0 +1,68 @@
+"""Packing contacts into request bodies under both caps, pure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.chunking import (
+    MAX_BODY_BYTES,
+    MAX_CONTACTS_PER_REQUEST,
+    build_body,
+    encode_contact,
+    max_contact_bytes,
+    minimum_requests,
+    pack,
+)
+
+LISTS = ["0f9c3a4e-1b2d-4c5e-8f70-123456789abc"]
+
+
+def contacts(count: int, pad: int = 0) -> list[tuple[int, bytes]]:
+    return [(i, encode_contact({"email": f"p{i}@example.com", "first_name": "x" * pad})) for i in range(count)]
+
+
+def test_count_cap_splits_at_30000_contacts() -> None:
+    items = contacts(65_001)
+    chunks = list(pack(items, LISTS))
+    assert [c.count for c in chunks] == [30_000, 30_000, 5_001]
+    assert all(len(c.body) <= MAX_BODY_BYTES for c in chunks)
+    assert sum((c.refs for c in chunks), []) == list(range(65_001))
+
+
+def test_byte_cap_splits_large_contacts_and_bodies_are_exact_json() -> None:
+    items = contacts(3_000, pad=4_000)  # ~4 KB each: the byte cap binds long before the count cap
+    chunks = list(pack(items, LISTS))
+    total_bytes = sum(len(e) + 1 for _, e in items)
+    assert len(chunks) == minimum_requests(len(items), total_bytes)
+    for chunk in chunks:
+        assert len(chunk.body) <= MAX_BODY_BYTES
+        body = json.loads(chunk.body)
+        assert body["list_ids"] == LISTS and len(body["contacts"]) == chunk.count
+    # Greedy: every body but the last is full, the next contact would not have fitted.
+    for chunk in chunks[:-1]:
+        assert len(chunk.body) + len(items[0][1]) + 1 > MAX_BODY_BYTES
+
+
+def test_small_caps_are_honoured_exactly() -> None:
+    items = contacts(10)
+    chunks = list(pack(items, LISTS, max_contacts=3))
+    assert [c.count for c in chunks] == [3, 3, 3, 1]
+    body = build_body(LISTS, [e for _, e in items[:3]])
+    assert body == chunks[0].body
+
+
+def test_a_contact_that_cannot_fit_alone_is_refused() -> None:
+    huge = encode_contact({"email": "a@example.com", "first_name": "x" * (max_contact_bytes(LISTS) + 1)})
+    with pytest.raises(ValueError):
+        list(pack([(0, huge)], LISTS))
+    just_fits = b"x" * max_contact_bytes(LISTS)
+    (chunk,) = pack([(0, just_fits)], LISTS)
+    assert len(chunk.body) == MAX_BODY_BYTES
+
+
+def test_minimum_requests_is_the_larger_of_the_two_needs() -> None:
+    assert minimum_requests(0, 0) == 0
+    assert minimum_requests(MAX_CONTACTS_PER_REQUEST + 1, 10) == 2
+    assert minimum_requests(10, 3 * MAX_BODY_BYTES + 1) == 4

@@ -1,0 +1,133 @@
+"""Mapping and validation of rows, pure."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import definition
+
+from shared.definitions import parse_definition
+from shared.errors import ExportError
+from shared.mapping import (
+    MAX_VALUE_CHARS,
+    ContactMapper,
+    CustomField,
+    Deduplicator,
+    Rejected,
+    coerce_date,
+    coerce_number,
+    is_valid_email,
+    resolve_custom_fields,
+)
+
+COLUMNS = ("CustomerId", "FirstName", "LastName", "EMail", "City", "State", "PostCode", "Country", "Tier", "Value",
+           "Since")
+FIELDS = {
+    "loyalty_tier": CustomField("loyalty_tier", "e1_T", "Text"),
+    "lifetime_value": CustomField("lifetime_value", "e2_N", "Number"),
+    "member_since": CustomField("member_since", "e3_D", "Date"),
+}
+
+
+def mapper(**overrides: object) -> ContactMapper:
+    raw = definition(custom_fields={"loyalty_tier": "Tier", "lifetime_value": "Value", "member_since": "Since"})
+    raw.update(overrides)
+    return ContactMapper(parse_definition(raw), COLUMNS, FIELDS)
+
+
+def row(**values: str) -> list[str]:
+    base = dict(zip(COLUMNS, ["C1", "Ana", "Costa", "ana@example.com", "Lisbon", "Lisboa", "1100-148", "Portugal",
+                              "Gold", "12.50", "2024-03-05"], strict=True))
+    base.update(values)
+    return [base[c] for c in COLUMNS]
+
+
+def test_a_good_row_becomes_a_contact_shaped_for_sendgrid() -> None:
+    contact = mapper().map(row(EMail="  Ana.Costa@Example.COM ", FirstName=" Ana ", Value="12", Since="3/5/2024"))
+    assert contact == {
+        "email": "ana.costa@example.com", "first_name": "Ana", "last_name": "Costa", "city": "Lisbon",
+        "state_province_region": "Lisboa", "postal_code": "1100-148", "country": "Portugal",
+        "custom_fields": {"e1_T": "Gold", "e2_N": 12, "e3_D": "03/05/2024"},
+    }
+
+
+def test_empty_optional_fields_are_left_out() -> None:
+    contact = mapper().map(row(FirstName="  ", City="", Tier="", Value="", Since=""))
+    assert isinstance(contact, dict)
+    assert "first_name" not in contact and "city" not in contact and "custom_fields" not in contact
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"EMail": ""}, "missing email"),
+        ({"EMail": "   "}, "missing email"),
+        ({"EMail": "not-an-email"}, "invalid email"),
+        ({"EMail": "a@b"}, "invalid email"),
+        ({"EMail": "a b@example.com"}, "invalid email"),
+        ({"EMail": ".a@example.com"}, "invalid email"),
+        ({"EMail": "a..b@example.com"}, "invalid email"),
+        ({"EMail": "a@example..com"}, "invalid email"),
+        ({"EMail": "a@-example.com"}, "invalid email"),
+        ({"EMail": "a@example.c0m"}, "invalid email"),
+        ({"EMail": "x" * 250 + "@example.com"}, "email too long"),
+        ({"EMail": "ana\x00@example.com"}, "NUL byte"),
+        ({"City": "Lis\udcffbon"}, "invalid encoding"),
+        ({"FirstName": "A" * (MAX_VALUE_CHARS + 1)}, "value too large"),
+        ({"PostCode": "9" * 1_000_000}, "value too large"),
+        ({"Value": "twelve"}, "lifetime_value is not a number"),
+        ({"Value": "nan"}, "lifetime_value is not a number"),
+        ({"Value": "1e999"}, "lifetime_value is not a number"),
+        ({"Since": "yesterday"}, "member_since is not a date"),
+        ({"Since": "13/45/2024"}, "member_since is not a date"),
+    ],
+)
+def test_bad_values_reject_the_row_with_a_reason(values: dict[str, str], reason: str) -> None:
+    result = mapper().map(row(**values))
+    assert isinstance(result, Rejected)
+    assert result.reason == reason
+
+
+def test_wrong_number_of_columns_is_rejected() -> None:
+    assert mapper().map(row()[:-1]) == Rejected("wrong number of columns", "10 values for 11 columns")
+    assert isinstance(mapper().map([*row(), "extra"]), Rejected)
+
+
+def test_overlength_fields_truncate_by_default_and_reject_on_request() -> None:
+    long_name = "B" * 60
+    contact = mapper().map(row(FirstName=long_name, City="C" * 61))
+    assert isinstance(contact, dict)
+    assert contact["first_name"] == "B" * 50 and contact["city"] == "C" * 60
+    result = mapper(on_overlength="reject").map(row(FirstName=long_name))
+    assert result == Rejected("first_name too long", "FirstName: over 50 characters")
+
+
+def test_unknown_column_is_an_error_before_any_row() -> None:
+    with pytest.raises(ExportError) as caught:
+        ContactMapper(parse_definition(definition(mapping={"email": "Mail"})), COLUMNS, {})
+    assert caught.value.code == "unknown_column" and "'Mail'" in caught.value.message
+
+
+def test_column_names_match_case_insensitively_when_unambiguous() -> None:
+    m = ContactMapper(parse_definition(definition(mapping={"email": "email"})), COLUMNS, {})
+    assert m.map(row()) == {"email": "ana@example.com"}
+
+
+def test_custom_field_names_resolve_to_ids_or_fail_clearly() -> None:
+    available = {"Loyalty_Tier": CustomField("Loyalty_Tier", "e9_T", "Text")}
+    assert resolve_custom_fields({"loyalty_tier": "Tier"}, available)["loyalty_tier"].id == "e9_T"
+    with pytest.raises(ExportError) as caught:
+        resolve_custom_fields({"loyalty_tier": "Tier", "shoe_size": "Shoe"}, available)
+    assert caught.value.code == "unknown_custom_field" and "shoe_size" in caught.value.message
+
+
+def test_coercions() -> None:
+    assert coerce_number("42") == 42 and coerce_number("-1.5") == -1.5 and coerce_number("1,5") is None
+    assert coerce_date("2024-12-31T23:00:00Z") == "12/31/2024"
+    assert coerce_date("8/1/2018 8:30:00 AM") == "08/01/2018"
+    assert coerce_date("2024-02-30") is None
+    assert is_valid_email("o'brien+tag@sub.example.co.uk")
+
+
+def test_deduplicator_keeps_the_first_of_each_email() -> None:
+    dedup = Deduplicator()
+    assert [dedup.first_time(e) for e in ["a@x.com", "b@x.com", "a@x.com"]] == [True, True, False]
