@@ -1,0 +1,124 @@
+"""The blob reader on Azurite: every reference CDM folder, uploaded as it is, and broken ones."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import ContainerClient
+from conftest import reference_dir
+
+from shared.errors import ExportError
+from shared.source import BlobSource
+
+
+def upload_folder(container: ContainerClient, local: Path, prefix: str) -> None:
+    for path in sorted(local.rglob("*")):
+        if path.is_file() and path.name != "SOURCE.txt":
+            container.upload_blob(f"{prefix}/{path.relative_to(local).as_posix()}", path.read_bytes(), overwrite=True)
+
+
+def read_all(source: BlobSource, folder: str, segment: str) -> list[tuple[str, int, list[str]]]:
+    opened = source.open_segment(folder, segment)
+    return [(row.partition, row.number, row.values) for row in source.rows(opened)]
+
+
+def expected_rows(path: Path, header: bool = False) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = [r for r in csv.reader(handle) if r]
+    return rows[1:] if header else rows
+
+
+def test_powerbi_dataflow_folder_reads_every_partition(source_container: ContainerClient) -> None:
+    local = reference_dir("cdm-samples", "powerbi-dataflow-model-json")
+    upload_folder(source_container, local, "pbi")
+    source = BlobSource(source_container)
+
+    customers = read_all(source, "pbi", "Customers")
+    assert [values for _, _, values in customers] == expected_rows(local / "Customers.csv")
+    assert customers[0][2][0] == "ALFKI" and len(customers[0][2]) == 11  # headerless: row 1 is data
+
+    employees = read_all(source, "pbi", "Employees")
+    # Quoted fields with embedded CR/LF stay one field; rows keep their width.
+    assert len(employees) == len(expected_rows(local / "Employees.csv"))
+    assert all(len(values) == 17 for _, _, values in employees)
+    assert any("\n" in v for _, _, values in employees for v in values)
+
+    actions = source.open_segment("pbi", "Actions")
+    assert len(actions.partitions) == 21
+    assert all(p.blob_name.startswith("pbi/Actions/") for p in actions.partitions)
+    total = sum(len(expected_rows(p)) for p in (local / "Actions").glob("*.csv"))
+    assert sum(1 for _ in source.rows(actions)) == total
+    # Record numbers restart in each partition.
+    orders = read_all(source, "pbi", "Orders")
+    assert sum(1 for _, number, _ in orders if number == 1) == 6
+
+
+def test_manifest_folder_with_header_only_partitions(source_container: ContainerClient) -> None:
+    local = reference_dir("cdm-samples", "cdm-sdk-manifest-headers")
+    upload_folder(source_container, local, "CustomerInsights_x/Export")
+    source = BlobSource(source_container)
+    for entity in json.loads((local / "default.manifest.cdm.json").read_text())["entities"]:
+        opened = source.open_segment("CustomerInsights_x/Export", entity["entityName"])
+        assert opened.metadata_blob.endswith("default.manifest.cdm.json")
+        assert len(opened.partitions) == 1 and opened.partitions[0].fmt.header
+        assert list(source.rows(opened)) == []  # only a header row in these partitions
+    contact = source.open_segment("CustomerInsights_x/Export", "Contact")
+    assert {"firstName", "lastName", "EMailAddress1", "address1City"} <= set(contact.columns)
+
+
+@pytest.mark.parametrize(
+    "sample", ["TestLoadingCsvPartitionTraits", "TestLoadingCsvPartitionTraitsFromFileFormatSettings",
+               "TestModelJsonDataPartitionLocationConsistency"])
+def test_metadata_only_samples_are_refused_before_any_row(source_container: ContainerClient, sample: str) -> None:
+    local = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", sample, "Input")
+    upload_folder(source_container, local, "edge")
+    entity = json.loads((local / "model.json").read_text(encoding="utf-8-sig"))["entities"][0]["name"]
+    with pytest.raises(ExportError) as caught:
+        BlobSource(source_container).open_segment("edge", entity)
+    # No attributes, or a partition whose file is not in storage: either way, nothing is read.
+    assert caught.value.code == "source_invalid"
+    assert "no attributes" in caught.value.message or "not in storage" in caught.value.message
+
+
+def test_missing_metadata_and_segment(source_container: ContainerClient) -> None:
+    source = BlobSource(source_container)
+    with pytest.raises(ExportError) as caught:
+        source.open_segment("nowhere", "Seg")
+    assert caught.value.code == "source_not_found" and "model.json" in caught.value.message
+    source_container.upload_blob("f/model.json", b'{"entities": [{"name": "A", "attributes": [{"name": "x"}]}]}')
+    with pytest.raises(ExportError) as caught:
+        source.open_segment("f", "Seg")
+    assert caught.value.code == "source_not_found" and "(it has: A)" in caught.value.message
+    source_container.upload_blob("g/model.json", b"\xef\xbb\xbf{ broken")
+    with pytest.raises(ExportError) as caught:
+        source.open_segment("g", "Seg")
+    assert caught.value.code == "source_invalid"
+
+
+def test_a_listed_partition_missing_from_storage_refuses_the_snapshot(source_container: ContainerClient) -> None:
+    model = {"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}], "partitions": [
+        {"name": "p1", "location": "https://other.blob.core.windows.net:443/c/f/Seg/p1.csv?snapshot=x"},
+        {"name": "p2", "location": "https://other.blob.core.windows.net:443/c/f/Seg/p2.csv?snapshot=x"}]}]}
+    source_container.upload_blob("f/model.json", json.dumps(model).encode())
+    source_container.upload_blob("f/Seg/p1.csv", b"a@example.com\n")
+    with pytest.raises(ExportError) as caught:
+        BlobSource(source_container).open_segment("f", "Seg")
+    assert caught.value.code == "source_invalid" and "'p2'" in caught.value.message
+
+
+def test_partition_encodings_bom_and_invalid_bytes(source_container: ContainerClient) -> None:
+    model = {"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}, {"name": "City"}], "partitions": [
+        {"name": "p1", "location": "f/Seg/p1.csv"},
+        {"name": "p2", "location": "f/Seg/p2.csv",
+         "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "ISO-8859-1", "delimiter": ";"}}]}]}
+    source_container.upload_blob("f/model.json", json.dumps(model).encode())
+    source_container.upload_blob("f/Seg/p1.csv", "\ufeffa@example.com,Malmö\r\nb@example.com,Bad \xff\r\n".encode()
+                                 .replace(b"Bad \xc3\xbf", b"Bad \xff"))
+    source_container.upload_blob("f/Seg/p2.csv", "c@example.com;Malmö\n".encode("latin-1"))
+    rows = read_all(BlobSource(source_container), "f", "Seg")
+    assert rows[0] == ("p1", 1, ["a@example.com", "Malmö"])  # the BOM is not part of the first value
+    assert rows[1][2][1] == "Bad \udcff"  # kept as a marker so mapping can reject just this row
+    assert rows[2] == ("p2", 1, ["c@example.com", "Malmö"])
