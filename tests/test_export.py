@@ -1,0 +1,273 @@
+"""End to end on the real stand-ins: Azurite holds the export, the sandbox plays SendGrid."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from conftest import (
+    API_KEY,
+    OTHER_LIST_ID,
+    definition,
+    put_requests,
+    sandbox_config,
+    sandbox_get,
+)
+
+from shared import api
+from shared.services import App
+from shared.timer import run_all
+from tools.sample_export import csv_bytes, write_export
+
+FOLDER = "CustomerInsights_test/SendGridExport"
+SEGMENT = "HighValueCustomers"
+COLUMNS = ("CustomerId", "FirstName", "LastName", "EMail", "City", "State", "PostCode", "Country", "Tier", "Value")
+
+
+def person(i: int, email: str | None = None, **changes: str) -> list[str]:
+    values = {"CustomerId": f"C{i}", "FirstName": f"First{i}", "LastName": f"Last{i}",
+              "EMail": email if email is not None else f"person{i}@example.com", "City": "Lisbon", "State": "Lisboa",
+              "PostCode": "1100-148", "Country": "Portugal", "Tier": "Gold", "Value": str(i)}
+    values.update(changes)
+    return [values[c] for c in COLUMNS]
+
+
+def write(container: ContainerClient, partitions: list[list[list[str]]], **kwargs: Any) -> None:
+    write_export(container, FOLDER, SEGMENT, [csv_bytes(rows) for rows in partitions], COLUMNS, **kwargs)
+
+
+def run(app: App, name: str = "vip", body: bytes = b"") -> api.ApiResponse:
+    return api.handle(app, "POST", name, "run", body)
+
+
+def contacts_by_email(sandbox: Any) -> dict[str, dict[str, Any]]:
+    return {c["email"]: c for c in sandbox_get(sandbox, "contacts")["contacts"]}
+
+
+def rejects_rows(blob_service: BlobServiceClient, state_container: str, blob: str) -> list[dict[str, str]]:
+    data = blob_service.get_container_client(state_container).download_blob(blob).readall().decode()
+    return list(csv.DictReader(io.StringIO(data)))
+
+
+CUSTOM = {"loyalty_tier": "Tier", "lifetime_value": "Value"}
+
+
+def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient,
+    state_container_name: str,
+) -> None:
+    good = [person(i) for i in range(1, 41)]
+    bad = [
+        person(41, email="not-an-email"),
+        person(42, email=""),
+        person(43, email="PERSON1@Example.com "),  # duplicate of row 1 after normalising
+        person(44, email="person44@example.com")[:5],  # ragged: too few columns
+        person(45, email="person45@example.com", City="Lis\x00bon"),
+        person(46, email="person46@example.com", Value="lots"),  # not a number for a Number field
+        person(47, email="not-an-email"),  # invalid again: rejected, not a duplicate
+    ]
+    write(source_container, [good[:25], [], good[25:] + bad])
+    app = app_factory([definition(custom_fields=CUSTOM)])
+
+    response = run(app)
+
+    assert response.status == 200, response.body
+    report = response.body
+    assert report["status"] == "succeeded" and report["error"] is None
+    assert report["counts"] == {"read": 47, "valid": 40, "rejected": 6, "duplicates": 1, "sent": 40}
+    assert report["rejects"] == {"NUL byte": 1, "invalid email": 2, "lifetime_value is not a number": 1,
+                                 "missing email": 1, "wrong number of columns": 1}
+    assert len(report["source"]["partitions"]) == 3
+    assert sum(job["contacts"] for job in report["jobs"]) == 40 and report["requests"]["upserts"] == 1
+
+    delivered = contacts_by_email(sandbox)
+    assert set(delivered) == {f"person{i}@example.com" for i in range(1, 41)}
+    first = delivered["person1@example.com"]
+    assert (first["first_name"], first["last_name"], first["city"], first["country"]) == ("First1", "Last1", "Lisbon",
+                                                                                          "Portugal")
+    fields = {f["name"]: f["id"] for f in sandbox.state.custom_fields.values()}
+    assert first["custom_fields"] == {fields["loyalty_tier"]: "Gold", fields["lifetime_value"]: 1}
+    assert all(c["list_ids"] == [definition()["list_ids"][0]] for c in delivered.values())
+
+    lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
+    assert [(r["partition"], r["row"], r["reason"]) for r in lines] == [
+        (f"{SEGMENT}_3", "16", "invalid email"), (f"{SEGMENT}_3", "17", "missing email"),
+        (f"{SEGMENT}_3", "18", "duplicate email"), (f"{SEGMENT}_3", "19", "wrong number of columns"),
+        (f"{SEGMENT}_3", "20", "NUL byte"), (f"{SEGMENT}_3", "21", "lifetime_value is not a number"),
+        (f"{SEGMENT}_3", "22", "invalid email"),
+    ]
+
+    status = api.handle(app, "GET", "vip", "status")
+    assert status.status == 200 and status.body["run_id"] == report["run_id"]
+    listing = api.handle(app, "GET", None, None)
+    assert listing.body["exports"][0]["last_run"]["status"] == "succeeded"
+
+
+def test_chunks_follow_both_caps_with_the_fewest_requests(app_factory: Any, source_container: ContainerClient,
+                                                          sandbox: Any) -> None:
+    write(source_container, [[person(i) for i in range(1, 101)], [person(i) for i in range(101, 124)]])
+    app = app_factory([definition(list_ids=[definition()["list_ids"][0], OTHER_LIST_ID])])
+    app.services = replace(app.services, max_contacts_per_request=25)
+    report = run(app).body
+    assert report["counts"]["sent"] == 123
+    assert [job["contacts"] for job in report["jobs"]] == [25, 25, 25, 25, 23]
+    assert len(put_requests(sandbox)) == 5
+
+    # Now the byte cap binds: every body at most 2,000 bytes, and no more bodies than needed.
+    sandbox.state.bodies.clear()
+    app.services = replace(app.services, max_contacts_per_request=30_000, max_body_bytes=2_000)
+    report = run(app).body
+    sizes = [r["bytes"] for r in put_requests(sandbox)[5:]]
+    assert max(sizes) <= 2_000 and sum(sizes) > 2_000 * (len(sizes) - 1) * 0.85
+    assert report["counts"]["sent"] == 123 and len(contacts_by_email(sandbox)) == 123
+    assert all(set(c["list_ids"]) == {definition()["list_ids"][0], OTHER_LIST_ID}
+               for c in contacts_by_email(sandbox).values())
+
+
+def test_contacts_sendgrid_refuses_are_isolated_and_the_rest_delivered(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient,
+    state_container_name: str,
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 65)]])
+    sandbox_config(sandbox, invalid_emails=["person7@example.com", "person50@example.com"])
+    report = run(app_factory([definition()])).body
+    assert report["status"] == "succeeded"
+    assert report["counts"] == {"read": 64, "valid": 62, "rejected": 2, "duplicates": 0, "sent": 62}
+    assert report["rejects"] == {"rejected by SendGrid": 2}
+    assert set(contacts_by_email(sandbox)) == {f"person{i}@example.com" for i in range(1, 65)} - {
+        "person7@example.com", "person50@example.com"}
+    # Halving finds each bad contact in about log2(64) steps, not one request per contact.
+    assert report["requests"]["upserts"] <= 1 + 2 * 2 * 6
+    lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
+    assert [(r["row"], r["reason"]) for r in lines] == [("7", "rejected by SendGrid (contacts[0].email)"),
+                                                        ("50", "rejected by SendGrid (contacts[0].email)")]
+    assert "person7@example.com" in lines[0]["detail"]  # SendGrid's message, kept for the operator
+    assert "person7@example.com" not in json.dumps(report)  # but never in the report
+
+
+def test_dry_run_reads_and_counts_but_sends_nothing(app_factory: Any, source_container: ContainerClient,
+                                                    sandbox: Any) -> None:
+    write(source_container, [[person(i) for i in range(1, 11)] + [person(11, email="bad")]])
+    report = run(app_factory([definition()]), body=b'{"dry_run": true}').body
+    assert report["dry_run"] is True and report["status"] == "succeeded"
+    assert report["counts"] == {"read": 11, "valid": 10, "rejected": 1, "duplicates": 0, "sent": 0}
+    assert put_requests(sandbox) == [] and contacts_by_email(sandbox) == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"privacy_consent": False}, "consent_required"),
+        ({"mapping": {"email": "Mail"}}, "unknown_column"),
+        ({"custom_fields": {"shoe_size": "Tier"}}, "unknown_custom_field"),
+        ({"list_ids": ["11111111-2222-4333-8444-555555555555"]}, "unknown_list"),
+        ({"max_profiles": 5}, "too_many_profiles"),
+        ({"segment": "NoSuchSegment"}, "source_not_found"),
+        ({"source_folder": "elsewhere"}, "source_not_found"),
+    ],
+)
+def test_invalid_definitions_are_422_and_send_nothing(app_factory: Any, source_container: ContainerClient,
+                                                      sandbox: Any, change: dict[str, Any], code: str) -> None:
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    response = run(app_factory([definition(**change)]))
+    assert response.status == 422
+    assert response.body["error"]["code"] == code
+    assert response.body["report"]["status"] == "failed"
+    assert put_requests(sandbox) == []
+    stored = api.handle(app_factory([definition(**change)]), "GET", "vip", "status").body
+    assert stored["error"]["code"] == code  # the refusal is on record too
+
+
+def test_sendgrid_that_stays_down_is_a_502_and_a_failed_report(app_factory: Any, source_container: ContainerClient,
+                                                                sandbox: Any) -> None:
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    sandbox_config(sandbox, faults=[{"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 50}])
+    response = run(app_factory([definition()]))
+    assert response.status == 502 and response.body["error"]["code"] == "sendgrid_unavailable"
+    assert response.body["report"]["status"] == "failed"
+    assert len(put_requests(sandbox)) == 6  # the policy's attempts, then it gives up
+
+
+def test_a_refused_api_key_is_a_clear_502(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
+    write(source_container, [[person(1)]])
+    sandbox_config(sandbox, api_keys=["SG.some-other-key"])
+    response = run(app_factory([definition()]))
+    assert response.status == 502 and response.body["error"]["code"] == "sendgrid_auth_failed"
+    assert "invalid or revoked" in response.body["error"]["message"]
+    assert API_KEY not in json.dumps(response.body)
+
+
+def test_transient_faults_are_retried_and_each_profile_arrives_once(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 31)]])
+    sandbox_config(sandbox, faults=[
+        {"method": "PUT", "path": "/v3/marketing/contacts", "status": 500, "times": 2},
+        {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
+        {"method": "GET", "path": "/v3/marketing/lists/", "status": 502, "times": 1},
+    ])
+    app = app_factory([definition()])
+    app.services = replace(app.services, max_contacts_per_request=10)
+    report = run(app).body
+    assert report["status"] == "succeeded" and report["counts"]["sent"] == 30
+    assert report["requests"]["retries"] == 4
+    accepted_bodies = sandbox.state.bodies
+    emails = [c["email"] for body in accepted_bodies for c in body["contacts"]]
+    assert sorted(emails) == sorted(f"person{i}@example.com" for i in range(1, 31))  # exactly once each
+
+
+def test_rate_limits_are_waited_out_by_the_reset_header(app_factory: Any, source_container: ContainerClient,
+                                                        sandbox: Any) -> None:
+    write(source_container, [[person(i) for i in range(1, 31)]])
+    sandbox_config(sandbox, rate_limit=2, rate_window=1.0)
+    app = app_factory([definition()])
+    app.services = replace(app.services, max_contacts_per_request=10)
+    report = run(app).body
+    assert report["status"] == "succeeded" and report["counts"]["sent"] == 30
+    log = sandbox_get(sandbox, "requests")["requests"]
+    limited = [r for r in log if r["status"] == 429]
+    # GET list + 3 PUTs at 2 a second: a few 429s, each followed by a wait, not a burst of retries.
+    assert 1 <= len(limited) <= 3 and report["requests"]["retries"] == len(limited)
+    for hit in limited:
+        following = next(r for r in log if r["at"] > hit["at"])
+        assert following["at"] - hit["at"] >= 0.05
+
+
+def test_no_profile_value_or_key_reaches_the_logs(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [person(i, FirstName=f"Zelda{i}", LastName=f"Quux{i}") for i in range(1, 21)]
+    rows.append(person(21, email="broken-address", FirstName="Zelda21"))
+    write(source_container, [rows])
+    sandbox_config(sandbox, invalid_emails=["person3@example.com"], faults=[
+        {"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 1}])
+    caplog.set_level(logging.DEBUG)
+    report = run(app_factory([definition(custom_fields=CUSTOM)])).body
+    assert report["counts"]["sent"] == 19
+    text = "\n".join(r.getMessage() for r in caplog.records) + json.dumps(report)
+    assert "export 'vip'" in text  # the logs were captured
+    for secret in [API_KEY, "@example.com", "Zelda", "Quux", "broken-address"]:
+        assert secret not in text, secret
+
+
+def test_the_timer_runs_every_enabled_export_and_one_failure_stops_none(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 6)]])
+    app = app_factory([
+        definition(name="broken", mapping={"email": "NoSuchColumn"}),
+        definition(name="off", enabled=False),
+        definition(name="good"),
+    ])
+    summaries = run_all(app)
+    assert [(s["export"], s["status"]) for s in summaries] == [("broken", "failed"), ("off", "skipped"),
+                                                               ("good", "succeeded")]
+    assert summaries[0]["error"] == "unknown_column"
+    assert len(contacts_by_email(sandbox)) == 5
+    assert api.handle(app, "GET", "good", "status").body["trigger"] == "timer"
