@@ -108,7 +108,9 @@ class SandboxState:
 
 
 def _errors(message: str, field_name: str | None = None) -> dict[str, Any]:
-    return {"errors": [{"field": field_name, "message": message}]}
+    # The contacts error schema types `field` as a string, so it is left out when there is none.
+    error = {"message": message} if field_name is None else {"field": field_name, "message": message}
+    return {"errors": [error]}
 
 
 class SandboxHandler(BaseHTTPRequestHandler):
@@ -188,7 +190,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if key not in state.api_keys and key not in state.read_only_keys:
                 return 401, _errors("authorization required"), {}
             if not self._take_token():
-                return 429, _errors("too many requests"), {}
+                # The documented 429 body, `field` null included.
+                return 429, {"errors": [{"field": None, "message": "too many requests"}]}, {}
             if fault:
                 return fault.status, _errors("sandbox fault injected"), {}
             if key in state.read_only_keys and self.command != "GET":
@@ -336,11 +339,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _complete(self, job: dict[str, Any]) -> None:
         state = self.server.state
         created = updated = 0
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for contact in job["contacts"]:
             email = contact["email"].lower()  # SendGrid lower-cases emails
             existing = state.contacts.get(email)
             if existing is None:
-                existing = state.contacts[email] = {"id": str(uuid.uuid4()), "list_ids": set(), "custom_fields": {}}
+                existing = state.contacts[email] = {"id": str(uuid.uuid4()), "list_ids": set(), "custom_fields": {},
+                                                    "created_at": now}
                 created += 1
             else:
                 updated += 1
@@ -350,6 +355,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 else:
                     existing[key] = value
             existing["email"] = email
+            existing["updated_at"] = now
             existing["list_ids"].update(job["list_ids"])
         job["status"] = "completed"
         job["results"] = {"requested_count": len(job["contacts"]), "created_count": created,
@@ -404,7 +410,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
 
 def _public_contact(contact: dict[str, Any]) -> dict[str, Any]:
-    return {**contact, "list_ids": sorted(contact["list_ids"])}
+    return {**contact, "list_ids": sorted(contact["list_ids"]), "segment_ids": []}
 
 
 class SandboxServer(ThreadingHTTPServer):

@@ -1,0 +1,94 @@
+"""The API key through the real SecretClient and DefaultAzureCredential, against a local HTTPS
+Key Vault stand-in and a managed identity endpoint shaped like a Function App's."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from azure.storage.blob import ContainerClient
+from conftest import definition, sandbox_config
+
+from shared import api
+from shared.errors import ExportError
+from shared.keyvault import ApiKeyStore
+from tools import keyvault_standin
+from tools.sample_export import csv_bytes, write_export
+
+SECRET = "sendgrid-api-key"
+
+
+@pytest.fixture
+def vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[keyvault_standin.KeyVaultStandIn, str]]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    standin = keyvault_standin.start(str(cert_file), str(key_file))
+    # What the Functions host sets for a managed identity; DefaultAzureCredential reads it.
+    for name, value in standin.identity_env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    yield standin, str(ca_file)
+    standin.stop()
+
+
+def store_for(vault: tuple[keyvault_standin.KeyVaultStandIn, str], **options: Any) -> ApiKeyStore:
+    standin, ca_file = vault
+    # The stand-in's host is localhost, not *.vault.azure.net, so the challenge's resource check
+    # is off and its CA is trusted; everything else is SecretClient's production path.
+    client_options = {"verify_challenge_resource": False, "connection_verify": ca_file, **options}
+    return ApiKeyStore(standin.vault_url, SECRET, client_options=client_options)
+
+
+def test_the_key_is_read_once_and_reread_on_request(vault: Any) -> None:
+    standin, _ = vault
+    standin.state.secrets[SECRET] = "SG.first"
+    store = store_for(vault)
+    assert store() == "SG.first" and store() == "SG.first"
+    assert standin.state.secret_reads == 1 and standin.state.token_requests == 1
+    standin.state.secrets[SECRET] = "SG.rotated"
+    assert store() == "SG.first"  # cached per process
+    assert store(True) == "SG.rotated" and standin.state.secret_reads == 2
+    assert "SG." not in repr(store)
+
+
+def test_a_missing_secret_or_an_unavailable_vault_is_a_clear_error(vault: Any) -> None:
+    standin, _ = vault
+    with pytest.raises(ExportError) as caught:
+        store_for(vault)()
+    assert caught.value.code == "keyvault_unavailable" and f"'{SECRET}'" in caught.value.message
+    standin.state.secrets[SECRET] = "SG.x"
+    standin.state.unavailable = True
+    with pytest.raises(ExportError) as caught:
+        store_for(vault, retry_total=0)()
+    assert caught.value.code == "keyvault_unavailable" and "SG.x" not in caught.value.message
+
+
+def test_a_rotated_key_is_picked_up_by_a_warm_app_without_a_restart(
+    vault: Any, app_factory: Any, source_container: ContainerClient, sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    standin, _ = vault
+    standin.state.secrets[SECRET] = "SG.old-key"
+    sandbox_config(sandbox, api_keys=["SG.old-key"])
+    write_export(source_container, "CustomerInsights_test/SendGridExport", "HighValueCustomers",
+                 [csv_bytes([["a@example.com", "A"], ["b@example.com", "B"]])], ("EMail", "FirstName"))
+    app = app_factory([definition(mapping={"email": "EMail", "first_name": "FirstName"})], api_keys=store_for(vault))
+    caplog.set_level(logging.DEBUG)
+
+    assert api.handle(app, "POST", "vip", "run").body["status"] == "succeeded"
+    # Rotation: the vault gets a new key and SendGrid stops accepting the old one.
+    standin.state.secrets[SECRET] = "SG.new-key"
+    sandbox_config(sandbox, api_keys=["SG.new-key"])
+    second = api.handle(app, "POST", "vip", "run")
+    assert second.status == 200 and second.body["counts"]["sent"] == 2
+    assert standin.state.secret_reads == 2  # one read per key, not one per request
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "SG.old-key" not in logged and "SG.new-key" not in logged

@@ -1,0 +1,126 @@
+"""The function folders as the Functions host calls them, and the HTTP API's error answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.timer import TimerRequest
+from azure.storage.blob import ContainerClient
+from conftest import API_KEY, ROOT, definition
+
+import export_http
+import export_timer
+from shared import api
+from shared.services import reset_app
+from tools.sample_export import csv_bytes, write_export
+
+
+def function_json(name: str) -> dict[str, Any]:
+    return json.loads((ROOT / name / "function.json").read_text())
+
+
+def test_function_bindings_and_host() -> None:
+    (http_in, http_out) = function_json("export_http")["bindings"]
+    assert http_in["type"] == "httpTrigger" and http_in["authLevel"] == "function"
+    assert http_in["route"] == "exports/{name?}/{action?}" and set(http_in["methods"]) == {"get", "post"}
+    assert http_out == {"type": "http", "direction": "out", "name": "$return"}
+    (timer,) = function_json("export_timer")["bindings"]
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == "%EXPORT_SCHEDULE%"
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0" and host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert {"SOURCE_CONTAINER", "EXPORT_DEFINITIONS", "EXPORT_SCHEDULE", "SENDGRID_API_BASE_URL"} <= set(sample)
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch, azurite: Any, source_container: ContainerClient,
+                state_container_name: str, sandbox: Any) -> None:
+    write_export(source_container, "CustomerInsights_test/SendGridExport", "HighValueCustomers",
+                 [csv_bytes([["a@example.com"], ["b@example.com"], ["nope"]])], ("EMail",))
+    values = {
+        "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "SOURCE_CONTAINER": source_container.container_name,
+        "STATE_CONTAINER": state_container_name,
+        "SENDGRID_API_BASE_URL": sandbox.url,
+        "SENDGRID_API_KEY": API_KEY,
+        "EXPORT_DEFINITIONS": json.dumps([definition(mapping={"email": "EMail"})]),
+    }
+    monkeypatch.delenv("KEY_VAULT_URL", raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    reset_app()
+    yield
+    reset_app()
+
+
+def call_http(method: str, name: str | None = None, action: str | None = None, body: bytes = b"") -> tuple[int, Any]:
+    params = {k: v for k, v in {"name": name, "action": action}.items() if v}
+    url = "/api/exports" + "".join(f"/{v}" for v in params.values())
+    response = export_http.main(func.HttpRequest(method, url, body=body, route_params=params))
+    assert response.mimetype == "application/json"
+    return response.status_code, json.loads(response.get_body())
+
+
+def test_http_trigger_runs_and_reports(environment: None) -> None:
+    status, listing = call_http("GET")
+    assert status == 200 and listing["exports"][0]["name"] == "vip" and listing["exports"][0]["last_run"] is None
+    assert API_KEY not in json.dumps(listing)
+    assert call_http("GET", "vip", "status")[0] == 404  # no run yet
+    status, report = call_http("POST", "vip", "run", b'{"dry_run": false}')
+    assert status == 200 and report["counts"]["sent"] == 2 and report["trigger"] == "http"
+    status, latest = call_http("GET", "vip", "status")
+    assert status == 200 and latest["run_id"] == report["run_id"]
+    status, one = call_http("GET", "vip")
+    assert status == 200 and one["last_run"]["status"] == "succeeded" and one["valid"] is True
+
+
+@pytest.mark.parametrize(
+    ("method", "name", "action", "body", "status", "code"),
+    [
+        ("POST", "vip", "run", b"{not json", 400, "bad_request"),
+        ("POST", "vip", "run", b"[true]", 400, "bad_request"),
+        ("POST", "vip", "run", b'{"dry_run": "yes"}', 400, "bad_request"),
+        ("POST", "vip", "run", b'{"dryrun": true}', 400, "bad_request"),
+        ("POST", "vip", "run", b"\xff\xfe", 400, "bad_request"),
+        ("GET", "vip", "run", b"", 405, "method_not_allowed"),
+        ("POST", "vip", "status", b"", 405, "method_not_allowed"),
+        ("POST", None, None, b"", 405, "method_not_allowed"),
+        ("GET", "vip", "explode", b"", 404, "not_found"),
+        ("POST", "nobody", "run", b"", 404, "not_found"),
+    ],
+)
+def test_bad_requests_get_json_errors(environment: None, method: str, name: str | None, action: str | None,
+                                      body: bytes, status: int, code: str) -> None:
+    got_status, payload = call_http(method, name, action, body)
+    assert (got_status, payload["error"]["code"]) == (status, code)
+    assert payload["error"]["message"]
+
+
+def test_timer_trigger_runs_the_exports(environment: None, sandbox: Any) -> None:
+    export_timer.main(TimerRequest(past_due=True))  # the concrete class the host decodes into
+    status, latest = call_http("GET", "vip", "status")
+    assert latest["trigger"] == "timer" and latest["counts"]["sent"] == 2
+
+
+def test_bad_settings_are_a_json_error_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_CONTAINER", "customer-insights")
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.x")
+    monkeypatch.setenv("SOURCE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
+    monkeypatch.setenv("EXPORT_DEFINITIONS", "[oops")
+    reset_app()
+    try:
+        status, payload = call_http("GET")
+    finally:
+        reset_app()
+    assert status == 500 and "EXPORT_DEFINITIONS" in payload["error"]["message"]
+
+
+def test_api_module_needs_no_host() -> None:
+    # The routes are plain functions over an App; the trigger only translates.
+    source = Path(export_http.__file__).read_text()
+    assert "api.handle(" in source and "run_export" not in source
+    assert api.parse_run_options(b"") == {}
