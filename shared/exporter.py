@@ -144,10 +144,13 @@ class _Run:
         try:
             job_id = client.upsert_contacts(body)
         except SendGridRejected as rejected:
+            fields = {str(e.get("field")) for e in rejected.errors if e.get("field")}
+            if fields and not any(f.startswith("contacts[") for f in fields):
+                # A request-level refusal (list_ids, the body): halving cannot isolate anything.
+                raise ExportError("sendgrid_error", f"SendGrid refused the request (fields: {', '.join(sorted(fields))})")
             if len(items) == 1:
                 ref = items[0][0]
-                fields = sorted({str(e.get("field")) for e in rejected.errors if e.get("field")})
-                reason = "rejected by SendGrid" + (f" ({', '.join(fields)})" if fields else "")
+                reason = "rejected by SendGrid" + (f" ({', '.join(sorted(fields))})" if fields else "")
                 # Counted as rejected, no longer valid: counts.read stays the sum of the parts.
                 self.report.counts.valid -= 1
                 self.report.reject("rejected by SendGrid")

@@ -271,3 +271,17 @@ def test_the_timer_runs_every_enabled_export_and_one_failure_stops_none(
     assert summaries[0]["error"] == "unknown_column"
     assert len(contacts_by_email(sandbox)) == 5
     assert api.handle(app, "GET", "good", "status").body["trigger"] == "timer"
+
+
+def test_a_request_level_refusal_is_an_error_not_a_hunt_for_bad_contacts(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 41)]])
+    # As if the list were deleted between the check at the start and the upsert.
+    refusal = {"errors": [{"field": "list_ids", "message": "invalid list id"}]}
+    sandbox_config(sandbox, faults=[{"method": "PUT", "path": "/v3/marketing/contacts", "status": 400,
+                                     "body": refusal, "times": 10}])
+    response = run(app_factory([definition()]))
+    assert response.status == 502 and response.body["error"]["code"] == "sendgrid_error"
+    assert "list_ids" in response.body["error"]["message"]
+    assert len(put_requests(sandbox)) == 1  # no halving for a problem no contact causes

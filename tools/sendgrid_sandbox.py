@@ -68,6 +68,7 @@ class Fault:
     times: int = 1
     drop: bool = False
     delay: float = 0.0
+    body: dict[str, Any] | None = None  # the answer's JSON; a generic error when None
 
 
 @dataclass
@@ -193,7 +194,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 # The documented 429 body, `field` null included.
                 return 429, {"errors": [{"field": None, "message": "too many requests"}]}, {}
             if fault:
-                return fault.status, _errors("sandbox fault injected"), {}
+                return fault.status, fault.body or _errors("sandbox fault injected"), {}
             if key in state.read_only_keys and self.command != "GET":
                 return 403, _errors("access forbidden"), {}
             route = (self.command, path)
