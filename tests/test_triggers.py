@@ -124,3 +124,15 @@ def test_api_module_needs_no_host() -> None:
     source = Path(export_http.__file__).read_text()
     assert "api.handle(" in source and "run_export" not in source
     assert api.parse_run_options(b"") == {}
+
+
+def test_operator_cli(environment: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.__main__ import main  # noqa: PLC0415
+
+    assert main(["validate"]) == 0
+    assert main(["run", "vip", "--dry-run"]) == 0
+    capsys.readouterr()
+    assert main(["status", "vip"]) == 0
+    latest = json.loads(capsys.readouterr().out)
+    assert latest["dry_run"] is True and latest["counts"]["valid"] == 2 and latest["counts"]["sent"] == 0
+    assert main(["status", "nobody"]) == 1
