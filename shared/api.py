@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.definitions import parse_definition
 from shared.errors import ExportError
-from shared.exporter import run_export
+from shared.exporter import recheck_jobs, run_export
 from shared.services import App
 
 RUN_OPTIONS = {"dry_run"}
@@ -86,7 +86,7 @@ def handle(app: App, method: str, name: str | None, action: str | None, body: by
         if action == "status":
             if method != "GET":
                 raise ExportError("method_not_allowed", f"use GET /api/exports/{name}/status")
-            latest = app.services.state.latest_report(name)
+            latest = recheck_jobs(name, app.services)  # pending import jobs are checked again
             if latest is None:
                 raise ExportError("not_found", f"export '{name}' has not run yet")
             return ApiResponse(200, latest)

@@ -23,6 +23,7 @@ Ref = TypeVar("Ref")
 @dataclass(frozen=True)
 class Chunk(Generic[Ref]):
     refs: list[Ref]
+    parts: list[bytes]  # the encoded contacts, in body order (to split the body after a 400)
     body: bytes
 
     @property
@@ -67,14 +68,14 @@ def pack(
         if fixed + len(encoded) > max_body_bytes:
             raise ValueError("a contact is larger than a request body may be")
         if parts and (len(parts) >= max_contacts or size + extra > max_body_bytes):
-            yield Chunk(refs, head + b",".join(parts) + tail)
+            yield Chunk(refs, parts, head + b",".join(parts) + tail)
             refs, parts, size = [], [], fixed
             extra = len(encoded)
         refs.append(ref)
         parts.append(encoded)
         size += extra
     if parts:
-        yield Chunk(refs, head + b",".join(parts) + tail)
+        yield Chunk(refs, parts, head + b",".join(parts) + tail)
 
 
 def minimum_requests(contacts: int, body_bytes: int, max_contacts: int = MAX_CONTACTS_PER_REQUEST,

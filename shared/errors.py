@@ -10,6 +10,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_request": 400,
     "not_found": 404,
     "method_not_allowed": 405,
+    "run_in_progress": 409,
     "invalid_definition": 422,
     "consent_required": 422,
     "export_disabled": 422,

@@ -1,8 +1,14 @@
-"""The one orchestration: plan (read, validate, count, spill), then apply (send in chunks).
+"""The one orchestration: plan (read, validate, count, spill), apply (send in chunks, with a
+checkpoint after each), confirm (poll SendGrid's import jobs).
 
 Shaped like a sink: `plan` processes records one by one into a compact local spill of encoded
 contacts; `apply` streams the spill into capped request bodies. Neither pass holds the segment
 in memory: the spill is a file, and de-duplication keeps 8 bytes per profile.
+
+Safety: one run per export at a time (a blob lease); after every accepted request a checkpoint
+records how far the run got, so a run killed halfway is resumed by the next run on the same
+snapshot and definition, resending at most one request's contacts; a run near the host's time
+limit stops by itself, checkpointed, and reports `partial` with `resumable: true`.
 """
 
 from __future__ import annotations
@@ -10,17 +16,18 @@ from __future__ import annotations
 import csv
 import logging
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import chunking
+from shared import chunking, jobs
 from shared.definitions import ExportDefinition, parse_definition
 from shared.errors import ExportError
 from shared.mapping import ContactMapper, Deduplicator, Rejected, resolve_custom_fields
-from shared.report import RunReport
+from shared.report import RunReport, refresh_status
 from shared.sendgrid import SendGridClient, SendGridRejected
 from shared.source import BlobSource, Segment
 from shared.state import StateStore
@@ -29,19 +36,37 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_ROWS = 50_000
 REJECTS_HEADER = ["partition", "row", "reason", "detail"]
+IMPORT_FAILED = "failed in SendGrid import"
+
+
+@dataclass(frozen=True)
+class JobPolling:
+    """How long a run waits for SendGrid to apply what it accepted. Jobs still pending after
+    `max_wait` are checked again by the status endpoint and by the next run."""
+
+    max_wait: float = 300.0
+    first_interval: float = 1.0
+    max_interval: float = 30.0
 
 
 @dataclass
 class Services:
     source: BlobSource
     state: StateStore
-    sendgrid: Callable[[], SendGridClient]  # made on demand: a dry run of a bad definition needs none
+    sendgrid: Callable[[], SendGridClient]  # made on demand: a refused definition needs none
     workdir: str | None = None
     max_contacts_per_request: int = chunking.MAX_CONTACTS_PER_REQUEST
     max_body_bytes: int = chunking.MAX_BODY_BYTES
+    # Seconds a run may go on sending before it checkpoints and stops (under functionTimeout).
+    time_limit: float = 25 * 60
+    job_polling: JobPolling = field(default_factory=JobPolling)
+    lease_seconds: int = 60
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
 
 RowRef = tuple[str, int]  # (partition name, row number): how a rejects line points at a row
+Item = tuple[int, RowRef]  # (position in the spill, row)
 
 
 class _Run:
@@ -51,12 +76,17 @@ class _Run:
         self.definition = definition
         self.services = services
         self.report = report
+        self.started = services.clock()
         self.spill_path = tmp / "contacts.spill"
-        self.rejects_file = open(tmp / "rejects.csv", "w+", newline="", encoding="utf-8", errors="surrogateescape")
+        self.rejects_path = tmp / "rejects.csv"
+        self.rejects_file = open(self.rejects_path, "w", newline="", encoding="utf-8", errors="surrogateescape")
         self.rejects_writer = csv.writer(self.rejects_file)
         self.rejects_writer.writerow(REJECTS_HEADER)
         self.rejects_lines = 0
         self.client: SendGridClient | None = None
+        self.segment: Segment | None = None
+        self.job_ranges: dict[str, tuple[int, int]] = {}  # job id -> spill positions it covers
+        self.refused = 0  # contacts SendGrid refused with a 400, counted for the checkpoint
 
     def sendgrid(self) -> SendGridClient:
         if self.client is None:
@@ -68,26 +98,27 @@ class _Run:
         self.rejects_lines += 1
 
     # -- plan ----------------------------------------------------------------------------------
-    def prepare(self) -> tuple[Segment, ContactMapper]:
+    def prepare(self) -> ContactMapper:
         definition = self.definition
-        segment = self.services.source.open_segment(definition.source_folder, definition.segment)
-        self.report.source = segment.describe()
+        self.segment = self.services.source.open_segment(definition.source_folder, definition.segment)
+        self.report.source = self.segment.describe()
         custom = {}
         if definition.custom_fields:
             custom = resolve_custom_fields(definition.custom_fields, self.sendgrid().custom_fields())
-        mapper = ContactMapper(definition, segment.columns, custom)
+        mapper = ContactMapper(definition, self.segment.columns, custom)
         missing = [i for i in definition.list_ids if not self.sendgrid().list_exists(i)]
         if missing:
             raise ExportError("unknown_list", f"SendGrid list(s) {', '.join(missing)} do not exist in the account")
-        return segment, mapper
+        return mapper
 
-    def plan(self, segment: Segment, mapper: ContactMapper) -> None:
+    def plan(self, mapper: ContactMapper) -> None:
+        assert self.segment is not None
         report, counts = self.report, self.report.counts
         dedup = Deduplicator()
         max_contact = chunking.max_contact_bytes(self.definition.list_ids, self.services.max_body_bytes)
         limit = self.definition.max_profiles
         with open(self.spill_path, "wb") as spill:
-            for row in self.services.source.rows(segment):
+            for row in self.services.source.rows(self.segment):
                 counts.read += 1
                 ref = (row.partition, row.number)
                 result = mapper.map(row.values)
@@ -112,29 +143,80 @@ class _Run:
                         )
                     spill.write(f"{row.partition}\t{row.number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
                 if counts.read % PROGRESS_EVERY_ROWS == 0:
-                    log.info("export '%s': read %d rows, %d valid so far", self.definition.name, counts.read, counts.valid)
+                    log.info("export '%s': read %d rows, %d valid", self.definition.name, counts.read, counts.valid)
 
     # -- apply ---------------------------------------------------------------------------------
-    def spilled(self) -> Iterator[tuple[tuple[RowRef, bytes], bytes]]:
+    def spilled(self, start: int) -> Iterator[tuple[Item, bytes]]:
         with open(self.spill_path, "rb") as spill:
-            for line in spill:
+            for position, line in enumerate(spill):
+                if position < start:
+                    continue
                 partition, number, encoded = line.rstrip(b"\n").split(b"\t", 2)
-                ref = (partition.decode("utf-8", "surrogateescape"), int(number))
-                yield (ref, encoded), encoded
+                yield (position, (partition.decode("utf-8", "surrogateescape"), int(number))), encoded
+
+    def checkpoint_matches(self, checkpoint: dict[str, Any] | None) -> bool:
+        assert self.segment is not None
+        return bool(checkpoint) and (
+            checkpoint.get("snapshot") == self.segment.snapshot_id
+            and checkpoint.get("definition") == self.definition.fingerprint()
+            and checkpoint.get("valid") == self.report.counts.valid
+        )
+
+    def resume(self) -> int:
+        """Where to start in the spill: after the last accepted request of an unfinished run of
+        this very snapshot and definition, else at the beginning."""
+        state, name = self.services.state, self.definition.name
+        checkpoint = state.load_checkpoint(name)
+        if not self.checkpoint_matches(checkpoint):
+            if checkpoint:
+                state.clear_checkpoint(name)  # another snapshot or definition: start again
+            return 0
+        assert checkpoint is not None
+        report, counts = self.report, self.report.counts
+        position = int(checkpoint["position"])
+        self.refused = int(checkpoint.get("refused", 0))
+        counts.sent = int(checkpoint["sent"])
+        counts.valid -= self.refused
+        counts.rejected += self.refused
+        if self.refused:
+            report.rejects["rejected by SendGrid"] += self.refused
+        report.jobs = list(checkpoint.get("jobs", []))
+        report.resumed_from = {"run_id": checkpoint["run_id"], "contacts_skipped": position}
+        log.info("export '%s': resuming run %s after %d contacts", name, checkpoint["run_id"], position)
+        return position
+
+    def save_checkpoint(self, position: int) -> None:
+        assert self.segment is not None
+        first_run = self.report.resumed_from["run_id"] if self.report.resumed_from else self.report.run_id
+        self.services.state.save_checkpoint(self.definition.name, {
+            "snapshot": self.segment.snapshot_id,
+            "definition": self.definition.fingerprint(),
+            "valid": self.report.counts.valid + self.refused,
+            "run_id": first_run,
+            "position": position,
+            "sent": self.report.counts.sent,
+            "refused": self.refused,
+            "jobs": self.report.jobs,
+        })
 
     def apply(self) -> None:
-        list_ids = self.definition.list_ids
-        chunks = chunking.pack(
-            self.spilled(), list_ids, self.services.max_contacts_per_request, self.services.max_body_bytes
-        )
+        start = self.resume()
+        chunks = chunking.pack(self.spilled(start), self.definition.list_ids,
+                               self.services.max_contacts_per_request, self.services.max_body_bytes)
         for index, chunk in enumerate(chunks, start=1):
-            self.deliver(chunk.refs, chunk.body)
-            log.info(
-                "export '%s': request %d accepted; %d of %d contacts sent",
-                self.definition.name, index, self.report.counts.sent, self.report.counts.valid,
-            )
+            if self.services.clock() - self.started > self.services.time_limit:
+                self.report.resumable = True
+                log.warning("export '%s': time limit reached after %d of %d contacts; checkpointed, the next run "
+                            "goes on from here", self.definition.name, self.report.counts.sent, self.report.counts.valid)
+                return
+            self.deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body)
+            last_position = chunk.refs[-1][0]
+            self.save_checkpoint(last_position + 1)
+            log.info("export '%s': request %d accepted; %d of %d contacts sent",
+                     self.definition.name, index, self.report.counts.sent, self.report.counts.valid)
+        self.services.state.clear_checkpoint(self.definition.name)
 
-    def deliver(self, items: list[tuple[RowRef, bytes]], body: bytes | None = None) -> None:
+    def deliver(self, items: list[tuple[Item, bytes]], body: bytes | None = None) -> None:
         """Send one body. A 400 fails the whole request for one bad contact, so the body is
         split in halves until the contacts SendGrid refuses are alone; the rest are delivered."""
         client = self.sendgrid()
@@ -149,10 +231,11 @@ class _Run:
                 # A request-level refusal (list_ids, the body): halving cannot isolate anything.
                 raise ExportError("sendgrid_error", f"SendGrid refused the request (fields: {', '.join(sorted(fields))})")
             if len(items) == 1:
-                ref = items[0][0]
+                (_, ref), _ = items[0]
                 reason = "rejected by SendGrid" + (f" ({', '.join(sorted(fields))})" if fields else "")
                 # Counted as rejected, no longer valid: counts.read stays the sum of the parts.
                 self.report.counts.valid -= 1
+                self.refused += 1
                 self.report.reject("rejected by SendGrid")
                 self.write_reject(ref, reason, "; ".join(str(e.get("message", "")) for e in rejected.errors))
                 return
@@ -162,13 +245,83 @@ class _Run:
             self.deliver(items[middle:])
             return
         self.report.counts.sent += len(items)
-        self.report.jobs.append({"job_id": job_id, "contacts": len(items)})
+        self.report.jobs.append({"job_id": job_id, "contacts": len(items), "status": "pending"})
+        self.job_ranges[job_id] = (items[0][0][0], items[-1][0][0] + 1)
+
+    # -- confirm -------------------------------------------------------------------------------
+    def confirm(self) -> None:
+        """Poll the import jobs until each is final or the wait allowed is over."""
+        polling = self.services.job_polling
+        deadline = self.services.clock() + polling.max_wait
+        interval = polling.first_interval
+        pending = [job for job in self.report.jobs if jobs.is_pending(job)]
+        while pending:
+            for job in pending:
+                errors_url = jobs.apply_status(job, self.sendgrid().import_status(job["job_id"]))
+                if job["status"] in ("errored", "failed"):
+                    self.record_import_failures(job, errors_url)
+            pending = [job for job in pending if jobs.is_pending(job)]
+            if not pending or self.services.clock() + interval > deadline:
+                break
+            self.services.sleep(interval)
+            interval = min(interval * 2, polling.max_interval)
+        self.report.counts.failed = sum(job.get("failed", 0) for job in self.report.jobs)
+        if pending:
+            log.info("export '%s': %d import job(s) still pending; the status endpoint and the next run check them",
+                     self.definition.name, len(pending))
+
+    def record_import_failures(self, job: dict[str, Any], errors_url: str | None) -> None:
+        log.warning("export '%s': import job %s ended %s with %d contact(s) not applied",
+                    self.definition.name, job["job_id"], job["status"], job.get("failed", 0))
+        text = self.sendgrid().download_errors(errors_url) if errors_url else None
+        failures = dict(jobs.parse_errors_file(text)) if text else {}
+        span = self.job_ranges.get(job["job_id"])
+        if span is None:  # a job of an earlier, interrupted run: its rows are not in this spill
+            return
+        for (position, ref), encoded in self.spilled(span[0]):
+            if position >= span[1]:
+                break
+            email = _email_of(encoded)
+            if job["status"] == "failed" or email in failures:
+                self.write_reject(ref, IMPORT_FAILED, failures.get(email, f"the import job ended {job['status']}"))
 
     def close(self) -> None:
         if self.client is not None:
-            self.report.retries = self.client.retries
+            self.report.retries += self.client.retries
             self.client.close()
         self.rejects_file.close()
+
+
+def _email_of(encoded: bytes) -> str:
+    import json  # noqa: PLC0415 - only on the rare path of an import job that failed
+
+    return str(json.loads(encoded).get("email", ""))
+
+
+def recheck_jobs(name: str, services: Services) -> dict[str, Any] | None:
+    """Check the pending import jobs of the export's latest report once and store the result.
+    Returns the (possibly updated) latest report."""
+    latest = services.state.latest_report(name)
+    if not latest or not any(jobs.is_pending(job) for job in latest.get("jobs", [])):
+        return latest
+    client = services.sendgrid()
+    try:
+        for job in latest["jobs"]:
+            if jobs.is_pending(job):
+                errors_url = jobs.apply_status(job, client.import_status(job["job_id"]))
+                if errors_url:
+                    text = client.download_errors(errors_url)
+                    failures = jobs.parse_errors_file(text) if text else []
+                    log.warning("export '%s': import job %s ended %s; %d contact(s) listed as failed",
+                                name, job["job_id"], job["status"], len(failures))
+    except ExportError as exc:
+        log.warning("export '%s': could not re-check import jobs: %s", name, exc.message)
+        return latest
+    finally:
+        client.close()
+    refresh_status(latest)
+    services.state.save_report(latest)
+    return latest
 
 
 def run_export(
@@ -181,9 +334,21 @@ def run_export(
 ) -> RunReport:
     """Run one export and return its report (also stored in the state container).
 
-    Never raises for a failed run: the report's `error` says what went wrong, and its code
-    maps to an HTTP status in the API.
+    A failed run does not raise: the report's `error` says what went wrong, and its code maps to
+    an HTTP status. Only `run_in_progress` (another run holds the export) raises ExportError,
+    since such a run never started and stores no report.
     """
+    lease = None if dry_run else services.state.acquire_run_lease(name, services.lease_seconds)
+    try:
+        if not dry_run:
+            recheck_jobs(name, services)
+        return _run(name, raw_definition, services, trigger=trigger, dry_run=dry_run)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _run(name: str, raw_definition: dict[str, Any], services: Services, *, trigger: str, dry_run: bool) -> RunReport:
     report = RunReport(export=name, trigger=trigger, dry_run=dry_run)
     log.info("export '%s': run %s started (trigger=%s, dry_run=%s)", name, report.run_id, trigger, dry_run)
     with tempfile.TemporaryDirectory(prefix="sg-export-", dir=services.workdir) as tmp:
@@ -191,21 +356,24 @@ def run_export(
         try:
             definition = parse_definition(raw_definition)
             run = _Run(definition, services, report, Path(tmp))
-            segment, mapper = run.prepare()
-            run.plan(segment, mapper)
+            mapper = run.prepare()
+            run.plan(mapper)
             if not dry_run:
                 run.apply()
+                services.state.save_report(report.to_dict())  # sent; a crash while polling keeps this
+                run.confirm()
         except ExportError as exc:
             report.error = exc
         except Exception as exc:  # a bug: keep the type and where, not the message (it may quote data)
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            log.error("export '%s': unexpected %s at %s:%s", name, type(exc).__name__, Path(where.filename).name, where.lineno)
+            log.error("export '%s': unexpected %s at %s:%s", name, type(exc).__name__, Path(where.filename).name,
+                      where.lineno)
             report.error = ExportError("internal_error", f"unexpected {type(exc).__name__}; see the function log")
         finally:
             if run is not None:
                 run.close()
                 if run.rejects_lines:
-                    report.rejects_blob = _save_rejects(services.state, report, Path(run.rejects_file.name))
+                    report.rejects_blob = _save_rejects(services.state, report, run.rejects_path)
             report.finish()
             try:
                 services.state.save_report(report.to_dict())
@@ -227,8 +395,8 @@ def _save_rejects(state: StateStore, report: RunReport, path: Path) -> str | Non
 def _log_summary(report: RunReport) -> None:
     c = report.counts
     log.info(
-        "export '%s': run %s %s; read=%d valid=%d rejected=%d duplicates=%d sent=%d upserts=%d retries=%d%s",
-        report.export, report.run_id, report.status, c.read, c.valid, c.rejected, c.duplicates, c.sent,
+        "export '%s': run %s %s; read=%d valid=%d rejected=%d duplicates=%d sent=%d failed=%d upserts=%d retries=%d%s",
+        report.export, report.run_id, report.status, c.read, c.valid, c.rejected, c.duplicates, c.sent, c.failed,
         report.upserts, report.retries,
         f" error={report.error.code}" if report.error else "",
     )

@@ -30,6 +30,7 @@ class Counts:
     rejected: int = 0
     duplicates: int = 0
     sent: int = 0
+    failed: int = 0  # accepted, but SendGrid's import job did not apply them
 
 
 @dataclass
@@ -49,20 +50,17 @@ class RunReport:
     retries: int = 0
     jobs: list[dict[str, Any]] = field(default_factory=list)
     error: ExportError | None = None
+    resumable: bool = False  # stopped early on purpose; the next run goes on from the checkpoint
+    resumed_from: dict[str, Any] | None = None
 
     def reject(self, reason: str) -> None:
         self.counts.rejected += 1
         self.rejects[reason] += 1
 
     def finish(self) -> None:
-        """Set status from what happened: succeeded only if every valid profile was accepted."""
         self.finished_at = utc_now()
-        if self.error is not None:
-            self.status = "partial" if self.counts.sent else "failed"
-        elif self.dry_run or self.counts.sent == self.counts.valid:
-            self.status = "succeeded"
-        else:
-            self.status = "partial"
+        self.status = status_of(self.counts.sent, self.counts.valid, self.counts.failed,
+                                self.error is not None, self.dry_run, self.resumable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,10 +78,32 @@ class RunReport:
                 "rejected": self.counts.rejected,
                 "duplicates": self.counts.duplicates,
                 "sent": self.counts.sent,
+                "failed": self.counts.failed,
             },
             "rejects": dict(sorted(self.rejects.items())),
             "rejects_blob": self.rejects_blob,
             "requests": {"upserts": self.upserts, "retries": self.retries},
             "jobs": self.jobs,
             "error": self.error.to_dict() if self.error else None,
+            "resumable": self.resumable,
+            "resumed_from": self.resumed_from,
         }
+
+
+def status_of(sent: int, valid: int, failed: int, error: bool, dry_run: bool, resumable: bool) -> str:
+    """succeeded: every valid profile was accepted and no import job failed any of them."""
+    if error:
+        return "partial" if sent else "failed"
+    if dry_run:
+        return "succeeded"
+    if resumable or failed or sent != valid:
+        return "partial"
+    return "succeeded"
+
+
+def refresh_status(report: dict[str, Any]) -> None:
+    """Recompute a stored report's failed count and status after its jobs were re-checked."""
+    counts = report["counts"]
+    counts["failed"] = sum(job.get("failed", 0) for job in report["jobs"])
+    report["status"] = status_of(counts["sent"], counts["valid"], counts["failed"], report["error"] is not None,
+                                 report["dry_run"], report.get("resumable", False))

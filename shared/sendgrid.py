@@ -198,6 +198,28 @@ class SendGridClient:
             raise ExportError("sendgrid_error", f"PUT {CONTACTS_PATH} answered {response.status_code}")
         return str(response.json()["job_id"])
 
+    def download_errors(self, url: str, max_bytes: int = 64 * 1024 * 1024) -> str | None:
+        """The file behind a job's errors_url, or None. It is a pre-signed link: no Authorization
+        header goes there (the key must not leave for another host)."""
+        for attempt in range(3):
+            try:
+                with self._session.get(url, stream=True, timeout=(self._policy.connect_timeout, self._policy.read_timeout),
+                                       headers={"Accept": "text/csv, */*"}) as response:
+                    if response.status_code == 200:
+                        data = response.raw.read(max_bytes + 1, decode_content=True)
+                        if len(data) > max_bytes:
+                            log.warning("a job's errors file is over %d bytes; not read", max_bytes)
+                            return None
+                        return data.decode("utf-8-sig", errors="replace")
+                    if response.status_code < 500:
+                        log.warning("a job's errors file answered %d; not read", response.status_code)
+                        return None
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            self._wait(self._backoff(attempt))
+        log.warning("a job's errors file could not be downloaded")
+        return None
+
     def import_status(self, job_id: str) -> dict[str, Any]:
         response = self.request("GET", f"{IMPORTS_PATH}/{job_id}", expected=(200,))
         if response.status_code != 200:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient
 
-from shared.exporter import Services
+from shared.exporter import JobPolling, Services
 from shared.keyvault import ApiKeyStore
 from shared.sendgrid import RetryPolicy, SendGridClient
 from shared.settings import Settings, load_settings
@@ -35,6 +35,10 @@ def build_services(
         source=BlobSource(service.get_container_client(settings.source_container)),
         state=StateStore(service.get_container_client(settings.state_container)),
         sendgrid=lambda: SendGridClient(settings.sendgrid_base_url, keys, policy=policy or RetryPolicy()),
+        time_limit=settings.run_time_limit_seconds,
+        job_polling=JobPolling(max_wait=settings.job_wait_seconds),
+        lease_seconds=settings.run_lease_seconds,
+        max_contacts_per_request=settings.max_contacts_per_request,
     )
 
 

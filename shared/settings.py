@@ -17,6 +17,10 @@ DEFAULT_STATE_CONTAINER = "sendgrid-export-state"
 DEFAULT_SECRET_NAME = "sendgrid-api-key"
 DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
 DEFAULT_SCHEDULE = "0 0 2 * * *"
+# host.json sets functionTimeout to 30 minutes; a run stops sending 5 minutes before that.
+DEFAULT_RUN_TIME_LIMIT = 25 * 60
+DEFAULT_JOB_WAIT = 300
+DEFAULT_RUN_LEASE = 60  # seconds; Blob Storage leases last 15 to 60 seconds (or forever)
 
 
 class SettingsError(Exception):
@@ -35,6 +39,10 @@ class Settings:
     local_api_key: str | None = field(default=None, repr=False)
     sendgrid_base_url: str = DEFAULT_SENDGRID_BASE_URL
     schedule: str = DEFAULT_SCHEDULE
+    run_time_limit_seconds: int = DEFAULT_RUN_TIME_LIMIT
+    job_wait_seconds: int = DEFAULT_JOB_WAIT
+    run_lease_seconds: int = DEFAULT_RUN_LEASE
+    max_contacts_per_request: int = 30_000
 
 
 def _get(env: Mapping[str, str], key: str) -> str | None:
@@ -61,6 +69,15 @@ def _https_url(env: Mapping[str, str], key: str, *, allow_http: bool = False) ->
     if not (value.startswith("https://") or (allow_http and value.startswith("http://"))):
         raise SettingsError(f"{key} must be an https:// URL")
     return value.rstrip("/")
+
+
+def _whole_number(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    value = _get(env, key)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise SettingsError(f"{key} must be a whole number from {low} to {high}")
+    return int(value)
 
 
 def parse_definitions_setting(text: str | None) -> dict[str, dict[str, Any]]:
@@ -109,4 +126,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         local_api_key=None if key_vault_url else local_key,
         sendgrid_base_url=base_url,
         schedule=_get(env, "EXPORT_SCHEDULE") or DEFAULT_SCHEDULE,
+        run_time_limit_seconds=_whole_number(env, "RUN_TIME_LIMIT_SECONDS", DEFAULT_RUN_TIME_LIMIT, 10, 24 * 3600),
+        job_wait_seconds=_whole_number(env, "JOB_WAIT_SECONDS", DEFAULT_JOB_WAIT, 0, 3600),
+        run_lease_seconds=_whole_number(env, "RUN_LEASE_SECONDS", DEFAULT_RUN_LEASE, 15, 60),
+        # SendGrid's cap is 30,000; smaller requests are gentler on a shared rate limit.
+        max_contacts_per_request=_whole_number(env, "SENDGRID_MAX_CONTACTS_PER_REQUEST", 30_000, 1, 30_000),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from shared.errors import ExportError
 from shared.exporter import run_export
 from shared.services import App
 
@@ -19,7 +20,12 @@ def run_all(app: App, *, trigger: str = "timer") -> list[dict[str, Any]]:
             log.info("export '%s': disabled, skipped", name)
             summaries.append({"export": name, "status": "skipped"})
             continue
-        report = run_export(name, raw, app.services, trigger=trigger)
+        try:
+            report = run_export(name, raw, app.services, trigger=trigger)
+        except ExportError as exc:  # run_in_progress: another run holds this export
+            log.info("export '%s': skipped, %s", name, exc.message)
+            summaries.append({"export": name, "status": "skipped", "error": exc.code})
+            continue
         summaries.append({
             "export": name,
             "status": report.status,

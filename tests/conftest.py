@@ -17,7 +17,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.exporter import Services  # noqa: E402
+from shared.exporter import JobPolling, Services  # noqa: E402
 from shared.keyvault import ApiKeyStore  # noqa: E402
 from shared.sendgrid import RetryPolicy  # noqa: E402
 from shared.services import App, build_services  # noqa: E402
@@ -113,7 +113,10 @@ def make_app(
         **extra_env,
     }
     settings = load_settings(env)
-    return App(settings, build_services(settings, api_keys, policy))
+    services = build_services(settings, api_keys, policy)
+    # Poll import jobs every few milliseconds instead of seconds; the logic is the same.
+    services.job_polling = JobPolling(max_wait=services.job_polling.max_wait, first_interval=0.02, max_interval=0.1)
+    return App(settings, services)
 
 
 @pytest.fixture

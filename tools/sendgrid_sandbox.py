@@ -84,6 +84,10 @@ class SandboxState:
     record_bodies: bool = True
     faults: list[Fault] = field(default_factory=list)
     invalid_emails: set[str] = field(default_factory=set)  # SendGrid refuses these (400)
+    # Accepted (202) but the import then fails for these: the job ends "errored" with errors_url.
+    import_error_emails: set[str] = field(default_factory=set)
+    fail_jobs: int = 0  # the next N jobs end "failed" as a whole
+    public_url: str = ""  # base of errors_url links, set by the server
     rate_limit: int = 600  # requests per window
     rate_window: float = 60.0
     window_start: float = 0.0
@@ -142,6 +146,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
         body = self._read_body()
+        if path.startswith("/_sandbox/errors/"):
+            self._errors_file(path)
+            return
         if path.startswith("/_sandbox/"):
             self._admin(path, body)
             return
@@ -160,8 +167,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         status, payload, extra = self._handle(path, query, body, fault)
+        headers = {**self._rate_headers(status), **extra}
         record["status"] = status
-        self._reply(status, payload, {**self._rate_headers(status), **extra})
+        if status == 429:
+            record["reset"] = int(headers["X-RateLimit-Reset"])
+        self._reply(status, payload, headers)
 
     def _rate_headers(self, status: int) -> dict[str, str]:
         state = self.server.state
@@ -329,7 +339,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return 404, _errors("job not found", "id"), {}
         job["polls"] += 1
         if "status" not in job and job["polls"] > state.job_pending_polls:
-            self._complete(job)
+            self._complete(job, job_id)
         result = {"id": job_id, "status": job.get("status", "pending"), "job_type": "upsert",
                   "results": job.get("results", {"requested_count": len(job["contacts"])}),
                   "started_at": job["started_at"]}
@@ -337,11 +347,21 @@ class SandboxHandler(BaseHTTPRequestHandler):
             result["finished_at"] = job["finished_at"]
         return 200, result, {}
 
-    def _complete(self, job: dict[str, Any]) -> None:
+    def _complete(self, job: dict[str, Any], job_id: str) -> None:
         state = self.server.state
         created = updated = 0
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if state.fail_jobs > 0:
+            state.fail_jobs -= 1
+            job["status"] = "failed"
+            job["results"] = {"requested_count": len(job["contacts"]), "created_count": 0, "updated_count": 0,
+                              "deleted_count": 0, "errored_count": len(job["contacts"])}
+            job["finished_at"] = now
+            return
+        errored = [c for c in job["contacts"] if c["email"].lower() in state.import_error_emails]
         for contact in job["contacts"]:
+            if contact in errored:
+                continue
             email = contact["email"].lower()  # SendGrid lower-cases emails
             existing = state.contacts.get(email)
             if existing is None:
@@ -358,10 +378,16 @@ class SandboxHandler(BaseHTTPRequestHandler):
             existing["email"] = email
             existing["updated_at"] = now
             existing["list_ids"].update(job["list_ids"])
-        job["status"] = "completed"
+        job["status"] = "errored" if errored else "completed"
         job["results"] = {"requested_count": len(job["contacts"]), "created_count": created,
-                          "updated_count": updated, "deleted_count": 0, "errored_count": 0}
-        job["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                          "updated_count": updated, "deleted_count": 0, "errored_count": len(errored)}
+        if errored:
+            # The real errors_url is a pre-signed download link; its layout is not documented.
+            # This one is a CSV with a header, one line per contact that failed.
+            job["errors_csv"] = "email,error\r\n" + "".join(
+                f"{c['email']},the contact could not be imported\r\n" for c in errored)
+            job["results"]["errors_url"] = f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"
+        job["finished_at"] = now
 
     def _search_emails(self, body: bytes):
         data = self._json(body)
@@ -378,6 +404,25 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 result[email] = {"error": "contact not found"}
         return (200, {"result": result}, {}) if found else (404, _errors("No contacts found"), {})
 
+    def _errors_file(self, path: str) -> None:
+        state = self.server.state
+        state.requests.append({"method": self.command, "path": path, "bytes": 0, "at": time.time(),
+                               "authorization": "Authorization" in self.headers})
+        if "Authorization" in self.headers:
+            # Pre-signed storage links refuse a second form of auth; a key must never go there.
+            self._reply(400, {"error": "only one auth mechanism allowed"})
+            return
+        job = state.jobs.get(path.rsplit("/", 1)[-1].removesuffix(".csv"))
+        if not job or "errors_csv" not in job:
+            self._reply(404, {"error": "not found"})
+            return
+        data = job["errors_csv"].encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/csv")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     # -- test helpers -----------------------------------------------------------------------
     def _admin(self, path: str, body: bytes) -> None:
         state = self.server.state
@@ -389,18 +434,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
                                   "requests": len(state.requests),
                                   "lists": {k: state.list_count(k) for k in state.lists}})
             elif path == "/_sandbox/contacts":
-                for job in state.jobs.values():  # settle what is queued, as time would
+                for job_id, job in state.jobs.items():  # settle what is queued, as time would
                     if "status" not in job:
-                        self._complete(job)
+                        self._complete(job, job_id)
                 self._reply(200, {"contacts": [_public_contact(c) for c in state.contacts.values()]})
             elif path == "/_sandbox/requests":
                 self._reply(200, {"requests": state.requests})
             elif path == "/_sandbox/config" and isinstance(data, dict):
-                for key in ("rate_limit", "rate_window", "job_pending_polls", "record_bodies"):
+                for key in ("rate_limit", "rate_window", "job_pending_polls", "record_bodies", "fail_jobs"):
                     if key in data:
                         setattr(state, key, data[key])
                 if "invalid_emails" in data:
                     state.invalid_emails = {e.lower() for e in data["invalid_emails"]}
+                if "import_error_emails" in data:
+                    state.import_error_emails = {e.lower() for e in data["import_error_emails"]}
                 if "api_keys" in data:
                     state.api_keys = set(data["api_keys"])
                 for fault in data.get("faults", []):
@@ -420,6 +467,7 @@ class SandboxServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: SandboxState | None = None) -> None:
         super().__init__(address, SandboxHandler)
         self.state = state or SandboxState()
+        self.state.public_url = self.url
 
     @property
     def url(self) -> str:
