@@ -246,11 +246,14 @@ def test_no_profile_value_or_key_reaches_the_logs(
     rows = [person(i, FirstName=f"Zelda{i}", LastName=f"Quux{i}") for i in range(1, 21)]
     rows.append(person(21, email="broken-address", FirstName="Zelda21"))
     write(source_container, [rows])
-    sandbox_config(sandbox, invalid_emails=["person3@example.com"], faults=[
-        {"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 1}])
+    sandbox_config(sandbox, rate_window=1.0, invalid_emails=["person3@example.com"],
+                   import_error_emails=["person5@example.com"],
+                   faults=[{"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 1},
+                           {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
+                           {"method": "GET", "path": "/v3/marketing/lists/", "status": 429, "times": 1}])
     caplog.set_level(logging.DEBUG)
     report = run(app_factory([definition(custom_fields=CUSTOM)])).body
-    assert report["counts"]["sent"] == 19
+    assert report["counts"]["sent"] == 19 and report["counts"]["failed"] == 1 and report["requests"]["retries"] == 3
     text = "\n".join(r.getMessage() for r in caplog.records) + json.dumps(report)
     assert "export 'vip'" in text  # the logs were captured
     for secret in [API_KEY, "@example.com", "Zelda", "Quux", "broken-address"]:

@@ -59,8 +59,9 @@ def sandbox_email_ok(email: str) -> bool:
 
 @dataclass
 class Fault:
-    """Answer the next `times` matching requests with `status` (or drop the connection, or
-    delay them). Matching is by method and path prefix."""
+    """Answer the next `times` matching requests with `status` (or drop the connection), after
+    `delay` seconds. Status 0 answers normally: a slow response and nothing else. Matching is by
+    method and path prefix."""
 
     method: str
     path: str
@@ -203,7 +204,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if not self._take_token():
                 # The documented 429 body, `field` null included.
                 return 429, {"errors": [{"field": None, "message": "too many requests"}]}, {}
-            if fault:
+            if fault and fault.status:
                 return fault.status, fault.body or _errors("sandbox fault injected"), {}
             if key in state.read_only_keys and self.command != "GET":
                 return 403, _errors("access forbidden"), {}

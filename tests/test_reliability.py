@@ -1,0 +1,277 @@
+"""Reliability and data safety: confirmed delivery, resume after a kill or a time limit, one run
+per export, hostile input, fault storms. All on Azurite and the SendGrid sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from conftest import API_KEY, ROOT, definition, put_requests, sandbox_config, sandbox_get
+from test_export import FOLDER, SEGMENT, contacts_by_email, person, rejects_rows, run, write
+
+from shared import api
+from shared.exporter import JobPolling
+from shared.timer import run_all
+from tools.sample_export import csv_bytes
+
+
+def accepted_emails(sandbox: Any) -> Counter[str]:
+    return Counter(c["email"] for body in sandbox.state.bodies for c in body["contacts"])
+
+
+# -- accepted is not applied ---------------------------------------------------------------
+def test_import_errors_are_found_by_polling_and_reported(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient,
+    state_container_name: str,
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 21)]])
+    sandbox_config(sandbox, import_error_emails=["person4@example.com", "person17@example.com"])
+    app = app_factory([definition()])
+    app.services = replace(app.services, max_contacts_per_request=10)
+    report = run(app).body
+    assert report["status"] == "partial"
+    assert report["counts"]["sent"] == 20 and report["counts"]["failed"] == 2
+    assert [(j["status"], j["failed"], j["results"]["errored_count"]) for j in report["jobs"]] == [
+        ("errored", 1, 1), ("errored", 1, 1)]
+    assert all("errors_url" not in j["results"] for j in report["jobs"])  # a signed link is not kept
+    lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
+    assert [(r["row"], r["reason"]) for r in lines] == [("4", "failed in SendGrid import"),
+                                                        ("17", "failed in SendGrid import")]
+    downloads = [r for r in sandbox_get(sandbox, "requests")["requests"] if r["path"].startswith("/_sandbox/errors/")]
+    assert len(downloads) == 2 and not any(r["authorization"] for r in downloads)
+    assert len(contacts_by_email(sandbox)) == 18
+
+
+def test_a_job_that_fails_whole_fails_all_its_contacts(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 21)]])
+    sandbox_config(sandbox, fail_jobs=1)
+    app = app_factory([definition()])
+    app.services = replace(app.services, max_contacts_per_request=15)
+    report = run(app).body
+    assert report["status"] == "partial" and report["counts"]["failed"] == 15
+    assert [j["status"] for j in report["jobs"]] == ["failed", "completed"]
+
+
+def test_pending_jobs_are_checked_again_by_the_status_endpoint_and_the_next_run(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    sandbox_config(sandbox, job_pending_polls=1000, import_error_emails=["person2@example.com"])
+    app = app_factory([definition()])
+    app.services = replace(app.services, job_polling=JobPolling(max_wait=0.1, first_interval=0.02))
+    first = run(app).body
+    assert first["status"] == "succeeded" and first["jobs"][0]["status"] == "pending"
+    # SendGrid finishes the job later, with one contact that did not import.
+    sandbox_config(sandbox, job_pending_polls=0)
+    latest = api.handle(app, "GET", "vip", "status").body
+    assert latest["run_id"] == first["run_id"]
+    assert latest["jobs"][0]["status"] == "errored" and latest["counts"]["failed"] == 1
+    assert latest["status"] == "partial"
+    stored = app.services.state.latest_report("vip")
+    assert stored["status"] == "partial"  # the stored report was updated, not only the answer
+
+    # The next run checks the previous run's pending jobs before it starts.
+    sandbox_config(sandbox, job_pending_polls=1000)
+    second = run(app).body
+    sandbox_config(sandbox, job_pending_polls=0)
+    run(app)
+    previous = json.loads(app.services.state._container.download_blob(f"runs/vip/{second['run_id']}.json").readall())
+    assert previous["jobs"][0]["status"] == "errored"
+
+
+# -- one run per export at a time -----------------------------------------------------------
+def test_a_second_run_of_the_same_export_is_refused_while_one_holds_it(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 6)]])
+    app = app_factory([definition(), definition(name="other")])
+    held = app.services.state.acquire_run_lease("vip", 15)
+    try:
+        refused = run(app)
+        assert refused.status == 409 and refused.body["error"]["code"] == "run_in_progress"
+        assert app.services.state.latest_report("vip") is None  # a refused run writes no report
+        assert [(s["export"], s["status"]) for s in run_all(app)] == [("vip", "skipped"), ("other", "succeeded")]
+        assert run(app, "vip", b'{"dry_run": true}').status == 200  # a dry run writes nothing, needs no lease
+    finally:
+        held.release()
+    assert run(app).status == 200
+
+
+# -- resumable runs -------------------------------------------------------------------------
+def test_a_run_stops_at_its_time_limit_and_the_next_one_finishes(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 51)]])
+    app = app_factory([definition()])
+    ticks = iter(range(1000))
+    # A clock that moves one "second" per reading: the limit of 3 lets three requests go.
+    app.services = replace(app.services, max_contacts_per_request=10, time_limit=3.5, clock=lambda: next(ticks))
+    first = run(app).body
+    assert first["status"] == "partial" and first["resumable"] is True
+    sent_first = first["counts"]["sent"]
+    assert 0 < sent_first < 50
+
+    app.services = replace(app.services, time_limit=10_000)
+    second = run(app).body
+    assert second["status"] == "succeeded" and second["counts"]["sent"] == 50
+    assert second["resumed_from"] == {"run_id": first["run_id"], "contacts_skipped": sent_first}
+    assert accepted_emails(sandbox) == Counter({f"person{i}@example.com": 1 for i in range(1, 51)})
+
+    third = run(app).body  # a finished snapshot is not resumed: a new run sends it all again
+    assert third["resumed_from"] is None and third["counts"]["sent"] == 50
+
+
+def test_a_changed_snapshot_or_definition_starts_from_the_beginning(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 31)]])
+    app = app_factory([definition()])
+    ticks = iter(range(1000))
+    app.services = replace(app.services, max_contacts_per_request=10, time_limit=2.5, clock=lambda: next(ticks))
+    assert run(app).body["resumable"] is True
+    write(source_container, [[person(i) for i in range(1, 31)]])  # Customer Insights exported again
+    app.services = replace(app.services, time_limit=10_000)
+    fresh = run(app).body
+    assert fresh["resumed_from"] is None and fresh["counts"]["sent"] == 30
+
+
+def test_a_run_killed_halfway_is_completed_by_the_next_resending_at_most_one_request(
+    azurite: Any, source_container: ContainerClient, state_container_name: str, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 101)]])
+    # Slow answers widen the window in which the kill lands mid-run.
+    sandbox.state.faults.append(_slow_puts(0.25))
+    env = {
+        **os.environ,
+        "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "SOURCE_CONTAINER": source_container.container_name,
+        "STATE_CONTAINER": state_container_name,
+        "SENDGRID_API_BASE_URL": sandbox.url,
+        "SENDGRID_API_KEY": API_KEY,
+        "EXPORT_DEFINITIONS": json.dumps([definition()]),
+        "SENDGRID_MAX_CONTACTS_PER_REQUEST": "10",
+        "RUN_LEASE_SECONDS": "15",
+        "JOB_WAIT_SECONDS": "5",
+    }
+    env.pop("KEY_VAULT_URL", None)
+    process = subprocess.Popen([sys.executable, "-m", "shared", "run", "vip"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(1 for r in put_requests(sandbox) if r.get("status") == 202) < 4:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    accepted_before = len(sandbox.state.bodies)
+    assert 4 <= accepted_before < 10, "the kill should land halfway"
+
+    sandbox.state.faults.clear()
+    # The killed run's lease ends by itself (within RUN_LEASE_SECONDS); until then a run is refused.
+    deadline = time.monotonic() + 30
+    while True:
+        result = subprocess.run([sys.executable, "-m", "shared", "run", "vip"], check=False, cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        if "run_in_progress" not in result.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    report = json.loads(result.stdout)
+    assert report["status"] == "succeeded", report
+    assert report["counts"]["sent"] == 100 and report["resumed_from"] is not None
+    received = accepted_emails(sandbox)
+    assert set(received) == {f"person{i}@example.com" for i in range(1, 101)}
+    resent = [email for email, times in received.items() if times > 1]
+    assert len(resent) <= 10  # at most one request's contacts went twice
+
+
+def _slow_puts(seconds: float) -> Any:
+    from tools.sendgrid_sandbox import Fault  # noqa: PLC0415
+
+    return Fault(method="PUT", path="/v3/marketing/contacts", status=0, times=10_000, delay=seconds)
+
+
+# -- hostile input -------------------------------------------------------------------------
+def test_bad_rows_are_rejected_and_every_other_row_delivered(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    good = [csv_bytes([person(i) for i in range(1, 11)])]
+    nasty = (
+        csv_bytes([person(11)[:4], person(12) + ["extra", "columns"]])  # ragged rows
+        + csv_bytes([person(13, FirstName="Nul\x00Byte")])
+        + csv_bytes([person(14)]).replace(b"Lisbon", b"Lis\xffbon")  # not UTF-8
+        + csv_bytes([person(15, LastName="x" * 1_000_000)])  # a field of a megabyte
+        + csv_bytes([person(16)])
+    )
+    from test_export import COLUMNS  # noqa: PLC0415
+
+    from tools.sample_export import write_export  # noqa: PLC0415
+
+    write_export(source_container, FOLDER, SEGMENT, good + [nasty], COLUMNS)
+    report = run(app_factory([definition()])).body
+    assert report["status"] == "succeeded"
+    assert report["counts"] == {"read": 16, "valid": 11, "rejected": 5, "duplicates": 0, "sent": 11, "failed": 0}
+    assert report["rejects"] == {"NUL byte": 1, "invalid encoding": 1, "value too large": 1,
+                                 "wrong number of columns": 2}
+    assert set(contacts_by_email(sandbox)) == {f"person{i}@example.com" for i in [*range(1, 11), 16]}
+
+
+def test_an_export_of_only_empty_partitions_succeeds_with_no_request(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[], []])
+    response = run(app_factory([definition()]))
+    assert response.status == 200 and response.body["status"] == "succeeded"
+    assert response.body["counts"]["read"] == 0 and response.body["requests"]["upserts"] == 0
+    assert put_requests(sandbox) == []
+
+
+@pytest.mark.parametrize("problem", ["missing", "not json", "no segment", "missing partition"])
+def test_broken_metadata_refuses_the_run_before_anything_is_sent(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, problem: str
+) -> None:
+    write(source_container, [[person(1)], [person(2)]])
+    model = f"{FOLDER}/model.json"
+    if problem == "missing":
+        source_container.delete_blob(model)
+    elif problem == "not json":
+        source_container.upload_blob(model, b"<html>oops</html>", overwrite=True)
+    elif problem == "no segment":
+        source_container.upload_blob(model, json.dumps({"entities": []}).encode(), overwrite=True)
+    else:
+        first = next(b.name for b in source_container.list_blobs(name_starts_with=FOLDER) if b.name.endswith("_1.csv"))
+        source_container.delete_blob(first)
+    response = run(app_factory([definition()]))
+    assert response.status == 422
+    assert response.body["error"]["code"] in ("source_not_found", "source_invalid")
+    assert put_requests(sandbox) == []
+
+
+# -- fault storms ---------------------------------------------------------------------------
+def test_a_storm_of_rate_limits_errors_and_drops_still_delivers_each_profile_once(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 21)]])
+    sandbox_config(sandbox, rate_limit=1, rate_window=2.0, job_pending_polls=0, faults=[
+        {"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 1},
+        {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
+        {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 500, "times": 1},
+    ])
+    app = app_factory([definition()])
+    app.services = replace(app.services, max_contacts_per_request=10)
+    report = run(app).body
+    assert report["status"] == "succeeded", report
+    assert accepted_emails(sandbox) == Counter({f"person{i}@example.com": 1 for i in range(1, 21)})
+    log = sandbox_get(sandbox, "requests")["requests"]
+    limited = [r for r in log if r["status"] == 429]
+    served = [r for r in log if r["status"] in (200, 202)]
+    assert report["requests"]["retries"] == len(log) - len(served)  # every failed answer was retried
+    assert len(limited) <= len(served)  # waits, not hammering: about one 429 per window at most
