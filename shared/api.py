@@ -3,7 +3,8 @@
 Routes (the function's route is exports/{name?}/{action?}):
   GET  /api/exports                 the definitions, each with its last run status
   GET  /api/exports/{name}          one definition with its last run status
-  POST /api/exports/{name}/run      run now; body (optional) {"dry_run": bool}
+  POST /api/exports/{name}/run      run now; body (optional) {"dry_run", "full_refresh",
+                                    "confirm_removals"}: booleans
   GET  /api/exports/{name}/status   the latest run report
 Errors: {"error": {"code", "message"}} with 400/404/405/422/502 (see errors.py).
 """
@@ -16,10 +17,10 @@ from typing import Any
 
 from shared.definitions import parse_definition
 from shared.errors import ExportError
-from shared.exporter import recheck_jobs, run_export
+from shared.exporter import RunOptions, recheck_jobs, run_export
 from shared.services import App
 
-RUN_OPTIONS = {"dry_run"}
+RUN_OPTIONS = {"dry_run", "full_refresh", "confirm_removals"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def handle(app: App, method: str, name: str | None, action: str | None, body: by
             if method != "POST":
                 raise ExportError("method_not_allowed", f"use POST /api/exports/{name}/run")
             options = parse_run_options(body)
-            report = run_export(name, raw, app.services, trigger="http", dry_run=options.get("dry_run", False))
+            report = run_export(name, raw, app.services, trigger="http", options=RunOptions(**options))
             result = report.to_dict()
             if report.error is not None:
                 return error_response(report.error, report=result)

@@ -31,7 +31,9 @@ RESERVED_FIELD_MAX_LENGTH: dict[str, int | None] = {
 }
 
 DEFAULT_MAX_PROFILES = 100_000
+DEFAULT_MAX_REMOVAL_FRACTION = 0.2
 OVERLENGTH_POLICIES = ("truncate", "reject")
+SYNC_MODES = ("upsert", "mirror")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _ALLOWED_KEYS = {
     "name",
@@ -45,6 +47,8 @@ _ALLOWED_KEYS = {
     "max_profiles",
     "enabled",
     "on_overlength",
+    "sync_mode",
+    "max_removal_fraction",
 }
 
 
@@ -61,6 +65,8 @@ class ExportDefinition:
     max_profiles: int = DEFAULT_MAX_PROFILES
     enabled: bool = True
     on_overlength: str = "truncate"
+    sync_mode: str = "upsert"
+    max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION
 
     def to_public_dict(self) -> dict[str, Any]:
         """The definition as JSON; it holds no secrets (the API key lives in Key Vault)."""
@@ -76,11 +82,15 @@ class ExportDefinition:
             "max_profiles": self.max_profiles,
             "enabled": self.enabled,
             "on_overlength": self.on_overlength,
+            "sync_mode": self.sync_mode,
+            "max_removal_fraction": self.max_removal_fraction,
         }
 
     def fingerprint(self) -> str:
         """A stable hash of everything that changes what a run sends."""
-        text = json.dumps(self.to_public_dict(), sort_keys=True)
+        public = self.to_public_dict()
+        del public["enabled"], public["display_name"]  # these change nothing a run sends
+        text = json.dumps(public, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -175,6 +185,13 @@ def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
     if on_overlength not in OVERLENGTH_POLICIES:
         raise _fail(name, "'on_overlength' must be 'truncate' or 'reject'")
 
+    sync_mode = raw.get("sync_mode", "upsert")
+    if sync_mode not in SYNC_MODES:
+        raise _fail(name, "'sync_mode' must be 'upsert' or 'mirror'")
+    fraction = raw.get("max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise _fail(name, "'max_removal_fraction' must be a number from 0 to 1")
+
     source_folder = _string(raw, "source_folder", name).strip("/")
     return ExportDefinition(
         name=name,
@@ -188,4 +205,6 @@ def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
         max_profiles=max_profiles,
         enabled=enabled,
         on_overlength=on_overlength,
+        sync_mode=sync_mode,
+        max_removal_fraction=float(fraction),
     )

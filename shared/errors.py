@@ -20,6 +20,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "source_not_found": 422,
     "source_invalid": 422,
     "too_many_profiles": 422,
+    "removal_guard": 422,
     "sendgrid_auth_failed": 502,
     "sendgrid_unavailable": 502,
     "sendgrid_error": 502,

@@ -14,6 +14,7 @@ limit stops by itself, checkpointed, and reports `partial` with `resumable: true
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import tempfile
 import time
@@ -23,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import chunking, jobs
+from shared import chunking, delta, jobs
 from shared.definitions import ExportDefinition, parse_definition
 from shared.errors import ExportError
 from shared.mapping import ContactMapper, Deduplicator, Rejected, resolve_custom_fields
 from shared.report import RunReport, refresh_status
-from shared.sendgrid import SendGridClient, SendGridRejected
+from shared.sendgrid import MAX_QUERY_CHARS, SEARCH_EMAILS_MAX, SendGridClient, SendGridRejected
 from shared.source import BlobSource, Segment
 from shared.state import StateStore
 
@@ -65,6 +66,13 @@ class Services:
     sleep: Callable[[float], None] = time.sleep
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    full_refresh: bool = False  # send every valid contact, changed or not
+    confirm_removals: bool = False  # let a mirror run remove more than max_removal_fraction
+
+
 RowRef = tuple[str, int]  # (partition name, row number): how a rejects line points at a row
 Item = tuple[int, RowRef]  # (position in the spill, row)
 
@@ -72,12 +80,18 @@ Item = tuple[int, RowRef]  # (position in the spill, row)
 class _Run:
     """One run's working state; `run_export` below is the public entry."""
 
-    def __init__(self, definition: ExportDefinition, services: Services, report: RunReport, tmp: Path) -> None:
+    def __init__(self, definition: ExportDefinition, services: Services, report: RunReport, tmp: Path,
+                 options: RunOptions) -> None:
         self.definition = definition
         self.services = services
         self.report = report
+        self.options = options
+        self.tmp = tmp
         self.started = services.clock()
-        self.spill_path = tmp / "contacts.spill"
+        self.spill_path = tmp / "contacts.spill"  # valid contacts in segment order
+        self.send_path = tmp / "send.txt"  # new and changed contacts, in email order
+        self.decisions_path = tmp / "decisions.txt"  # one line per email of segment or record
+        self.leavers_path = tmp / "leavers.txt"  # emails to unlink from the lists (mirror)
         self.rejects_path = tmp / "rejects.csv"
         self.rejects_file = open(self.rejects_path, "w", newline="", encoding="utf-8", errors="surrogateescape")
         self.rejects_writer = csv.writer(self.rejects_file)
@@ -85,7 +99,12 @@ class _Run:
         self.rejects_lines = 0
         self.client: SendGridClient | None = None
         self.segment: Segment | None = None
-        self.job_ranges: dict[str, tuple[int, int]] = {}  # job id -> spill positions it covers
+        self.record_etag = ""
+        self.managed = 0  # contacts in the delivered record: what this export put on its lists
+        self.kept = Deduplicator()  # emails of rows rejected for another value: never removed
+        self.removed = Deduplicator()  # emails unlinked (or already gone) this run
+        self.job_ranges: dict[str, list[int]] = {}  # job id -> [first, end) send positions
+        self.import_failures: dict[str, set[str] | None] = {}  # job id -> emails not applied
         self.refused = 0  # contacts SendGrid refused with a 400, counted for the checkpoint
 
     def sendgrid(self) -> SendGridClient:
@@ -112,10 +131,12 @@ class _Run:
         return mapper
 
     def plan(self, mapper: ContactMapper) -> None:
+        """Read, validate and count every row; spill the valid contacts, with their hash."""
         assert self.segment is not None
         report, counts = self.report, self.report.counts
         dedup = Deduplicator()
-        max_contact = chunking.max_contact_bytes(self.definition.list_ids, self.services.max_body_bytes)
+        list_ids = self.definition.list_ids
+        max_contact = chunking.max_contact_bytes(list_ids, self.services.max_body_bytes)
         limit = self.definition.max_profiles
         with open(self.spill_path, "wb") as spill:
             for row in self.services.source.rows(self.segment):
@@ -125,6 +146,8 @@ class _Run:
                 if isinstance(result, Rejected):
                     report.reject(result.reason)
                     self.write_reject(ref, result.reason, result.detail)
+                    if result.email:
+                        self.kept.first_time(result.email)
                 elif not dedup.first_time(result["email"]):
                     counts.duplicates += 1
                     self.write_reject(ref, "duplicate email", "an earlier row has the same email")
@@ -133,6 +156,7 @@ class _Run:
                     if len(encoded) > max_contact:
                         report.reject("contact too large")
                         self.write_reject(ref, "contact too large", f"{len(encoded)} bytes encoded")
+                        self.kept.first_time(result["email"])
                         continue
                     counts.valid += 1
                     if counts.valid > limit:
@@ -141,37 +165,77 @@ class _Run:
                             f"the segment has more than max_profiles ({limit}) valid profiles; "
                             "nothing was sent. Raise max_profiles or narrow the segment",
                         )
-                    spill.write(f"{row.partition}\t{row.number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
+                    head = f"{result['email']}\t{delta.contact_hash(encoded, list_ids)}\t{row.partition}\t{row.number}\t"
+                    spill.write(head.encode("utf-8", "surrogateescape") + encoded + b"\n")
                 if counts.read % PROGRESS_EVERY_ROWS == 0:
                     log.info("export '%s': read %d rows, %d valid", self.definition.name, counts.read, counts.valid)
 
+    def decide(self) -> None:
+        """Compare the segment with the delivered record: what to send, what to unlink."""
+        report = self.report
+        record_path = self.tmp / "record.tsv"
+        self.record_etag = self.services.state.download_record(self.definition.name, str(record_path))
+        mirror = self.definition.sync_mode == "mirror"
+        upsert = remove = unchanged = managed = 0
+        with (open(self.spill_path, "rb") as spill, open(record_path, "rb") as record,
+              open(self.send_path, "wb") as send, open(self.decisions_path, "wb") as decisions,
+              open(self.leavers_path, "wb") as leavers):
+            current = (_spill_fields(line) for line in delta.external_sort(spill, self.tmp))
+            entries = delta.read_record(record)
+            for decision in delta.diff(current, entries, full_refresh=self.options.full_refresh):
+                position = -1
+                if decision.old_hash is not None:
+                    managed += 1
+                if decision.action == delta.SEND:
+                    position, upsert = upsert, upsert + 1
+                    send.write(decision.payload)
+                elif decision.action == delta.SAME:
+                    unchanged += 1
+                elif mirror and decision.email.decode() not in self.kept:
+                    leavers.write(decision.email + b"\n")
+                    remove += 1
+                decisions.write(b"\t".join([decision.email, decision.new_hash or b"", decision.old_hash or b"",
+                                            decision.action.encode(), str(position).encode()]) + b"\n")
+        self.managed = managed
+        report.plan = {"upsert": upsert, "remove": remove}
+        report.counts.unchanged = unchanged
+
+    def guard(self) -> None:
+        """A truncated or failed upstream export must not empty a list."""
+        remove, fraction = self.report.plan["remove"], self.definition.max_removal_fraction
+        if remove and remove > fraction * self.managed and not self.options.confirm_removals:
+            raise ExportError(
+                "removal_guard",
+                f"this run would remove {remove} of the {self.managed} contacts this export manages on its "
+                f"list(s), more than max_removal_fraction ({fraction:g}); nothing was sent or removed. "
+                'If the segment really shrank, run again with {"confirm_removals": true}',
+            )
+
     # -- apply ---------------------------------------------------------------------------------
-    def spilled(self, start: int) -> Iterator[tuple[Item, bytes]]:
-        with open(self.spill_path, "rb") as spill:
-            for position, line in enumerate(spill):
+    def to_send(self, start: int) -> Iterator[tuple[Item, bytes]]:
+        with open(self.send_path, "rb") as send:
+            for position, line in enumerate(send):
                 if position < start:
                     continue
                 partition, number, encoded = line.rstrip(b"\n").split(b"\t", 2)
                 yield (position, (partition.decode("utf-8", "surrogateescape"), int(number))), encoded
 
-    def checkpoint_matches(self, checkpoint: dict[str, Any] | None) -> bool:
+    def run_identity(self) -> dict[str, Any]:
+        """What must be equal for a checkpoint to apply: the same sends in the same order."""
         assert self.segment is not None
-        return bool(checkpoint) and (
-            checkpoint.get("snapshot") == self.segment.snapshot_id
-            and checkpoint.get("definition") == self.definition.fingerprint()
-            and checkpoint.get("valid") == self.report.counts.valid
-        )
+        return {"snapshot": self.segment.snapshot_id, "definition": self.definition.fingerprint(),
+                "record": self.record_etag, "full_refresh": self.options.full_refresh,
+                "upsert": self.report.plan["upsert"]}
 
     def resume(self) -> int:
-        """Where to start in the spill: after the last accepted request of an unfinished run of
-        this very snapshot and definition, else at the beginning."""
+        """Where to start sending: after the last accepted request of an unfinished run of this
+        very snapshot, definition and record, else at the beginning."""
         state, name = self.services.state, self.definition.name
         checkpoint = state.load_checkpoint(name)
-        if not self.checkpoint_matches(checkpoint):
+        if not checkpoint or checkpoint.get("identity") != self.run_identity():
             if checkpoint:
-                state.clear_checkpoint(name)  # another snapshot or definition: start again
+                state.clear_checkpoint(name)  # another snapshot, definition or record: start again
             return 0
-        assert checkpoint is not None
         report, counts = self.report, self.report.counts
         position = int(checkpoint["position"])
         self.refused = int(checkpoint.get("refused", 0))
@@ -181,40 +245,38 @@ class _Run:
         if self.refused:
             report.rejects["rejected by SendGrid"] += self.refused
         report.jobs = list(checkpoint.get("jobs", []))
+        self.job_ranges = dict(checkpoint.get("ranges", {}))
         report.resumed_from = {"run_id": checkpoint["run_id"], "contacts_skipped": position}
         log.info("export '%s': resuming run %s after %d contacts", name, checkpoint["run_id"], position)
         return position
 
     def save_checkpoint(self, position: int) -> None:
-        assert self.segment is not None
         first_run = self.report.resumed_from["run_id"] if self.report.resumed_from else self.report.run_id
         self.services.state.save_checkpoint(self.definition.name, {
-            "snapshot": self.segment.snapshot_id,
-            "definition": self.definition.fingerprint(),
-            "valid": self.report.counts.valid + self.refused,
+            "identity": self.run_identity(),
             "run_id": first_run,
             "position": position,
             "sent": self.report.counts.sent,
             "refused": self.refused,
             "jobs": self.report.jobs,
+            "ranges": self.job_ranges,
         })
 
     def apply(self) -> None:
         start = self.resume()
-        chunks = chunking.pack(self.spilled(start), self.definition.list_ids,
+        chunks = chunking.pack(self.to_send(start), self.definition.list_ids,
                                self.services.max_contacts_per_request, self.services.max_body_bytes)
         for index, chunk in enumerate(chunks, start=1):
             if self.services.clock() - self.started > self.services.time_limit:
                 self.report.resumable = True
                 log.warning("export '%s': time limit reached after %d of %d contacts; checkpointed, the next run "
-                            "goes on from here", self.definition.name, self.report.counts.sent, self.report.counts.valid)
+                            "goes on from here", self.definition.name, self.report.counts.sent,
+                            self.report.plan["upsert"])
                 return
             self.deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body)
-            last_position = chunk.refs[-1][0]
-            self.save_checkpoint(last_position + 1)
+            self.save_checkpoint(chunk.refs[-1][0] + 1)
             log.info("export '%s': request %d accepted; %d of %d contacts sent",
-                     self.definition.name, index, self.report.counts.sent, self.report.counts.valid)
-        self.services.state.clear_checkpoint(self.definition.name)
+                     self.definition.name, index, self.report.counts.sent, self.report.plan["upsert"])
 
     def deliver(self, items: list[tuple[Item, bytes]], body: bytes | None = None) -> None:
         """Send one body. A 400 fails the whole request for one bad contact, so the body is
@@ -246,7 +308,24 @@ class _Run:
             return
         self.report.counts.sent += len(items)
         self.report.jobs.append({"job_id": job_id, "contacts": len(items), "status": "pending"})
-        self.job_ranges[job_id] = (items[0][0][0], items[-1][0][0] + 1)
+        self.job_ranges[job_id] = [items[0][0][0], items[-1][0][0] + 1]
+
+    def remove_leavers(self) -> None:
+        """Mirror mode: unlink contacts this export put on the lists that left the segment.
+        Contact ids come from an email search (at most 100 a call); unlinking leaves the
+        contacts themselves in SendGrid."""
+        client = self.sendgrid()
+        with open(self.leavers_path, "rb") as leavers:
+            while batch := [line.rstrip(b"\n").decode() for line in itertools.islice(leavers, SEARCH_EMAILS_MAX)]:
+                ids = client.contact_ids(batch)
+                for id_batch in _id_batches(list(ids.values())):
+                    for list_id in self.definition.list_ids:
+                        self.report.removal_jobs.append(client.remove_from_list(list_id, id_batch))
+                for email in batch:  # unlinked now, or not in SendGrid any more: off the list either way
+                    self.removed.first_time(email)
+                self.report.counts.removed += len(batch)
+                log.info("export '%s': %d of %d leavers unlinked", self.definition.name, self.report.counts.removed,
+                         self.report.plan["remove"])
 
     # -- confirm -------------------------------------------------------------------------------
     def confirm(self) -> None:
@@ -273,23 +352,66 @@ class _Run:
     def record_import_failures(self, job: dict[str, Any], errors_url: str | None) -> None:
         log.warning("export '%s': import job %s ended %s with %d contact(s) not applied",
                     self.definition.name, job["job_id"], job["status"], job.get("failed", 0))
-        text = self.sendgrid().download_errors(errors_url) if errors_url else None
+        text = self.sendgrid().download_errors(errors_url) if errors_url and job["status"] == "errored" else None
         failures = dict(jobs.parse_errors_file(text)) if text else {}
-        span = self.job_ranges.get(job["job_id"])
-        if span is None:  # a job of an earlier, interrupted run: its rows are not in this spill
-            return
-        for (position, ref), encoded in self.spilled(span[0]):
-            if position >= span[1]:
+        # Unknown which contacts failed (no readable errors file): none of the job counts as applied.
+        self.import_failures[job["job_id"]] = set(failures) if failures else None
+        first, end = self.job_ranges.get(job["job_id"], (0, 0))
+        for (position, ref), encoded in self.to_send(first):
+            if position >= end:
                 break
             email = _email_of(encoded)
-            if job["status"] == "failed" or email in failures:
+            if job["status"] == "failed" or not failures or email in failures:
                 self.write_reject(ref, IMPORT_FAILED, failures.get(email, f"the import job ended {job['status']}"))
+
+    def applied(self, position: int, email: bytes) -> bool:
+        """Did SendGrid apply the contact sent at this position? Only confirmed ones count."""
+        for job in self.report.jobs:
+            first, end = self.job_ranges.get(job["job_id"], (0, 0))
+            if first <= position < end:
+                if job["status"] == "completed":
+                    return True
+                failed = self.import_failures.get(job["job_id"])
+                return job["status"] == "errored" and failed is not None and email.decode() not in failed
+        return False  # refused with a 400, or never sent
+
+    def save_record(self) -> None:
+        """The new delivered record: confirmed sends take their new hash, leavers unlinked go."""
+        new_record = self.tmp / "record.next.tsv"
+        with open(self.decisions_path, "rb") as decisions, open(new_record, "wb") as out:
+            rows = (_decision_fields(line) for line in decisions)
+            out.writelines(delta.next_record(rows, self.applied, lambda email: email.decode() in self.removed))
+        self.services.state.save_record(self.definition.name, str(new_record))
 
     def close(self) -> None:
         if self.client is not None:
             self.report.retries += self.client.retries
             self.client.close()
         self.rejects_file.close()
+
+
+def _spill_fields(line: bytes) -> tuple[bytes, bytes, bytes]:
+    email, digest, payload = line.split(b"\t", 2)
+    return email, digest, payload
+
+
+def _decision_fields(line: bytes) -> tuple[bytes, bytes, bytes, str, int]:
+    email, new_hash, old_hash, action, position = line.rstrip(b"\n").split(b"\t")
+    return email, new_hash, old_hash, action.decode(), int(position)
+
+
+def _id_batches(ids: list[str]) -> Iterator[list[str]]:
+    """Contact ids in groups whose comma-joined query stays under MAX_QUERY_CHARS."""
+    batch: list[str] = []
+    size = 0
+    for contact_id in ids:
+        if batch and size + len(contact_id) + 1 > MAX_QUERY_CHARS:
+            yield batch
+            batch, size = [], 0
+        batch.append(contact_id)
+        size += len(contact_id) + 1
+    if batch:
+        yield batch
 
 
 def _email_of(encoded: bytes) -> str:
@@ -330,38 +452,50 @@ def run_export(
     services: Services,
     *,
     trigger: str,
-    dry_run: bool = False,
+    options: RunOptions = RunOptions(),
 ) -> RunReport:
-    """Run one export and return its report (also stored in the state container).
+    """Run one export and return its report (stored in the state container, but for a dry run,
+    which writes nothing anywhere).
 
     A failed run does not raise: the report's `error` says what went wrong, and its code maps to
     an HTTP status. Only `run_in_progress` (another run holds the export) raises ExportError,
     since such a run never started and stores no report.
     """
-    lease = None if dry_run else services.state.acquire_run_lease(name, services.lease_seconds)
+    if options.dry_run:
+        return _run(name, raw_definition, services, trigger, options)
+    lease = services.state.acquire_run_lease(name, services.lease_seconds)
     try:
-        if not dry_run:
-            recheck_jobs(name, services)
-        return _run(name, raw_definition, services, trigger=trigger, dry_run=dry_run)
+        recheck_jobs(name, services)
+        return _run(name, raw_definition, services, trigger, options)
     finally:
-        if lease is not None:
-            lease.release()
+        lease.release()
 
 
-def _run(name: str, raw_definition: dict[str, Any], services: Services, *, trigger: str, dry_run: bool) -> RunReport:
-    report = RunReport(export=name, trigger=trigger, dry_run=dry_run)
-    log.info("export '%s': run %s started (trigger=%s, dry_run=%s)", name, report.run_id, trigger, dry_run)
+def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger: str, options: RunOptions) -> RunReport:
+    report = RunReport(export=name, trigger=trigger, dry_run=options.dry_run, full_refresh=options.full_refresh)
+    log.info("export '%s': run %s started (trigger=%s, dry_run=%s, full_refresh=%s)", name, report.run_id, trigger,
+             options.dry_run, options.full_refresh)
+    writes = not options.dry_run
     with tempfile.TemporaryDirectory(prefix="sg-export-", dir=services.workdir) as tmp:
         run: _Run | None = None
         try:
             definition = parse_definition(raw_definition)
-            run = _Run(definition, services, report, Path(tmp))
+            report.sync_mode = definition.sync_mode
+            run = _Run(definition, services, report, Path(tmp), options)
             mapper = run.prepare()
             run.plan(mapper)
-            if not dry_run:
+            run.decide()
+            if writes:
+                run.guard()
                 run.apply()
+                if not report.resumable:
+                    services.state.clear_checkpoint(name)
+                    if definition.sync_mode == "mirror":
+                        run.remove_leavers()
                 services.state.save_report(report.to_dict())  # sent; a crash while polling keeps this
                 run.confirm()
+                if not report.resumable:
+                    run.save_record()
         except ExportError as exc:
             report.error = exc
         except Exception as exc:  # a bug: keep the type and where, not the message (it may quote data)
@@ -372,13 +506,14 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, *, trigg
         finally:
             if run is not None:
                 run.close()
-                if run.rejects_lines:
+                if run.rejects_lines and writes:
                     report.rejects_blob = _save_rejects(services.state, report, run.rejects_path)
             report.finish()
-            try:
-                services.state.save_report(report.to_dict())
-            except ExportError as exc:
-                log.error("export '%s': could not store the run report: %s", name, exc.message)
+            if writes:
+                try:
+                    services.state.save_report(report.to_dict())
+                except ExportError as exc:
+                    log.error("export '%s': could not store the run report: %s", name, exc.message)
     _log_summary(report)
     return report
 
@@ -395,8 +530,9 @@ def _save_rejects(state: StateStore, report: RunReport, path: Path) -> str | Non
 def _log_summary(report: RunReport) -> None:
     c = report.counts
     log.info(
-        "export '%s': run %s %s; read=%d valid=%d rejected=%d duplicates=%d sent=%d failed=%d upserts=%d retries=%d%s",
-        report.export, report.run_id, report.status, c.read, c.valid, c.rejected, c.duplicates, c.sent, c.failed,
-        report.upserts, report.retries,
+        "export '%s': run %s %s; read=%d valid=%d rejected=%d duplicates=%d unchanged=%d sent=%d failed=%d "
+        "removed=%d upserts=%d retries=%d%s",
+        report.export, report.run_id, report.status, c.read, c.valid, c.rejected, c.duplicates, c.unchanged, c.sent,
+        c.failed, c.removed, report.upserts, report.retries,
         f" error={report.error.code}" if report.error else "",
     )

@@ -44,6 +44,7 @@ class CustomField:
 class Rejected:
     reason: str
     detail: str = ""
+    email: str = ""  # set when the email itself was valid (mirror mode must not remove them)
 
 
 def is_valid_email(email: str) -> bool:
@@ -158,7 +159,12 @@ class ContactMapper:
             return Rejected("email too long", self.columns[self.email_index])
         if not _EMAIL_RE.match(email):
             return Rejected("invalid email", self.columns[self.email_index])
-        contact: dict[str, Any] = {"email": email}
+        result = self._fields(values, {"email": email})
+        if isinstance(result, Rejected):
+            return Rejected(result.reason, result.detail, email)
+        return result
+
+    def _fields(self, values: list[str], contact: dict[str, Any]) -> dict[str, Any] | Rejected:
 
         for field, index, max_length in self.reserved:
             value = values[index].strip()
@@ -213,9 +219,16 @@ class Deduplicator:
     def __init__(self) -> None:
         self._seen: set[bytes] = set()
 
+    @staticmethod
+    def _digest(email: str) -> bytes:
+        return hashlib.blake2b(email.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
     def first_time(self, email: str) -> bool:
-        digest = hashlib.blake2b(email.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        digest = self._digest(email)
         if digest in self._seen:
             return False
         self._seen.add(digest)
         return True
+
+    def __contains__(self, email: str) -> bool:
+        return self._digest(email) in self._seen

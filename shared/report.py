@@ -31,6 +31,8 @@ class Counts:
     duplicates: int = 0
     sent: int = 0
     failed: int = 0  # accepted, but SendGrid's import job did not apply them
+    unchanged: int = 0  # valid and already delivered as they are: not sent again
+    removed: int = 0  # unlinked from the lists (mirror mode)
 
 
 @dataclass
@@ -52,6 +54,10 @@ class RunReport:
     error: ExportError | None = None
     resumable: bool = False  # stopped early on purpose; the next run goes on from the checkpoint
     resumed_from: dict[str, Any] | None = None
+    sync_mode: str = "upsert"
+    full_refresh: bool = False
+    plan: dict[str, int] = field(default_factory=lambda: {"upsert": 0, "remove": 0})
+    removal_jobs: list[str] = field(default_factory=list)
 
     def reject(self, reason: str) -> None:
         self.counts.rejected += 1
@@ -59,8 +65,7 @@ class RunReport:
 
     def finish(self) -> None:
         self.finished_at = utc_now()
-        self.status = status_of(self.counts.sent, self.counts.valid, self.counts.failed,
-                                self.error is not None, self.dry_run, self.resumable)
+        self.status = status_of(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,7 +84,13 @@ class RunReport:
                 "duplicates": self.counts.duplicates,
                 "sent": self.counts.sent,
                 "failed": self.counts.failed,
+                "unchanged": self.counts.unchanged,
+                "removed": self.counts.removed,
             },
+            "sync_mode": self.sync_mode,
+            "full_refresh": self.full_refresh,
+            "plan": dict(self.plan),
+            "removal_jobs": self.removal_jobs,
             "rejects": dict(sorted(self.rejects.items())),
             "rejects_blob": self.rejects_blob,
             "requests": {"upserts": self.upserts, "retries": self.retries},
@@ -90,20 +101,20 @@ class RunReport:
         }
 
 
-def status_of(sent: int, valid: int, failed: int, error: bool, dry_run: bool, resumable: bool) -> str:
-    """succeeded: every valid profile was accepted and no import job failed any of them."""
-    if error:
-        return "partial" if sent else "failed"
-    if dry_run:
+def status_of(report: dict[str, Any]) -> str:
+    """succeeded: every contact planned was accepted (or refused by SendGrid as invalid, which
+    makes it a reject), none failed in an import job, and every leaver planned was removed."""
+    counts, plan = report["counts"], report["plan"]
+    if report["error"] is not None:
+        return "partial" if counts["sent"] or counts["removed"] else "failed"
+    if report["dry_run"]:
         return "succeeded"
-    if resumable or failed or sent != valid:
-        return "partial"
-    return "succeeded"
+    refused = report["rejects"].get("rejected by SendGrid", 0)
+    complete = counts["sent"] + refused == plan["upsert"] and counts["removed"] == plan["remove"]
+    return "succeeded" if complete and not counts["failed"] and not report["resumable"] else "partial"
 
 
 def refresh_status(report: dict[str, Any]) -> None:
     """Recompute a stored report's failed count and status after its jobs were re-checked."""
-    counts = report["counts"]
-    counts["failed"] = sum(job.get("failed", 0) for job in report["jobs"])
-    report["status"] = status_of(counts["sent"], counts["valid"], counts["failed"], report["error"] is not None,
-                                 report["dry_run"], report.get("resumable", False))
+    report["counts"]["failed"] = sum(job.get("failed", 0) for job in report["jobs"])
+    report["status"] = status_of(report)

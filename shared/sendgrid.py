@@ -10,6 +10,7 @@ Facts used (official OpenAPI description in twilio/sendgrid-oai, and the referen
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -28,6 +29,11 @@ CONTACTS_PATH = "/v3/marketing/contacts"
 FIELD_DEFINITIONS_PATH = "/v3/marketing/field_definitions"
 LISTS_PATH = "/v3/marketing/lists"
 IMPORTS_PATH = "/v3/marketing/contacts/imports"
+SEARCH_EMAILS_PATH = "/v3/marketing/contacts/search/emails"
+SEARCH_EMAILS_MAX = 100  # emails per search request (SendGrid docs)
+# DELETE .../lists/{id}/contacts takes ids in the query string; keep the URL well under the
+# 2,048 characters many proxies allow.
+MAX_QUERY_CHARS = 1_800
 USER_AGENT = "ci-sendgrid-export/0.1"
 
 
@@ -219,6 +225,30 @@ class SendGridClient:
             self._wait(self._backoff(attempt))
         log.warning("a job's errors file could not be downloaded")
         return None
+
+    def contact_ids(self, emails: list[str]) -> dict[str, str]:
+        """email -> contact id for those of (at most 100) emails that exist in SendGrid."""
+        if len(emails) > SEARCH_EMAILS_MAX:
+            raise ValueError(f"at most {SEARCH_EMAILS_MAX} emails per search")
+        response = self.request("POST", SEARCH_EMAILS_PATH, expected=(200,), data=json.dumps({"emails": emails}))
+        if response.status_code == 404:  # none of them exists
+            return {}
+        if response.status_code != 200:
+            raise ExportError("sendgrid_error", f"POST {SEARCH_EMAILS_PATH} answered {response.status_code}")
+        found = {}
+        for email, entry in (response.json().get("result") or {}).items():
+            contact = entry.get("contact") if isinstance(entry, dict) else None
+            if contact and contact.get("id"):
+                found[email.lower()] = str(contact["id"])
+        return found
+
+    def remove_from_list(self, list_id: str, contact_ids: list[str]) -> str:
+        """Unlink contacts from a list (the contacts themselves stay); the job id."""
+        path = f"{LISTS_PATH}/{list_id}/contacts"
+        response = self.request("DELETE", path, expected=(202,), params={"contact_ids": ",".join(contact_ids)})
+        if response.status_code != 202:
+            raise ExportError("sendgrid_error", f"DELETE {LISTS_PATH}/<id>/contacts answered {response.status_code}")
+        return str(response.json().get("job_id", ""))
 
     def import_status(self, job_id: str) -> dict[str, Any]:
         response = self.request("GET", f"{IMPORTS_PATH}/{job_id}", expected=(200,))

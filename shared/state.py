@@ -5,6 +5,7 @@ Layout (under STATE_CONTAINER):
   runs/<export>/latest.json      a copy of the newest report, read by the status endpoint
   rejects/<export>/<run_id>.csv  rows not sent, with partition, row number and reason
   checkpoints/<export>.json      how far an unfinished run got (snapshot, definition, position)
+  delivered/<export>.tsv         what SendGrid applied: "email<TAB>hash" lines sorted by email
   locks/<export>                 an empty blob whose lease means "a run of this export is going on"
 """
 
@@ -75,6 +76,31 @@ class StateStore:
         except AzureError as exc:
             raise _unavailable(exc) from None
         return name
+
+    # -- the delivered record ------------------------------------------------------------------
+    def download_record(self, export: str, path: str) -> str:
+        """Stream the export's delivered record into `path`; its etag, or "" when there is none
+        (the file is then empty)."""
+        try:
+            downloader = self._container.download_blob(f"delivered/{export}.tsv", max_concurrency=1)
+            with open(path, "wb") as handle:
+                for chunk in downloader.chunks():
+                    handle.write(chunk)
+            return str(downloader.properties.etag).strip('"')
+        except ResourceNotFoundError:
+            open(path, "wb").close()
+            return ""
+        except AzureError as exc:
+            raise _unavailable(exc) from None
+
+    def save_record(self, export: str, path: str) -> None:
+        self.ensure()
+        try:
+            with open(path, "rb") as stream:
+                self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True,
+                                            content_settings=ContentSettings(content_type="text/tab-separated-values"))
+        except AzureError as exc:
+            raise _unavailable(exc) from None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def load_checkpoint(self, export: str) -> dict[str, Any] | None:

@@ -80,7 +80,8 @@ def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
     assert response.status == 200, response.body
     report = response.body
     assert report["status"] == "succeeded" and report["error"] is None
-    assert report["counts"] == {"read": 47, "valid": 40, "rejected": 6, "duplicates": 1, "sent": 40, "failed": 0}
+    assert report["counts"] == {"read": 47, "valid": 40, "rejected": 6, "duplicates": 1, "sent": 40,
+                                "failed": 0, "unchanged": 0, "removed": 0}
     assert report["rejects"] == {"NUL byte": 1, "invalid email": 2, "lifetime_value is not a number": 1,
                                  "missing email": 1, "wrong number of columns": 1}
     assert len(report["source"]["partitions"]) == 3
@@ -122,7 +123,7 @@ def test_chunks_follow_both_caps_with_the_fewest_requests(app_factory: Any, sour
     # Now the byte cap binds: every body at most 2,000 bytes, and no more bodies than needed.
     sandbox.state.bodies.clear()
     app.services = replace(app.services, max_contacts_per_request=30_000, max_body_bytes=2_000)
-    report = run(app).body
+    report = run(app, body=b'{"full_refresh": true}').body
     sizes = [r["bytes"] for r in put_requests(sandbox)[5:]]
     assert max(sizes) <= 2_000 and sum(sizes) > 2_000 * (len(sizes) - 1) * 0.85
     assert report["counts"]["sent"] == 123 and len(contacts_by_email(sandbox)) == 123
@@ -138,13 +139,15 @@ def test_contacts_sendgrid_refuses_are_isolated_and_the_rest_delivered(
     sandbox_config(sandbox, invalid_emails=["person7@example.com", "person50@example.com"])
     report = run(app_factory([definition()])).body
     assert report["status"] == "succeeded"
-    assert report["counts"] == {"read": 64, "valid": 62, "rejected": 2, "duplicates": 0, "sent": 62, "failed": 0}
+    assert report["counts"] == {"read": 64, "valid": 62, "rejected": 2, "duplicates": 0, "sent": 62,
+                                "failed": 0, "unchanged": 0, "removed": 0}
     assert report["rejects"] == {"rejected by SendGrid": 2}
     assert set(contacts_by_email(sandbox)) == {f"person{i}@example.com" for i in range(1, 65)} - {
         "person7@example.com", "person50@example.com"}
     # Halving finds each bad contact in about log2(64) steps, not one request per contact.
     assert report["requests"]["upserts"] <= 1 + 2 * 2 * 6
     lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
+    lines.sort(key=lambda r: int(r["row"]))
     assert [(r["row"], r["reason"]) for r in lines] == [("7", "rejected by SendGrid (contacts[0].email)"),
                                                         ("50", "rejected by SendGrid (contacts[0].email)")]
     assert "person7@example.com" in lines[0]["detail"]  # SendGrid's message, kept for the operator
@@ -152,12 +155,16 @@ def test_contacts_sendgrid_refuses_are_isolated_and_the_rest_delivered(
 
 
 def test_dry_run_reads_and_counts_but_sends_nothing(app_factory: Any, source_container: ContainerClient,
-                                                    sandbox: Any) -> None:
+                                                    sandbox: Any, blob_service: BlobServiceClient,
+                                                    state_container_name: str) -> None:
     write(source_container, [[person(i) for i in range(1, 11)] + [person(11, email="bad")]])
     report = run(app_factory([definition()]), body=b'{"dry_run": true}').body
     assert report["dry_run"] is True and report["status"] == "succeeded"
-    assert report["counts"] == {"read": 11, "valid": 10, "rejected": 1, "duplicates": 0, "sent": 0, "failed": 0}
+    assert report["counts"] == {"read": 11, "valid": 10, "rejected": 1, "duplicates": 0, "sent": 0, "failed": 0,
+                                "unchanged": 0, "removed": 0}
+    assert report["plan"] == {"upsert": 10, "remove": 0}
     assert put_requests(sandbox) == [] and contacts_by_email(sandbox) == {}
+    assert not blob_service.get_container_client(state_container_name).exists()  # nothing stored at all
 
 
 @pytest.mark.parametrize(

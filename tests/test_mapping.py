@@ -85,6 +85,8 @@ def test_bad_values_reject_the_row_with_a_reason(values: dict[str, str], reason:
     result = mapper().map(row(**values))
     assert isinstance(result, Rejected)
     assert result.reason == reason
+    # Rows whose email is fine but another value is not keep the email (mirror mode keeps them).
+    assert result.email == ("ana@example.com" if "EMail" not in values else "")
 
 
 def test_wrong_number_of_columns_is_rejected() -> None:
@@ -98,7 +100,7 @@ def test_overlength_fields_truncate_by_default_and_reject_on_request() -> None:
     assert isinstance(contact, dict)
     assert contact["first_name"] == "B" * 50 and contact["city"] == "C" * 60
     result = mapper(on_overlength="reject").map(row(FirstName=long_name))
-    assert result == Rejected("first_name too long", "FirstName: over 50 characters")
+    assert result == Rejected("first_name too long", "FirstName: over 50 characters", "ana@example.com")
 
 
 def test_unknown_column_is_an_error_before_any_row() -> None:

@@ -130,9 +130,15 @@ def test_operator_cli(environment: None, capsys: pytest.CaptureFixture[str]) -> 
     from shared.__main__ import main  # noqa: PLC0415
 
     assert main(["validate"]) == 0
+    capsys.readouterr()
     assert main(["run", "vip", "--dry-run"]) == 0
+    dry = json.loads(capsys.readouterr().out)
+    assert dry["dry_run"] is True and dry["plan"] == {"upsert": 2, "remove": 0}
+    assert main(["status", "vip"]) == 1  # a dry run stores nothing
+    capsys.readouterr()
+    assert main(["run", "vip"]) == 0
     capsys.readouterr()
     assert main(["status", "vip"]) == 0
     latest = json.loads(capsys.readouterr().out)
-    assert latest["dry_run"] is True and latest["counts"]["valid"] == 2 and latest["counts"]["sent"] == 0
+    assert latest["dry_run"] is False and latest["counts"]["valid"] == 2 and latest["counts"]["sent"] == 2
     assert main(["status", "nobody"]) == 1

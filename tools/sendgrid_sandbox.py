@@ -228,6 +228,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 return 200, {**state.lists[list_id], "contact_count": state.list_count(list_id)}, {}
             if route == ("PUT", "/v3/marketing/contacts"):
                 return self._upsert(body)
+            if self.command == "DELETE" and re.fullmatch(r"/v3/marketing/lists/[^/]+/contacts", path):
+                return self._unlink(path.split("/")[4], query)
             if self.command == "GET" and path.startswith("/v3/marketing/contacts/imports/"):
                 return self._job(path.rsplit("/", 1)[-1])
             if route == ("GET", "/v3/marketing/contacts/count"):
@@ -332,6 +334,25 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if not ok:
                 return {"field": f"{where}.custom_fields.{field_id}", "message": f"value is not a valid {kind}"}
         return None
+
+    def _unlink(self, list_id: str, query: dict[str, list[str]]):
+        """DELETE /v3/marketing/lists/{id}/contacts?contact_ids=a,b: removes the contacts from
+        the list only (they stay in the account); 404 if the list or any id does not exist."""
+        state = self.server.state
+        if list_id not in state.lists:
+            return 404, _errors("list ID does not exist", "id"), {}
+        ids = [i for i in query.get("contact_ids", [""])[0].split(",") if i]
+        if not ids:
+            return 400, _errors("contact_ids is required", "contact_ids"), {}
+        by_id = {c["id"]: c for c in state.contacts.values()}
+        if any(i not in by_id for i in ids):
+            return 404, _errors("contact ID does not exist", "contact_ids"), {}
+        for contact_id in ids:
+            by_id[contact_id]["list_ids"].discard(list_id)
+        job_id = str(uuid.uuid4())
+        state.jobs[job_id] = {"contacts": [], "list_ids": [], "polls": 0, "status": "completed", "results": {},
+                              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        return 202, {"job_id": job_id}, {}
 
     def _job(self, job_id: str):
         state = self.server.state

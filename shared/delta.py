@@ -1,0 +1,127 @@
+"""Delta between the segment and what was last delivered, on sorted streams. Pure but for the
+temporary files of the external sort.
+
+The delivered record is a text file sorted by email, one line per contact this exporter had
+applied by SendGrid: `email<TAB>hash`, where the hash covers the contact's mapped fields and
+the list ids. The segment's valid contacts are sorted the same way (an external sort: sorted
+runs on disk, merged), so the two are compared in one pass with memory independent of size.
+
+Sorting lines as bytes sorts them by email: a TAB (0x09) follows the email and sorts before any
+character an email may hold, so "a@x.io<TAB>..." comes before "a@x.io.uk<TAB>...".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+LINES_PER_RUN = 100_000  # lines sorted in memory at a time (a few tens of MB at most)
+
+SAME, SEND, LEAVE = "same", "send", "leave"
+
+
+def contact_hash(encoded_contact: bytes, list_ids: Iterable[str]) -> str:
+    digest = hashlib.blake2b(encoded_contact, digest_size=8)
+    digest.update(b"\x1e" + ",".join(sorted(list_ids)).encode())
+    return digest.hexdigest()
+
+
+def external_sort(lines: Iterable[bytes], workdir: Path, lines_per_run: int = LINES_PER_RUN) -> Iterator[bytes]:
+    """Yield newline-terminated lines in byte order, holding at most `lines_per_run` in memory."""
+    runs: list[Path] = []
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= lines_per_run:
+            runs.append(_write_run(sorted(batch), workdir))
+            batch = []
+    if not runs:  # everything fitted in one batch
+        yield from sorted(batch)
+        return
+    if batch:
+        runs.append(_write_run(sorted(batch), workdir))
+    with ExitStack() as stack:
+        files = [stack.enter_context(open(path, "rb")) for path in runs]
+        yield from heapq.merge(*files)
+    for path in runs:
+        path.unlink(missing_ok=True)
+
+
+def _write_run(lines: list[bytes], workdir: Path) -> Path:
+    with tempfile.NamedTemporaryFile("wb", dir=workdir, prefix="run-", suffix=".txt", delete=False) as handle:
+        handle.writelines(lines)
+        return Path(handle.name)
+
+
+def read_record(lines: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """(email, hash) pairs of a delivered record, checked to be in strictly ascending order."""
+    previous = b""
+    for raw in lines:
+        line = raw.rstrip(b"\n")
+        if not line:
+            continue
+        email, _, digest = line.partition(b"\t")
+        if email <= previous:
+            raise ValueError("the delivered record is not sorted by email")
+        previous = email
+        yield email, digest
+
+
+@dataclass(frozen=True)
+class Decision:
+    email: bytes
+    new_hash: bytes | None  # None: not in the segment now (a leaver)
+    old_hash: bytes | None  # None: never delivered
+    action: str  # SAME, SEND or LEAVE
+    payload: bytes = b""  # the spill line's rest for SEND ("partition<TAB>row<TAB>json")
+
+
+def diff(
+    current: Iterator[tuple[bytes, bytes, bytes]],
+    record: Iterator[tuple[bytes, bytes]],
+    *,
+    full_refresh: bool = False,
+) -> Iterator[Decision]:
+    """Merge (email, hash, payload) of the segment with (email, hash) of the record, both sorted
+    by email: new or changed contacts are sent (all of them on a full refresh), unchanged ones
+    are left alone, and record entries no longer in the segment are leavers."""
+    now = next(current, None)
+    was = next(record, None)
+    while now is not None or was is not None:
+        if was is None or (now is not None and now[0] < was[0]):
+            assert now is not None
+            yield Decision(now[0], now[1], None, SEND, now[2])
+            now = next(current, None)
+        elif now is None or was[0] < now[0]:
+            yield Decision(was[0], None, was[1], LEAVE)
+            was = next(record, None)
+        else:
+            same = now[1] == was[1] and not full_refresh
+            yield Decision(now[0], now[1], was[1], SAME if same else SEND, b"" if same else now[2])
+            now, was = next(current, None), next(record, None)
+
+
+def next_record(
+    decisions: Iterable[tuple[bytes, bytes, bytes, str, int]],
+    applied: Callable[[int, bytes], bool],
+    removed: Callable[[bytes], bool],
+) -> Iterator[bytes]:
+    """The record after a run, in email order, from (email, new hash, old hash, action, send
+    position) lines: a sent contact takes its new hash only once SendGrid applied it (otherwise
+    it keeps its old entry, or none, and is sent again next time); a leaver stays unless it was
+    removed from the lists."""
+    for email, new_hash, old_hash, action, position in decisions:
+        if action == SAME:
+            yield email + b"\t" + new_hash + b"\n"
+        elif action == SEND:
+            if applied(position, email):
+                yield email + b"\t" + new_hash + b"\n"
+            elif old_hash:
+                yield email + b"\t" + old_hash + b"\n"
+        elif not removed(email):
+            yield email + b"\t" + old_hash + b"\n"
