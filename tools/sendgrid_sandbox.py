@@ -159,7 +159,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 fault.times -= 1
                 if fault.times <= 0:
                     state.faults.remove(fault)
-            record = {"method": self.command, "path": path, "bytes": len(body), "at": time.time()}
+            record = {"method": self.command, "path": path, "query": url.query, "bytes": len(body), "at": time.time()}
             state.requests.append(record)
         if fault and fault.delay:
             time.sleep(fault.delay)

@@ -1,0 +1,225 @@
+"""Delta, mirror, the removal guard and the dry-run plan, over a sequence of snapshots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.storage.blob import ContainerClient
+from conftest import API_KEY, LIST_ID, definition, sandbox_config, sandbox_get
+from test_export import person, run, write
+
+from shared import delta
+from shared.services import App
+
+MIRROR = {"sync_mode": "mirror"}
+
+
+def writes(sandbox: Any) -> list[dict[str, Any]]:
+    """Every request that changes something in SendGrid."""
+    return [r for r in sandbox_get(sandbox, "requests")["requests"]
+            if r["method"] in ("PUT", "DELETE") or (r["method"] == "POST" and "search" not in r["path"])]
+
+
+def on_list(sandbox: Any) -> set[str]:
+    return {c["email"] for c in sandbox_get(sandbox, "contacts")["contacts"] if LIST_ID in c["list_ids"]}
+
+
+def emails(numbers: Any) -> set[str]:
+    return {f"person{i}@example.com" for i in numbers}
+
+
+def someone_elses_contacts(sandbox: Any) -> None:
+    """Contacts another tool put on the same list: an exporter in mirror mode never touches them."""
+    body = {"list_ids": [LIST_ID], "contacts": [{"email": "manual1@example.org"}, {"email": "manual2@example.org"}]}
+    answer = requests.put(f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10,
+                          headers={"Authorization": f"Bearer {API_KEY}"})
+    assert answer.status_code == 202
+    sandbox_get(sandbox, "contacts")  # let the import finish
+
+
+def record_lines(app: App) -> list[str]:
+    data = app.services.state._container.download_blob("delivered/vip.tsv").readall()
+    return data.decode().splitlines()
+
+
+def test_a_sequence_of_snapshots_in_mirror_mode(app_factory: Any, source_container: ContainerClient,
+                                                sandbox: Any) -> None:
+    someone_elses_contacts(sandbox)
+    app = app_factory([definition(**MIRROR)])
+
+    # 1. The first run delivers everyone.
+    write(source_container, [[person(i) for i in range(1, 31)]])
+    first = run(app).body
+    assert first["status"] == "succeeded" and first["plan"] == {"upsert": 30, "remove": 0}
+    assert first["counts"]["sent"] == 30
+    assert on_list(sandbox) == emails(range(1, 31)) | {"manual1@example.org", "manual2@example.org"}
+    assert len(record_lines(app)) == 30
+
+    # 2. Some leave (1-5), some change (6-10), some join (31-35): only those are written.
+    before, bodies_before = len(writes(sandbox)), len(sandbox.state.bodies)
+    rows = [person(i, City="Porto") if i <= 10 else person(i) for i in range(6, 36)]
+    write(source_container, [rows[:12], rows[12:]])
+    second = run(app).body
+    assert second["status"] == "succeeded", second
+    assert second["plan"] == {"upsert": 10, "remove": 5}
+    assert second["counts"]["sent"] == 10 and second["counts"]["removed"] == 5 and second["counts"]["unchanged"] == 20
+    sent = [c["email"] for body in sandbox.state.bodies[bodies_before:] for c in body["contacts"]]
+    assert sorted(sent) == sorted(emails(range(6, 11)) | emails(range(31, 36)))
+    assert on_list(sandbox) == emails(range(6, 36)) | {"manual1@example.org", "manual2@example.org"}
+    contacts = {c["email"]: c for c in sandbox_get(sandbox, "contacts")["contacts"]}
+    assert emails(range(1, 6)) <= set(contacts)  # unlinked from the list, not deleted
+    assert contacts["person6@example.com"]["city"] == "Porto"
+    assert len(writes(sandbox)) - before == 2  # one upsert, one unlink
+    assert len(record_lines(app)) == 30
+
+    # 3. The same snapshot again: nothing to write at all.
+    before = len(writes(sandbox))
+    third = run(app).body
+    assert third["status"] == "succeeded" and third["plan"] == {"upsert": 0, "remove": 0}
+    assert third["counts"]["unchanged"] == 30 and third["requests"]["upserts"] == 0
+    assert len(writes(sandbox)) == before
+
+    # 4. A dry run's plan is exact and writes nothing, to SendGrid or to the state.
+    def current(i: int) -> list[str]:
+        return person(i, City="Porto") if i <= 10 else person(i)
+
+    rows = [person(i, LastName="New") if i in (12, 13) else current(i) for i in range(7, 36)]  # 6 leaves
+    write(source_container, [rows])
+    record_before = record_lines(app)
+    latest_before = app.services.state.latest_report("vip")
+    dry = run(app, body=b'{"dry_run": true}').body
+    assert dry["plan"] == {"upsert": 2, "remove": 1} and dry["counts"]["unchanged"] == 27
+    assert len(writes(sandbox)) == before
+    assert record_lines(app) == record_before and app.services.state.latest_report("vip") == latest_before
+    real = run(app).body
+    assert (real["counts"]["sent"], real["counts"]["removed"]) == (2, 1)
+
+    # 5. A segment that shrank by 90% is refused, and nothing is removed or sent...
+    write(source_container, [[current(i) for i in range(7, 10)]])
+    before = len(writes(sandbox))
+    refused = run(app)
+    assert refused.status == 422 and refused.body["error"]["code"] == "removal_guard"
+    assert "remove 26 of the 29" in refused.body["error"]["message"]
+    assert len(writes(sandbox)) == before and len(on_list(sandbox)) == 31
+    # ...unless the removals are confirmed.
+    confirmed = run(app, body=b'{"confirm_removals": true}').body
+    assert confirmed["status"] == "succeeded" and confirmed["counts"]["removed"] == 26
+    assert on_list(sandbox) == emails(range(7, 10)) | {"manual1@example.org", "manual2@example.org"}
+    assert len(record_lines(app)) == 3
+
+
+def test_upsert_mode_never_removes_and_full_refresh_resends_all(app_factory: Any, source_container: ContainerClient,
+                                                                 sandbox: Any) -> None:
+    app = app_factory([definition()])
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    run(app)
+    write(source_container, [[person(i) for i in range(1, 4)]])
+    second = run(app).body
+    assert second["plan"] == {"upsert": 0, "remove": 0} and second["counts"]["removed"] == 0
+    assert on_list(sandbox) == emails(range(1, 11))
+    refresh = run(app, body=b'{"full_refresh": true}').body
+    assert refresh["counts"]["sent"] == 3 and refresh["full_refresh"] is True
+
+
+def test_the_record_takes_only_what_sendgrid_applied(app_factory: Any, source_container: ContainerClient,
+                                                     sandbox: Any) -> None:
+    app = app_factory([definition()])
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    sandbox_config(sandbox, import_error_emails=["person3@example.com"])
+    first = run(app).body
+    assert first["counts"]["failed"] == 1
+    assert len(record_lines(app)) == 9
+    sandbox_config(sandbox, import_error_emails=[])
+    second = run(app).body  # the failed delivery is retried, nothing else
+    assert second["plan"]["upsert"] == 1 and sandbox.state.bodies[-1]["contacts"][0]["email"] == "person3@example.com"
+    assert second["status"] == "succeeded" and len(record_lines(app)) == 10
+
+
+def test_pending_jobs_are_not_taken_as_applied(app_factory: Any, source_container: ContainerClient,
+                                               sandbox: Any) -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from shared.exporter import JobPolling  # noqa: PLC0415
+
+    app = app_factory([definition()])
+    app.services = replace(app.services, job_polling=JobPolling(max_wait=0.05, first_interval=0.01))
+    write(source_container, [[person(i) for i in range(1, 6)]])
+    sandbox_config(sandbox, job_pending_polls=1000)
+    run(app)
+    assert record_lines(app) == []
+    sandbox_config(sandbox, job_pending_polls=0)
+    assert run(app).body["plan"]["upsert"] == 5  # unconfirmed: sent again, which is harmless
+
+
+def test_a_row_rejected_for_another_value_is_not_removed_in_mirror_mode(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    app = app_factory([definition(**MIRROR, custom_fields={"lifetime_value": "Value"})])
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    run(app)
+    write(source_container, [[person(i, Value="oops") if i == 4 else person(i) for i in range(1, 11)]])
+    report = run(app).body
+    assert report["plan"] == {"upsert": 0, "remove": 0} and report["counts"]["rejected"] == 1
+    assert "person4@example.com" in on_list(sandbox)
+
+
+def test_removals_search_at_most_100_emails_and_keep_urls_short(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    app = app_factory([definition(**MIRROR)])
+    write(source_container, [[person(i) for i in range(1, 251)]])
+    run(app)
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    report = run(app, body=b'{"confirm_removals": true}').body
+    assert report["counts"]["removed"] == 240 and on_list(sandbox) == emails(range(1, 11))
+    log = sandbox_get(sandbox, "requests")["requests"]
+    searches = [r for r in log if r["path"].endswith("/search/emails")]
+    assert len(searches) == 3 and all(r["status"] == 200 for r in searches)
+    deletes = [r for r in log if r["method"] == "DELETE"]
+    assert len(deletes) >= 6 and all(r["status"] == 202 for r in deletes)
+    assert all(len(r["query"]) < 2_000 for r in deletes)
+
+
+# -- the pure parts --------------------------------------------------------------------------
+def test_external_sort_merges_runs_from_disk(tmp_path: Path) -> None:
+    lines = [f"user{(i * 7919) % 1000}@x.io\t{i}\n".encode() for i in range(1000)]
+    assert list(delta.external_sort(lines, tmp_path, lines_per_run=64)) == sorted(lines)
+    assert list(tmp_path.iterdir()) == []  # the runs are cleaned up
+
+
+def test_sorting_lines_sorts_by_email() -> None:
+    lines = [b"a@x.io.uk\t2\n", b"a@x.io\t1\n", b"a@x.iob\t3\n"]
+    assert [line.split(b"\t")[0] for line in sorted(lines)] == sorted(line.split(b"\t")[0] for line in lines)
+
+
+def test_diff_and_next_record() -> None:
+    current = iter([(b"a@x.io", b"h1", b"pa"), (b"b@x.io", b"h2", b"pb"), (b"d@x.io", b"h4", b"pd")])
+    record = iter([(b"b@x.io", b"h2"), (b"c@x.io", b"h3"), (b"d@x.io", b"old")])
+    decisions = list(delta.diff(current, record))
+    assert [(d.email, d.action) for d in decisions] == [(b"a@x.io", "send"), (b"b@x.io", "same"),
+                                                       (b"c@x.io", "leave"), (b"d@x.io", "send")]
+    refreshed = list(delta.diff(iter([(b"b@x.io", b"h2", b"pb")]), iter([(b"b@x.io", b"h2")]), full_refresh=True))
+    assert refreshed[0].action == "send"
+    rows = [(b"a@x.io", b"h1", b"", "send", 0), (b"b@x.io", b"h2", b"h2", "same", -1),
+            (b"c@x.io", b"", b"h3", "leave", -1), (b"d@x.io", b"h4", b"old", "send", 1)]
+    # a not applied (dropped: never delivered), d not applied (keeps its old hash), c removed.
+    assert list(delta.next_record(rows, lambda pos, email: False, lambda email: True)) == [
+        b"b@x.io\th2\n", b"d@x.io\told\n"]
+    assert list(delta.next_record(rows, lambda pos, email: True, lambda email: False)) == [
+        b"a@x.io\th1\n", b"b@x.io\th2\n", b"c@x.io\th3\n", b"d@x.io\th4\n"]
+
+
+def test_an_unsorted_record_is_refused() -> None:
+    with pytest.raises(ValueError):
+        list(delta.read_record([b"b@x.io\th\n", b"a@x.io\th\n"]))
+
+
+def test_hash_covers_fields_and_lists() -> None:
+    contact = json.dumps({"email": "a@x.io"}).encode()
+    assert delta.contact_hash(contact, ["l1"]) == delta.contact_hash(contact, ["l1"])
+    assert delta.contact_hash(contact, ["l1"]) != delta.contact_hash(contact, ["l2"])
+    assert delta.contact_hash(contact, ["l1"]) != delta.contact_hash(contact.replace(b"a@", b"b@"), ["l1"])
