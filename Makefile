@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+IAC_VENV := .venv-iac
+
+.PHONY: setup demo test lint iac clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -23,9 +25,20 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# checkov lives in its own venv: it pins versions of packages the app also uses.
+$(IAC_VENV)/.installed: requirements-iac.txt
+	$(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(IAC_VENV)/bin/python -m pip install --quiet -r requirements-iac.txt
+	touch $@
+
+# Static checks of infra/ (skips and their reasons: infra/.checkov.yaml).
+iac: $(IAC_VENV)/.installed
+	$(IAC_VENV)/bin/checkov -d infra --framework bicep --skip-download --compact --quiet
+
 # Tests start their own Azurite, SendGrid sandbox and Key Vault stand-in on free loopback ports.
-test: lint
+test: lint iac
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) node_modules .pytest_cache .ruff_cache

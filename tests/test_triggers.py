@@ -142,3 +142,16 @@ def test_operator_cli(environment: None, capsys: pytest.CaptureFixture[str]) -> 
     latest = json.loads(capsys.readouterr().out)
     assert latest["dry_run"] is False and latest["counts"]["valid"] == 2 and latest["counts"]["sent"] == 2
     assert main(["status", "nobody"]) == 1
+
+
+def test_health_probe_says_only_whether_settings_are_valid(environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import export_health  # noqa: PLC0415
+
+    (binding, _) = function_json("export_health")["bindings"]
+    assert binding["authLevel"] == "anonymous" and binding["methods"] == ["get"]
+    ok = export_health.main(func.HttpRequest("GET", "/api/health", body=b""))
+    assert ok.status_code == 200 and json.loads(ok.get_body()) == {"status": "ok"}
+    monkeypatch.setenv("EXPORT_DEFINITIONS", "not json")
+    reset_app()
+    bad = export_health.main(func.HttpRequest("GET", "/api/health", body=b""))
+    assert bad.status_code == 503 and "EXPORT_DEFINITIONS" not in bad.get_body().decode()

@@ -1,0 +1,167 @@
+// Deploys ci-sendgrid-export: a Flex Consumption Function App that reads Customer Insights
+// exports from Blob Storage and sends them to SendGrid, with everything reached by a managed
+// identity (no storage keys, no connection strings), the SendGrid key in Key Vault, and logs in
+// Application Insights. `azd up` runs this; see the README's "Deploy" section.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; names and tags every resource.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource (one that offers the Flex Consumption plan).')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Object id of the person deploying; gets Key Vault Secrets Officer to set the SendGrid key. Empty: none.')
+param principalId string = ''
+
+@description('Existing storage account that holds the Customer Insights exports. Empty: create one.')
+param sourceStorageAccountName string = ''
+
+@description('Resource group of that existing account. Empty: the one this deployment creates.')
+param sourceStorageResourceGroup string = ''
+
+@description('Container Customer Insights exports into.')
+param sourceContainerName string = 'customer-insights'
+
+@description('Container for run reports, rejects, checkpoints and locks (created in the source account).')
+param stateContainerName string = 'sendgrid-export-state'
+
+@description('Key Vault secret that holds the SendGrid API key.')
+param sendGridSecretName string = 'sendgrid-api-key'
+
+@description('SendGrid API root; EU regional subusers use https://api.eu.sendgrid.com.')
+param sendGridApiBaseUrl string = 'https://api.sendgrid.com'
+
+@description('JSON array of export definitions (see the README).')
+param exportDefinitions string = '[]'
+
+@description('NCRONTAB schedule of the timer that runs every enabled export.')
+param exportSchedule string = '0 0 2 * * *'
+
+@description('Zone-redundant plan and host storage; set false in a region without availability zones.')
+param zoneRedundant bool = true
+
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var createSource = empty(sourceStorageAccountName)
+var sourceAccountName = createSource ? 'stsrc${token}' : sourceStorageAccountName
+var sourceGroupName = empty(sourceStorageResourceGroup) ? group.name : sourceStorageResourceGroup
+
+resource group 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: group
+  params: {
+    name: 'id-sgexport-${token}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: group
+  params: {
+    workspaceName: 'log-${token}'
+    insightsName: 'appi-${token}'
+    location: location
+    tags: tags
+    publisherPrincipalId: identity.outputs.principalId
+  }
+}
+
+module hostStorage 'modules/host-storage.bicep' = {
+  name: 'host-storage'
+  scope: group
+  params: {
+    name: 'sthost${token}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'app-package-${token}'
+    appPrincipalId: identity.outputs.principalId
+    skuName: zoneRedundant ? 'Standard_GZRS' : 'Standard_GRS'
+  }
+}
+
+module sourceAccount 'modules/source-account.bicep' = if (createSource) {
+  name: 'source-account'
+  scope: group
+  params: {
+    name: sourceAccountName
+    location: location
+    tags: tags
+  }
+}
+
+module sourceStorage 'modules/source-containers.bicep' = {
+  name: 'source-containers'
+  scope: resourceGroup(sourceGroupName)
+  params: {
+    accountName: sourceAccountName
+    sourceContainerName: sourceContainerName
+    stateContainerName: stateContainerName
+    appPrincipalId: identity.outputs.principalId
+  }
+  dependsOn: [group, sourceAccount]
+}
+
+module vault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: group
+  params: {
+    name: 'kv-${token}'
+    location: location
+    tags: tags
+    appPrincipalId: identity.outputs.principalId
+    operatorPrincipalId: principalId
+  }
+}
+
+module app 'modules/function-app.bicep' = {
+  name: 'function-app'
+  scope: group
+  params: {
+    name: 'func-sgexport-${token}'
+    planName: 'plan-${token}'
+    location: location
+    tags: union(tags, { 'azd-service-name': 'exporter' })
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    hostStorageName: hostStorage.outputs.name
+    deploymentContainerUrl: hostStorage.outputs.deploymentContainerUrl
+    insightsConnectionString: monitoring.outputs.connectionString
+    zoneRedundant: zoneRedundant
+    appSettings: {
+      SOURCE_STORAGE_ACCOUNT_URL: sourceStorage.outputs.blobEndpoint
+      SOURCE_CONTAINER: sourceContainerName
+      STATE_CONTAINER: stateContainerName
+      KEY_VAULT_URL: vault.outputs.uri
+      SENDGRID_API_KEY_SECRET_NAME: sendGridSecretName
+      SENDGRID_API_BASE_URL: sendGridApiBaseUrl
+      EXPORT_DEFINITIONS: exportDefinitions
+      EXPORT_SCHEDULE: exportSchedule
+      // Under host.json's functionTimeout (30 min); the rest are the app's defaults, made visible.
+      RUN_TIME_LIMIT_SECONDS: '1500'
+      JOB_WAIT_SECONDS: '300'
+      RUN_LEASE_SECONDS: '60'
+      SENDGRID_MAX_CONTACTS_PER_REQUEST: '30000'
+    }
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = group.name
+output FUNCTION_APP_NAME string = app.outputs.name
+output FUNCTION_URL_BASE string = app.outputs.apiBaseUrl
+output KEY_VAULT_NAME string = vault.outputs.name
+output SENDGRID_SECRET_NAME string = sendGridSecretName
+output SOURCE_STORAGE_ACCOUNT string = sourceAccountName
+output STATE_CONTAINER string = stateContainerName
