@@ -31,8 +31,11 @@ class Chunk(Generic[Ref]):
         return len(self.refs)
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def encode_contact(contact: dict) -> bytes:
-    return json.dumps(contact, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _encode(contact).encode("utf-8")
 
 
 def body_envelope(list_ids: Sequence[str]) -> tuple[bytes, bytes]:

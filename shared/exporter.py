@@ -20,6 +20,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ class _Run:
         self.tmp = tmp
         self.started = services.clock()
         self.spill_path = tmp / "contacts.spill"  # valid contacts in segment order
-        self.send_path = tmp / "send.txt"  # new and changed contacts, in email order
+        self.keys_path = tmp / "keys.txt"  # "email<TAB>hash<TAB>spill position" per valid contact
+        self.to_send_mask: bytearray | None = None  # spill positions to send; None: all of them
         self.decisions_path = tmp / "decisions.txt"  # one line per email of segment or record
         self.leavers_path = tmp / "leavers.txt"  # emails to unlink from the lists (mirror)
         self.rejects_path = tmp / "rejects.csv"
@@ -138,7 +140,7 @@ class _Run:
         list_ids = self.definition.list_ids
         max_contact = chunking.max_contact_bytes(list_ids, self.services.max_body_bytes)
         limit = self.definition.max_profiles
-        with open(self.spill_path, "wb") as spill:
+        with open(self.spill_path, "wb") as spill, open(self.keys_path, "wb") as keys:
             for row in self.services.source.rows(self.segment):
                 counts.read += 1
                 ref = (row.partition, row.number)
@@ -165,30 +167,35 @@ class _Run:
                             f"the segment has more than max_profiles ({limit}) valid profiles; "
                             "nothing was sent. Raise max_profiles or narrow the segment",
                         )
-                    head = f"{result['email']}\t{delta.contact_hash(encoded, list_ids)}\t{row.partition}\t{row.number}\t"
-                    spill.write(head.encode("utf-8", "surrogateescape") + encoded + b"\n")
+                    keys.write(f"{result['email']}\t{delta.contact_hash(encoded, list_ids)}\t{counts.valid - 1}\n"
+                               .encode())
+                    spill.write(f"{row.partition}\t{row.number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
                 if counts.read % PROGRESS_EVERY_ROWS == 0:
                     log.info("export '%s': read %d rows, %d valid", self.definition.name, counts.read, counts.valid)
 
     def decide(self) -> None:
-        """Compare the segment with the delivered record: what to send, what to unlink."""
+        """Compare the segment with the delivered record: what to send, what to unlink. Only the
+        short keys are sorted; the contacts stay in the spill, in segment order, and are sent
+        from there."""
         report = self.report
         record_path = self.tmp / "record.tsv"
         self.record_etag = self.services.state.download_record(self.definition.name, str(record_path))
         mirror = self.definition.sync_mode == "mirror"
         upsert = remove = unchanged = managed = 0
-        with (open(self.spill_path, "rb") as spill, open(record_path, "rb") as record,
-              open(self.send_path, "wb") as send, open(self.decisions_path, "wb") as decisions,
-              open(self.leavers_path, "wb") as leavers):
-            current = (_spill_fields(line) for line in delta.external_sort(spill, self.tmp))
+        send_all = self.options.full_refresh or record_path.stat().st_size == 0
+        mask = None if send_all else bytearray(self.report.counts.valid)
+        with (open(self.keys_path, "rb") as keys, open(record_path, "rb") as record,
+              open(self.decisions_path, "wb") as decisions, open(self.leavers_path, "wb") as leavers):
+            current = (_key_fields(line) for line in delta.external_sort(keys, self.tmp))
             entries = delta.read_record(record)
             for decision in delta.diff(current, entries, full_refresh=self.options.full_refresh):
                 position = -1
                 if decision.old_hash is not None:
                     managed += 1
                 if decision.action == delta.SEND:
-                    position, upsert = upsert, upsert + 1
-                    send.write(decision.payload)
+                    position, upsert = int(decision.payload), upsert + 1
+                    if mask is not None:
+                        mask[position] = 1
                 elif decision.action == delta.SAME:
                     unchanged += 1
                 elif mirror and decision.email.decode() not in self.kept:
@@ -197,6 +204,7 @@ class _Run:
                 decisions.write(b"\t".join([decision.email, decision.new_hash or b"", decision.old_hash or b"",
                                             decision.action.encode(), str(position).encode()]) + b"\n")
         self.managed = managed
+        self.to_send_mask = mask
         report.plan = {"upsert": upsert, "remove": remove}
         report.counts.unchanged = unchanged
 
@@ -213,9 +221,11 @@ class _Run:
 
     # -- apply ---------------------------------------------------------------------------------
     def to_send(self, start: int) -> Iterator[tuple[Item, bytes]]:
-        with open(self.send_path, "rb") as send:
-            for position, line in enumerate(send):
-                if position < start:
+        """The contacts to send, from spill position `start` on, in segment order."""
+        mask = self.to_send_mask
+        with open(self.spill_path, "rb") as spill:
+            for position, line in enumerate(spill):
+                if position < start or (mask is not None and not mask[position]):
                     continue
                 partition, number, encoded = line.rstrip(b"\n").split(b"\t", 2)
                 yield (position, (partition.decode("utf-8", "surrogateescape"), int(number))), encoded
@@ -390,9 +400,9 @@ class _Run:
         self.rejects_file.close()
 
 
-def _spill_fields(line: bytes) -> tuple[bytes, bytes, bytes]:
-    email, digest, payload = line.split(b"\t", 2)
-    return email, digest, payload
+def _key_fields(line: bytes) -> tuple[bytes, bytes, bytes]:
+    email, digest, position = line.rstrip(b"\n").split(b"\t")
+    return email, digest, position
 
 
 def _decision_fields(line: bytes) -> tuple[bytes, bytes, bytes, str, int]:
@@ -482,20 +492,27 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
             definition = parse_definition(raw_definition)
             report.sync_mode = definition.sync_mode
             run = _Run(definition, services, report, Path(tmp), options)
-            mapper = run.prepare()
-            run.plan(mapper)
-            run.decide()
+            with stage(report, "prepare"):
+                mapper = run.prepare()
+            with stage(report, "read"):
+                run.plan(mapper)
+            with stage(report, "compare"):
+                run.decide()
             if writes:
                 run.guard()
-                run.apply()
+                with stage(report, "send"):
+                    run.apply()
                 if not report.resumable:
                     services.state.clear_checkpoint(name)
                     if definition.sync_mode == "mirror":
-                        run.remove_leavers()
+                        with stage(report, "remove"):
+                            run.remove_leavers()
                 services.state.save_report(report.to_dict())  # sent; a crash while polling keeps this
-                run.confirm()
+                with stage(report, "confirm"):
+                    run.confirm()
                 if not report.resumable:
-                    run.save_record()
+                    with stage(report, "record"):
+                        run.save_record()
         except ExportError as exc:
             report.error = exc
         except Exception as exc:  # a bug: keep the type and where, not the message (it may quote data)
@@ -516,6 +533,16 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
                     log.error("export '%s': could not store the run report: %s", name, exc.message)
     _log_summary(report)
     return report
+
+
+@contextmanager
+def stage(report: RunReport, name: str) -> Iterator[None]:
+    """Time a stage of the run into report.timings (shown in the report and the benchmark)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.timings[name] = report.timings.get(name, 0.0) + time.perf_counter() - started
 
 
 def _save_rejects(state: StateStore, report: RunReport, path: Path) -> str | None:

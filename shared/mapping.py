@@ -51,14 +51,16 @@ def is_valid_email(email: str) -> bool:
     return bool(_EMAIL_RE.match(email))
 
 
+# NUL, or a lone surrogate: those only appear through errors="surrogateescape" when a partition
+# holds bytes its declared encoding cannot decode.
+_BAD_CHARACTERS = re.compile("[\x00\udc80-\udcff]")
+
+
 def has_bad_characters(value: str) -> str | None:
-    """'invalid encoding' for bytes the declared encoding could not decode, 'NUL byte' for NULs."""
-    if "\x00" in value:
-        return "NUL byte"
-    # Lone surrogates only appear through errors="surrogateescape" when decoding the partition.
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
-        return "invalid encoding"
-    return None
+    """'NUL byte' for NULs, 'invalid encoding' for bytes the declared encoding could not decode."""
+    if not _BAD_CHARACTERS.search(value):
+        return None
+    return "NUL byte" if "\x00" in value else "invalid encoding"
 
 
 def coerce_number(value: str) -> int | float | None:
@@ -150,9 +152,8 @@ class ContactMapper:
             return Rejected("wrong number of columns", f"{len(values)} values for {self.width} columns")
 
         email = values[self.email_index].strip().lower()
-        problem = self._check(email, self.email_index)
-        if problem:
-            return problem
+        if len(email) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(email):
+            return self._problem(email, self.email_index)
         if not email:
             return Rejected("missing email", self.columns[self.email_index])
         if len(email) > RESERVED_FIELD_MAX_LENGTH["email"]:
@@ -170,9 +171,8 @@ class ContactMapper:
             value = values[index].strip()
             if not value:
                 continue
-            problem = self._check(value, index)
-            if problem:
-                return problem
+            if len(value) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(value):
+                return self._problem(value, index)
             if max_length is not None and len(value) > max_length:
                 if not self.truncate:
                     return Rejected(f"{field} too long", f"{self.columns[index]}: over {max_length} characters")
@@ -185,9 +185,8 @@ class ContactMapper:
                 value = values[index].strip()
                 if not value:
                     continue
-                problem = self._check(value, index)
-                if problem:
-                    return problem
+                if len(value) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(value):
+                    return self._problem(value, index)
                 if field.field_type == "Number":
                     number = coerce_number(value)
                     if number is None:
@@ -204,13 +203,11 @@ class ContactMapper:
                 contact["custom_fields"] = custom
         return contact
 
-    def _check(self, value: str, index: int) -> Rejected | None:
+    def _problem(self, value: str, index: int) -> Rejected:
+        """Why a value that failed the quick check (too long, or bad characters) is rejected."""
         if len(value) > MAX_VALUE_CHARS:
             return Rejected("value too large", f"{self.columns[index]}: over {MAX_VALUE_CHARS} characters")
-        bad = has_bad_characters(value)
-        if bad:
-            return Rejected(bad, self.columns[index])
-        return None
+        return Rejected(has_bad_characters(value) or "invalid encoding", self.columns[index])
 
 
 class Deduplicator:

@@ -58,6 +58,7 @@ class RunReport:
     full_refresh: bool = False
     plan: dict[str, int] = field(default_factory=lambda: {"upsert": 0, "remove": 0})
     removal_jobs: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def reject(self, reason: str) -> None:
         self.counts.rejected += 1
@@ -91,6 +92,7 @@ class RunReport:
             "full_refresh": self.full_refresh,
             "plan": dict(self.plan),
             "removal_jobs": self.removal_jobs,
+            "timings": {stage: round(seconds, 3) for stage, seconds in self.timings.items()},
             "rejects": dict(sorted(self.rejects.items())),
             "rejects_blob": self.rejects_blob,
             "requests": {"upserts": self.upserts, "retries": self.retries},

@@ -102,6 +102,7 @@ def test_sandbox_answers_in_the_shapes_of_the_spec(sandbox: Any) -> None:
     response_schema("contacts", "/v3/marketing/contacts", "put", "202").validate(accepted.json())
     job = call(sandbox, "GET", f"/v3/marketing/contacts/imports/{accepted.json()['job_id']}").json()
     assert job["status"] == "pending"  # accepted is not applied
+    sandbox.state.imports.join()  # SendGrid has processed it by the next poll
     job = call(sandbox, "GET", f"/v3/marketing/contacts/imports/{accepted.json()['job_id']}").json()
     response_schema("contacts", "/v3/marketing/contacts/imports/{id}", "get", "200").validate(job)
     assert job["status"] == "completed" and job["results"]["created_count"] == 1

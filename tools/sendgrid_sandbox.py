@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import queue
 import re
 import threading
 import time
@@ -96,6 +97,7 @@ class SandboxState:
     job_pending_polls: int = 1  # a job answers "pending" this many times before it completes
     next_field: int = 1
     lock: threading.RLock = field(default_factory=threading.RLock)
+    imports: queue.Queue = field(default_factory=queue.Queue)  # accepted jobs, processed in the background
 
     def add_list(self, name: str, list_id: str | None = None) -> str:
         list_id = list_id or str(uuid.uuid4())
@@ -293,6 +295,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         job_id = str(uuid.uuid4())
         state.jobs[job_id] = {"contacts": contacts, "list_ids": list_ids, "polls": 0,
                               "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        state.imports.put(job_id)
         return 202, {"job_id": job_id}, {}
 
     def _contact_problem(self, contact: Any, index: int) -> dict[str, Any] | None:
@@ -360,56 +363,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if job is None:
             return 404, _errors("job not found", "id"), {}
         job["polls"] += 1
-        if "status" not in job and job["polls"] > state.job_pending_polls:
-            self._complete(job, job_id)
+        if "status" not in job and "outcome" in job and job["polls"] > state.job_pending_polls:
+            job.update(job.pop("outcome"))
         result = {"id": job_id, "status": job.get("status", "pending"), "job_type": "upsert",
                   "results": job.get("results", {"requested_count": len(job["contacts"])}),
                   "started_at": job["started_at"]}
         if "finished_at" in job:
             result["finished_at"] = job["finished_at"]
         return 200, result, {}
-
-    def _complete(self, job: dict[str, Any], job_id: str) -> None:
-        state = self.server.state
-        created = updated = 0
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if state.fail_jobs > 0:
-            state.fail_jobs -= 1
-            job["status"] = "failed"
-            job["results"] = {"requested_count": len(job["contacts"]), "created_count": 0, "updated_count": 0,
-                              "deleted_count": 0, "errored_count": len(job["contacts"])}
-            job["finished_at"] = now
-            return
-        errored = [c for c in job["contacts"] if c["email"].lower() in state.import_error_emails]
-        for contact in job["contacts"]:
-            if contact in errored:
-                continue
-            email = contact["email"].lower()  # SendGrid lower-cases emails
-            existing = state.contacts.get(email)
-            if existing is None:
-                existing = state.contacts[email] = {"id": str(uuid.uuid4()), "list_ids": set(), "custom_fields": {},
-                                                    "created_at": now}
-                created += 1
-            else:
-                updated += 1
-            for key, value in contact.items():
-                if key == "custom_fields":
-                    existing["custom_fields"].update(value)
-                else:
-                    existing[key] = value
-            existing["email"] = email
-            existing["updated_at"] = now
-            existing["list_ids"].update(job["list_ids"])
-        job["status"] = "errored" if errored else "completed"
-        job["results"] = {"requested_count": len(job["contacts"]), "created_count": created,
-                          "updated_count": updated, "deleted_count": 0, "errored_count": len(errored)}
-        if errored:
-            # The real errors_url is a pre-signed download link; its layout is not documented.
-            # This one is a CSV with a header, one line per contact that failed.
-            job["errors_csv"] = "email,error\r\n" + "".join(
-                f"{c['email']},the contact could not be imported\r\n" for c in errored)
-            job["results"]["errors_url"] = f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"
-        job["finished_at"] = now
 
     def _search_emails(self, body: bytes):
         data = self._json(body)
@@ -449,16 +410,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _admin(self, path: str, body: bytes) -> None:
         state = self.server.state
         data = self._json(body) if body else {}
+        if path == "/_sandbox/contacts":
+            state.imports.join()  # settle what is queued, as time would
         with state.lock:
             if path == "/_sandbox/state":
-                pending = sum(1 for j in state.jobs.values() if "status" not in j)
+                pending = sum(1 for j in state.jobs.values() if "outcome" not in j and "status" not in j)
                 self._reply(200, {"contacts": len(state.contacts), "jobs": len(state.jobs), "pending_jobs": pending,
                                   "requests": len(state.requests),
                                   "lists": {k: state.list_count(k) for k in state.lists}})
             elif path == "/_sandbox/contacts":
-                for job_id, job in state.jobs.items():  # settle what is queued, as time would
-                    if "status" not in job:
-                        self._complete(job, job_id)
                 self._reply(200, {"contacts": [_public_contact(c) for c in state.contacts.values()]})
             elif path == "/_sandbox/requests":
                 self._reply(200, {"requests": state.requests})
@@ -479,6 +439,48 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 self._reply(404, _errors("unknown sandbox helper"))
 
 
+def process_job(state: SandboxState, job: dict[str, Any], job_id: str) -> None:
+    """Apply an accepted import, as SendGrid does on its side after the 202. The outcome becomes
+    visible to status polls after `job_pending_polls` of them."""
+    created = updated = 0
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if state.fail_jobs > 0:
+        state.fail_jobs -= 1
+        job["outcome"] = {"status": "failed", "finished_at": now, "results": {
+            "requested_count": len(job["contacts"]), "created_count": 0, "updated_count": 0, "deleted_count": 0,
+            "errored_count": len(job["contacts"])}}
+        return
+    errored = [c for c in job["contacts"] if c["email"].lower() in state.import_error_emails]
+    for contact in job["contacts"]:
+        if contact in errored:
+            continue
+        email = contact["email"].lower()  # SendGrid lower-cases emails
+        existing = state.contacts.get(email)
+        if existing is None:
+            existing = state.contacts[email] = {"id": str(uuid.uuid4()), "list_ids": set(), "custom_fields": {},
+                                                "created_at": now}
+            created += 1
+        else:
+            updated += 1
+        for key, value in contact.items():
+            if key == "custom_fields":
+                existing["custom_fields"].update(value)
+            else:
+                existing[key] = value
+        existing["email"] = email
+        existing["updated_at"] = now
+        existing["list_ids"].update(job["list_ids"])
+    results = {"requested_count": len(job["contacts"]), "created_count": created,
+               "updated_count": updated, "deleted_count": 0, "errored_count": len(errored)}
+    if errored:
+        # The real errors_url is a pre-signed download link; its layout is not documented.
+        # This one is a CSV with a header, one line per contact that failed.
+        job["errors_csv"] = "email,error\r\n" + "".join(
+            f"{c['email']},the contact could not be imported\r\n" for c in errored)
+        results["errors_url"] = f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"
+    job["outcome"] = {"status": "errored" if errored else "completed", "results": results, "finished_at": now}
+
+
 def _public_contact(contact: dict[str, Any]) -> dict[str, Any]:
     return {**contact, "list_ids": sorted(contact["list_ids"]), "segment_ids": []}
 
@@ -490,6 +492,17 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(address, SandboxHandler)
         self.state = state or SandboxState()
         self.state.public_url = self.url
+        threading.Thread(target=self._process_imports, name="sandbox-imports", daemon=True).start()
+
+    def _process_imports(self) -> None:
+        """SendGrid's side of an import: jobs are applied after the 202, while callers go on."""
+        while True:
+            job_id = self.state.imports.get()
+            try:
+                with self.state.lock:
+                    process_job(self.state, self.state.jobs[job_id], job_id)
+            finally:
+                self.state.imports.task_done()
 
     @property
     def url(self) -> str:
@@ -510,8 +523,11 @@ def main() -> None:
     parser.add_argument("--api-key", default="SG.sandbox-key")
     parser.add_argument("--list", action="append", default=[], help="a list id to create (UUID)")
     parser.add_argument("--field", action="append", default=[], help="a custom field, name:Text|Number|Date")
+    parser.add_argument("--job-pending-polls", type=int, default=1, help="polls a job answers 'pending' before it ends")
+    parser.add_argument("--no-record-bodies", action="store_true", help="keep no copy of request bodies (long runs)")
     args = parser.parse_args()
-    state = SandboxState(api_keys={args.api_key})
+    state = SandboxState(api_keys={args.api_key}, job_pending_polls=args.job_pending_polls,
+                         record_bodies=not args.no_record_bodies)
     for list_id in args.list:
         state.add_list(f"list {list_id[:8]}", list_id)
     for spec in args.field:
