@@ -17,18 +17,23 @@ import heapq
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 LINES_PER_RUN = 100_000  # lines sorted in memory at a time (a few tens of MB at most)
 
 SAME, SEND, LEAVE = "same", "send", "leave"
 
 
-def contact_hash(encoded_contact: bytes, list_ids: Iterable[str]) -> str:
-    digest = hashlib.blake2b(encoded_contact, digest_size=8)
-    digest.update(b"\x1e" + ",".join(sorted(list_ids)).encode())
-    return digest.hexdigest()
+def lists_suffix(list_ids: Iterable[str]) -> bytes:
+    return b"\x1e" + ",".join(sorted(list_ids)).encode()
+
+
+def contact_hash(encoded_contact: bytes, list_ids: Iterable[str] | bytes) -> str:
+    """A stable hash of a contact as sent: its encoded fields and its lists (a list of ids, or
+    `lists_suffix` of them computed once)."""
+    suffix = list_ids if isinstance(list_ids, bytes) else lists_suffix(list_ids)
+    return hashlib.blake2b(encoded_contact + suffix, digest_size=8).hexdigest()
 
 
 def external_sort(lines: Iterable[bytes], workdir: Path, lines_per_run: int = LINES_PER_RUN) -> Iterator[bytes]:
@@ -72,13 +77,12 @@ def read_record(lines: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
         yield email, digest
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):  # one per contact: a tuple is cheaper than a dataclass
     email: bytes
     new_hash: bytes | None  # None: not in the segment now (a leaver)
     old_hash: bytes | None  # None: never delivered
     action: str  # SAME, SEND or LEAVE
-    payload: bytes = b""  # the spill line's rest for SEND ("partition<TAB>row<TAB>json")
+    payload: bytes = b""  # for SEND, what the segment side carried (the spill position)
 
 
 def diff(

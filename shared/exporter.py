@@ -13,6 +13,7 @@ limit stops by itself, checkpointed, and reports `partial` with `resumable: true
 
 from __future__ import annotations
 
+import bisect
 import csv
 import itertools
 import logging
@@ -20,6 +21,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +110,9 @@ class _Run:
         self.job_ranges: dict[str, list[int]] = {}  # job id -> [first, end) send positions
         self.import_failures: dict[str, set[str] | None] = {}  # job id -> emails not applied
         self.refused = 0  # contacts SendGrid refused with a 400, counted for the checkpoint
+        self.job_starts: list[int] | None = None  # for `applied`, made once the jobs are final
+        self.job_spans: list[tuple[int, int, str]] = []
+        self.job_status: dict[str, str] = {}
 
     def sendgrid(self) -> SendGridClient:
         if self.client is None:
@@ -136,42 +141,47 @@ class _Run:
         """Read, validate and count every row; spill the valid contacts, with their hash."""
         assert self.segment is not None
         report, counts = self.report, self.report.counts
-        dedup = Deduplicator()
-        list_ids = self.definition.list_ids
-        max_contact = chunking.max_contact_bytes(list_ids, self.services.max_body_bytes)
+        first_time = Deduplicator().first_time
+        lists = delta.lists_suffix(self.definition.list_ids)
+        max_contact = chunking.max_contact_bytes(self.definition.list_ids, self.services.max_body_bytes)
         limit = self.definition.max_profiles
+        encode, contact_hash, to_map = chunking.encode_contact, delta.contact_hash, mapper.map
+        # The hot loop: one pass per row, counters kept in locals and stored as it goes.
+        read = valid = 0
         with open(self.spill_path, "wb") as spill, open(self.keys_path, "wb") as keys:
-            for row in self.services.source.rows(self.segment):
-                counts.read += 1
-                ref = (row.partition, row.number)
-                result = mapper.map(row.values)
-                if isinstance(result, Rejected):
+            for partition, number, values in self.services.source.rows(self.segment):
+                read += 1
+                result = to_map(values)
+                if type(result) is not dict:
+                    assert isinstance(result, Rejected)
                     report.reject(result.reason)
-                    self.write_reject(ref, result.reason, result.detail)
+                    self.write_reject((partition, number), result.reason, result.detail)
                     if result.email:
                         self.kept.first_time(result.email)
-                elif not dedup.first_time(result["email"]):
+                elif not first_time(result["email"]):
                     counts.duplicates += 1
-                    self.write_reject(ref, "duplicate email", "an earlier row has the same email")
+                    self.write_reject((partition, number), "duplicate email", "an earlier row has the same email")
                 else:
-                    encoded = chunking.encode_contact(result)
+                    encoded = encode(result)
                     if len(encoded) > max_contact:
                         report.reject("contact too large")
-                        self.write_reject(ref, "contact too large", f"{len(encoded)} bytes encoded")
+                        self.write_reject((partition, number), "contact too large", f"{len(encoded)} bytes encoded")
                         self.kept.first_time(result["email"])
                         continue
-                    counts.valid += 1
-                    if counts.valid > limit:
+                    if valid == limit:
+                        counts.read, counts.valid = read, valid + 1
                         raise ExportError(
                             "too_many_profiles",
                             f"the segment has more than max_profiles ({limit}) valid profiles; "
                             "nothing was sent. Raise max_profiles or narrow the segment",
                         )
-                    keys.write(f"{result['email']}\t{delta.contact_hash(encoded, list_ids)}\t{counts.valid - 1}\n"
-                               .encode())
-                    spill.write(f"{row.partition}\t{row.number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
-                if counts.read % PROGRESS_EVERY_ROWS == 0:
-                    log.info("export '%s': read %d rows, %d valid", self.definition.name, counts.read, counts.valid)
+                    keys.write(f"{result['email']}\t{contact_hash(encoded, lists)}\t{valid}\n".encode())
+                    spill.write(f"{partition}\t{number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
+                    valid += 1
+                if read % PROGRESS_EVERY_ROWS == 0:
+                    counts.read, counts.valid = read, valid
+                    log.info("export '%s': read %d rows, %d valid", self.definition.name, read, valid)
+        counts.read, counts.valid = read, valid
 
     def decide(self) -> None:
         """Compare the segment with the delivered record: what to send, what to unlink. Only the
@@ -273,20 +283,32 @@ class _Run:
         })
 
     def apply(self) -> None:
+        """Send the chunks in order. One sender thread sends a chunk (and checkpoints it) while
+        this thread packs the next, so reading the spill overlaps with waiting on SendGrid; only
+        one chunk is in flight, so checkpoints stay in order."""
         start = self.resume()
         chunks = chunking.pack(self.to_send(start), self.definition.list_ids,
                                self.services.max_contacts_per_request, self.services.max_body_bytes)
-        for index, chunk in enumerate(chunks, start=1):
-            if self.services.clock() - self.started > self.services.time_limit:
-                self.report.resumable = True
-                log.warning("export '%s': time limit reached after %d of %d contacts; checkpointed, the next run "
-                            "goes on from here", self.definition.name, self.report.counts.sent,
-                            self.report.plan["upsert"])
-                return
-            self.deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body)
-            self.save_checkpoint(chunk.refs[-1][0] + 1)
-            log.info("export '%s': request %d accepted; %d of %d contacts sent",
-                     self.definition.name, index, self.report.counts.sent, self.report.plan["upsert"])
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender") as sender:
+            in_flight: Future[None] | None = None
+            for index, chunk in enumerate(chunks, start=1):
+                if in_flight is not None:
+                    in_flight.result()  # raises what the sender raised
+                if self.services.clock() - self.started > self.services.time_limit:
+                    self.report.resumable = True
+                    log.warning("export '%s': time limit reached after %d of %d contacts; checkpointed, the next "
+                                "run goes on from here", self.definition.name, self.report.counts.sent,
+                                self.report.plan["upsert"])
+                    return
+                in_flight = sender.submit(self.send_chunk, index, chunk)
+            if in_flight is not None:
+                in_flight.result()
+
+    def send_chunk(self, index: int, chunk: chunking.Chunk[Item]) -> None:
+        self.deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body)
+        self.save_checkpoint(chunk.refs[-1][0] + 1)
+        log.info("export '%s': request %d accepted; %d of %d contacts sent",
+                 self.definition.name, index, self.report.counts.sent, self.report.plan["upsert"])
 
     def deliver(self, items: list[tuple[Item, bytes]], body: bytes | None = None) -> None:
         """Send one body. A 400 fails the whole request for one bad contact, so the body is
@@ -376,14 +398,20 @@ class _Run:
 
     def applied(self, position: int, email: bytes) -> bool:
         """Did SendGrid apply the contact sent at this position? Only confirmed ones count."""
-        for job in self.report.jobs:
-            first, end = self.job_ranges.get(job["job_id"], (0, 0))
-            if first <= position < end:
-                if job["status"] == "completed":
-                    return True
-                failed = self.import_failures.get(job["job_id"])
-                return job["status"] == "errored" and failed is not None and email.decode() not in failed
-        return False  # refused with a 400, or never sent
+        if self.job_starts is None:  # job ranges in send order, looked up by bisection
+            ranges = sorted((first, end, job_id) for job_id, (first, end) in self.job_ranges.items())
+            self.job_starts = [first for first, _, _ in ranges]
+            self.job_spans = ranges
+            self.job_status = {job["job_id"]: job["status"] for job in self.report.jobs}
+        index = bisect.bisect_right(self.job_starts, position) - 1
+        if index < 0 or position >= self.job_spans[index][1]:
+            return False  # refused with a 400, or never sent
+        job_id = self.job_spans[index][2]
+        status = self.job_status.get(job_id)
+        if status == "completed":
+            return True
+        failed = self.import_failures.get(job_id)
+        return status == "errored" and failed is not None and email.decode() not in failed
 
     def save_record(self) -> None:
         """The new delivered record: confirmed sends take their new hash, leavers unlinked go."""
