@@ -54,31 +54,57 @@ def build_body(list_ids: Sequence[str], encoded: Iterable[bytes]) -> bytes:
     return head + b",".join(encoded) + tail
 
 
+class Packer(Generic[Ref]):
+    """Push-style packing: `add` each contact; it hands back a full body when the contact would
+    not fit in the current one. Greedy, so no more bodies than the caps need."""
+
+    def __init__(self, list_ids: Sequence[str], max_contacts: int = MAX_CONTACTS_PER_REQUEST,
+                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.head, self.tail = body_envelope(list_ids)
+        self.fixed = len(self.head) + len(self.tail)
+        self.max_contacts, self.max_body_bytes = max_contacts, max_body_bytes
+        self.refs: list[Ref] = []
+        self.parts: list[bytes] = []
+        self.size = self.fixed
+
+    def add(self, ref: Ref, encoded: bytes) -> Chunk[Ref] | None:
+        """Every contact must fit alone (see `max_contact_bytes`)."""
+        if self.fixed + len(encoded) > self.max_body_bytes:
+            raise ValueError("a contact is larger than a request body may be")
+        full = None
+        extra = len(encoded) + 1  # the comma before it
+        if self.parts and (len(self.parts) >= self.max_contacts or self.size + extra > self.max_body_bytes):
+            full = self.flush()
+        if not self.parts:
+            extra -= 1
+        self.refs.append(ref)
+        self.parts.append(encoded)
+        self.size += extra
+        return full
+
+    def flush(self) -> Chunk[Ref] | None:
+        if not self.parts:
+            return None
+        chunk = Chunk(self.refs, self.parts, self.head + b",".join(self.parts) + self.tail)
+        self.refs, self.parts, self.size = [], [], self.fixed
+        return chunk
+
+
 def pack(
     items: Iterable[tuple[Ref, bytes]],
     list_ids: Sequence[str],
     max_contacts: int = MAX_CONTACTS_PER_REQUEST,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Iterator[Chunk[Ref]]:
-    """Yield request bodies in order. Every item must fit alone (see `max_contact_bytes`)."""
-    head, tail = body_envelope(list_ids)
-    fixed = len(head) + len(tail)
-    refs: list[Ref] = []
-    parts: list[bytes] = []
-    size = fixed
+    """Yield request bodies in order, for an iterable of (ref, encoded contact)."""
+    packer: Packer[Ref] = Packer(list_ids, max_contacts, max_body_bytes)
     for ref, encoded in items:
-        extra = len(encoded) + (1 if parts else 0)  # the comma between contacts
-        if fixed + len(encoded) > max_body_bytes:
-            raise ValueError("a contact is larger than a request body may be")
-        if parts and (len(parts) >= max_contacts or size + extra > max_body_bytes):
-            yield Chunk(refs, parts, head + b",".join(parts) + tail)
-            refs, parts, size = [], [], fixed
-            extra = len(encoded)
-        refs.append(ref)
-        parts.append(encoded)
-        size += extra
-    if parts:
-        yield Chunk(refs, parts, head + b",".join(parts) + tail)
+        full = packer.add(ref, encoded)
+        if full is not None:
+            yield full
+    last = packer.flush()
+    if last is not None:
+        yield last
 
 
 def minimum_requests(contacts: int, body_bytes: int, max_contacts: int = MAX_CONTACTS_PER_REQUEST,

@@ -93,6 +93,8 @@ class _Run:
         self.started = services.clock()
         self.spill_path = tmp / "contacts.spill"  # valid contacts in segment order
         self.keys_path = tmp / "keys.txt"  # "email<TAB>hash<TAB>spill position" per valid contact
+        self.record_path = tmp / "record.tsv"  # the delivered record as this run found it
+        self.streaming = False  # send while reading (see `can_stream`)
         self.to_send_mask: bytearray | None = None  # spill positions to send; None: all of them
         self.decisions_path = tmp / "decisions.txt"  # one line per email of segment or record
         self.leavers_path = tmp / "leavers.txt"  # emails to unlink from the lists (mirror)
@@ -146,6 +148,12 @@ class _Run:
         max_contact = chunking.max_contact_bytes(self.definition.list_ids, self.services.max_body_bytes)
         limit = self.definition.max_profiles
         encode, contact_hash, to_map = chunking.encode_contact, delta.contact_hash, mapper.map
+        packer: chunking.Packer[Item] | None = None
+        sender = None
+        if self.streaming:
+            packer = chunking.Packer(self.definition.list_ids, self.services.max_contacts_per_request,
+                                     self.services.max_body_bytes)
+            sender = _Sender(self)
         # The hot loop: one pass per row, counters kept in locals and stored as it goes.
         read = valid = 0
         with open(self.spill_path, "wb") as spill, open(self.keys_path, "wb") as keys:
@@ -177,19 +185,54 @@ class _Run:
                         )
                     keys.write(f"{result['email']}\t{contact_hash(encoded, lists)}\t{valid}\n".encode())
                     spill.write(f"{partition}\t{number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
+                    if packer is not None:
+                        full = packer.add((valid, (partition, number)), encoded)
+                        if full is not None and not self.stream(sender, full):
+                            packer = None  # out of time: read on for the counts, send no more
                     valid += 1
                 if read % PROGRESS_EVERY_ROWS == 0:
                     counts.read, counts.valid = read, valid
                     log.info("export '%s': read %d rows, %d valid", self.definition.name, read, valid)
-        counts.read, counts.valid = read, valid
+            counts.read, counts.valid = read, valid
+            if packer is not None:
+                last = packer.flush()
+                if last is not None:
+                    self.stream(sender, last)
+        if sender is not None:
+            sender.close()
+
+    def stream(self, sender: _Sender | None, chunk: chunking.Chunk[Item]) -> bool:
+        assert sender is not None
+        try:
+            return sender.submit(chunk)
+        except BaseException:
+            sender.close(raise_errors=False)
+            raise
+
+    def load_record(self) -> None:
+        self.record_etag = self.services.state.download_record(self.definition.name, str(self.record_path))
+
+    def can_stream(self) -> bool:
+        """Send while reading? Only when nothing read later can change what is sent: no
+        delivered record yet (everything is new, nothing leaves), no checkpoint to resume, and
+        the segment cannot hold more than max_profiles valid profiles. That last is proven from
+        the partition sizes (a valid row takes at least a byte per column plus a 6-character
+        email), else by counting the rows first."""
+        assert self.segment is not None
+        if self.record_path.stat().st_size or self.services.state.load_checkpoint(self.definition.name):
+            return False
+        limit = self.definition.max_profiles
+        smallest_row = len(self.segment.columns) + len("a@b.cc")
+        if sum(p.size for p in self.segment.partitions) // smallest_row <= limit:
+            return True
+        return self.services.source.count_rows(self.segment) <= limit
 
     def decide(self) -> None:
         """Compare the segment with the delivered record: what to send, what to unlink. Only the
         short keys are sorted; the contacts stay in the spill, in segment order, and are sent
         from there."""
         report = self.report
-        record_path = self.tmp / "record.tsv"
-        self.record_etag = self.services.state.download_record(self.definition.name, str(record_path))
+        record_path = self.record_path
         mirror = self.definition.sync_mode == "mirror"
         upsert = remove = unchanged = managed = 0
         send_all = self.options.full_refresh or record_path.stat().st_size == 0
@@ -244,8 +287,7 @@ class _Run:
         """What must be equal for a checkpoint to apply: the same sends in the same order."""
         assert self.segment is not None
         return {"snapshot": self.segment.snapshot_id, "definition": self.definition.fingerprint(),
-                "record": self.record_etag, "full_refresh": self.options.full_refresh,
-                "upsert": self.report.plan["upsert"]}
+                "record": self.record_etag, "full_refresh": self.options.full_refresh}
 
     def resume(self) -> int:
         """Where to start sending: after the last accepted request of an unfinished run of this
@@ -289,26 +331,19 @@ class _Run:
         start = self.resume()
         chunks = chunking.pack(self.to_send(start), self.definition.list_ids,
                                self.services.max_contacts_per_request, self.services.max_body_bytes)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender") as sender:
-            in_flight: Future[None] | None = None
-            for index, chunk in enumerate(chunks, start=1):
-                if in_flight is not None:
-                    in_flight.result()  # raises what the sender raised
-                if self.services.clock() - self.started > self.services.time_limit:
-                    self.report.resumable = True
-                    log.warning("export '%s': time limit reached after %d of %d contacts; checkpointed, the next "
-                                "run goes on from here", self.definition.name, self.report.counts.sent,
-                                self.report.plan["upsert"])
+        sender = _Sender(self)
+        try:
+            for chunk in chunks:
+                if not sender.submit(chunk):
                     return
-                in_flight = sender.submit(self.send_chunk, index, chunk)
-            if in_flight is not None:
-                in_flight.result()
+        finally:
+            sender.close()
 
     def send_chunk(self, index: int, chunk: chunking.Chunk[Item]) -> None:
         self.deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body)
         self.save_checkpoint(chunk.refs[-1][0] + 1)
-        log.info("export '%s': request %d accepted; %d of %d contacts sent",
-                 self.definition.name, index, self.report.counts.sent, self.report.plan["upsert"])
+        log.info("export '%s': request %d accepted; %d contacts sent", self.definition.name, index,
+                 self.report.counts.sent)
 
     def deliver(self, items: list[tuple[Item, bytes]], body: bytes | None = None) -> None:
         """Send one body. A 400 fails the whole request for one bad contact, so the body is
@@ -428,6 +463,42 @@ class _Run:
         self.rejects_file.close()
 
 
+class _Sender:
+    """Sends chunks from one background thread, one in flight at a time, so the caller packs
+    (or reads) the next while this one waits on SendGrid; checkpoints stay in order."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender")
+        self.in_flight: Future[None] | None = None
+        self.sent_chunks = 0
+
+    def wait(self) -> None:
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            in_flight.result()  # raises what the sender raised
+
+    def submit(self, chunk: chunking.Chunk[Item]) -> bool:
+        """Queue a chunk; False (and nothing sent) once the run's time limit has passed."""
+        run = self.run
+        self.wait()
+        if run.services.clock() - run.started > run.services.time_limit:
+            run.report.resumable = True
+            log.warning("export '%s': time limit reached after %d contacts sent; checkpointed, the next run goes "
+                        "on from here", run.definition.name, run.report.counts.sent)
+            return False
+        self.sent_chunks += 1
+        self.in_flight = self.pool.submit(run.send_chunk, self.sent_chunks, chunk)
+        return True
+
+    def close(self, raise_errors: bool = True) -> None:
+        try:
+            if raise_errors:
+                self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def _key_fields(line: bytes) -> tuple[bytes, bytes, bytes]:
     email, digest, position = line.rstrip(b"\n").split(b"\t")
     return email, digest, position
@@ -522,14 +593,17 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
             run = _Run(definition, services, report, Path(tmp), options)
             with stage(report, "prepare"):
                 mapper = run.prepare()
-            with stage(report, "read"):
+                run.load_record()
+                run.streaming = writes and run.can_stream()
+            with stage(report, "read and send" if run.streaming else "read"):
                 run.plan(mapper)
             with stage(report, "compare"):
                 run.decide()
             if writes:
                 run.guard()
-                with stage(report, "send"):
-                    run.apply()
+                if not run.streaming:
+                    with stage(report, "send"):
+                        run.apply()
                 if not report.resumable:
                     services.state.clear_checkpoint(name)
                     if definition.sync_mode == "mirror":

@@ -296,3 +296,31 @@ def test_a_request_level_refusal_is_an_error_not_a_hunt_for_bad_contacts(
     assert response.status == 502 and response.body["error"]["code"] == "sendgrid_error"
     assert "list_ids" in response.body["error"]["message"]
     assert len(put_requests(sandbox)) == 1  # no halving for a problem no contact causes
+
+
+def test_a_first_run_sends_while_reading_only_when_nothing_can_stop_it(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 41)]])
+    # No record yet and the partition sizes prove max_profiles cannot be passed: one pass.
+    first = run(app_factory([definition()])).body
+    assert "read and send" in first["timings"] and "send" not in first["timings"]
+    assert first["counts"]["sent"] == 40
+    # A record now exists: what to send depends on all of the segment, so read first, then send.
+    write(source_container, [[person(i, City="Porto") for i in range(1, 41)]])
+    second = run(app_factory([definition()])).body
+    assert "read" in second["timings"] and "send" in second["timings"] and second["counts"]["sent"] == 40
+
+
+@pytest.mark.parametrize(("limit", "streams"), [(40, True), (39, False)])
+def test_rows_are_counted_first_when_sizes_cannot_prove_the_limit(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, limit: int, streams: bool
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 41)]])
+    response = run(app_factory([definition(max_profiles=limit)]))
+    assert ("read and send" in response.body.get("report", response.body)["timings"]) is streams
+    if streams:
+        assert response.status == 200 and response.body["counts"]["sent"] == 40
+    else:
+        assert response.status == 422 and response.body["error"]["code"] == "too_many_profiles"
+        assert put_requests(sandbox) == []  # refused before anything was sent
