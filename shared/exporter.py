@@ -95,6 +95,7 @@ class _Run:
         self.keys_path = tmp / "keys.txt"  # "email<TAB>hash<TAB>spill position" per valid contact
         self.record_path = tmp / "record.tsv"  # the delivered record as this run found it
         self.streaming = False  # send while reading (see `can_stream`)
+        self.sender: _Sender | None = None  # the streaming sender, until its last chunk is sent
         self.to_send_mask: bytearray | None = None  # spill positions to send; None: all of them
         self.decisions_path = tmp / "decisions.txt"  # one line per email of segment or record
         self.leavers_path = tmp / "leavers.txt"  # emails to unlink from the lists (mirror)
@@ -198,8 +199,17 @@ class _Run:
                 last = packer.flush()
                 if last is not None:
                     self.stream(sender, last)
-        if sender is not None:
+        # The last chunk may still be in flight: `finish_streaming` waits for it, so the caller
+        # can compare meanwhile.
+        self.sender = sender
+
+    def finish_streaming(self) -> None:
+        """Wait for the last chunk sent while reading, store the report, then confirm."""
+        if self.sender is not None:
+            sender, self.sender = self.sender, None
             sender.close()
+        self.services.state.save_report(self.report.to_dict())  # sent; a crash while polling keeps this
+        self.confirm()
 
     def stream(self, sender: _Sender | None, chunk: chunking.Chunk[Item]) -> bool:
         assert sender is not None
@@ -457,6 +467,8 @@ class _Run:
         self.services.state.save_record(self.definition.name, str(new_record))
 
     def close(self) -> None:
+        if self.sender is not None:  # an error while streaming: stop the sender, keep the error
+            self.sender.close(raise_errors=False)
         if self.client is not None:
             self.report.retries += self.client.retries
             self.client.close()
@@ -597,13 +609,28 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
                 run.streaming = writes and run.can_stream()
             with stage(report, "read and send" if run.streaming else "read"):
                 run.plan(mapper)
-            with stage(report, "compare"):
-                run.decide()
-            if writes:
+            if not writes:
+                with stage(report, "compare"):
+                    run.decide()
+            elif run.streaming:
+                # Everything was new and is being sent: the comparison only feeds the next
+                # record, so it runs while the last request goes and the import jobs are polled.
+                with stage(report, "compare and confirm"), ThreadPoolExecutor(1, "confirm") as pool:
+                    confirming = pool.submit(run.finish_streaming)
+                    try:
+                        run.decide()
+                    finally:
+                        confirming.result()
+                if not report.resumable:
+                    services.state.clear_checkpoint(name)
+                    with stage(report, "record"):
+                        run.save_record()
+            else:
+                with stage(report, "compare"):
+                    run.decide()
                 run.guard()
-                if not run.streaming:
-                    with stage(report, "send"):
-                        run.apply()
+                with stage(report, "send"):
+                    run.apply()
                 if not report.resumable:
                     services.state.clear_checkpoint(name)
                     if definition.sync_mode == "mirror":

@@ -135,8 +135,10 @@ class ContactMapper:
         self.width = len(columns)
         self.truncate = definition.on_overlength == "truncate"
         self.email_index = _column_index(columns, definition.mapping["email"], "mapping.email")
+        # postal_code has no SendGrid limit: MAX_VALUE_CHARS stands in, so every field has a number.
         self.reserved = [
-            (field, _column_index(columns, column, f"mapping.{field}"), RESERVED_FIELD_MAX_LENGTH[field])
+            (field, _column_index(columns, column, f"mapping.{field}"),
+             RESERVED_FIELD_MAX_LENGTH[field] or MAX_VALUE_CHARS)
             for field, column in definition.mapping.items()
             if field != "email"
         ]
@@ -150,8 +152,17 @@ class ContactMapper:
         if len(values) != self.width:
             return Rejected("wrong number of columns", f"{len(values)} values for {self.width} columns")
 
+        # One look at the whole row settles size and characters for nearly every row; only a row
+        # that fails it has each value looked at (the fields then say which one is at fault).
+        joined = "\x1f".join(values)
+        careful = len(joined) > MAX_VALUE_CHARS or "\x00" in joined
+        if not careful and not joined.isascii():
+            try:
+                joined.encode("utf-8")  # lone surrogates (undecodable input bytes) cannot be encoded
+            except UnicodeEncodeError:
+                careful = True
         email = values[self.email_index].strip().lower()
-        if len(email) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(email):
+        if careful and (len(email) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(email)):
             return self._problem(email, self.email_index)
         if not email:
             return Rejected("missing email", self.columns[self.email_index])
@@ -159,54 +170,54 @@ class ContactMapper:
             return Rejected("email too long", self.columns[self.email_index])
         if not _EMAIL_RE.match(email):
             return Rejected("invalid email", self.columns[self.email_index])
-        result = self._fields(values, {"email": email})
-        if isinstance(result, Rejected):
-            return Rejected(result.reason, result.detail, email)
-        return result
+        contact: dict[str, Any] = {"email": email}
+        for field, index, max_length in self.reserved:  # the hot loop of a run: kept flat
+            value = values[index].strip()
+            if value:
+                if careful and (len(value) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(value)):
+                    return self._problem(value, index, email)
+                if len(value) > max_length:
+                    if not self.truncate:
+                        return Rejected(f"{field} too long", f"{self.columns[index]}: over {max_length} characters",
+                                        email)
+                    value = value[:max_length].rstrip()
+                contact[field] = value
+        if self.custom:
+            result = self._custom(values, contact, careful)
+            if result is not None:
+                return Rejected(result.reason, result.detail, email)
+        return contact
 
-    def _fields(self, values: list[str], contact: dict[str, Any]) -> dict[str, Any] | Rejected:
-
-        for field, index, max_length in self.reserved:
+    def _custom(self, values: list[str], contact: dict[str, Any], careful: bool) -> Rejected | None:
+        """Custom field values, coerced to their SendGrid types, into contact["custom_fields"]."""
+        custom: dict[str, Any] = {}
+        for field, index in self.custom:
             value = values[index].strip()
             if not value:
                 continue
-            if len(value) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(value):
+            if careful and (len(value) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(value)):
                 return self._problem(value, index)
-            if max_length is not None and len(value) > max_length:
-                if not self.truncate:
-                    return Rejected(f"{field} too long", f"{self.columns[index]}: over {max_length} characters")
-                value = value[:max_length].rstrip()
-            contact[field] = value
+            if field.field_type == "Number":
+                number = coerce_number(value)
+                if number is None:
+                    return Rejected(f"{field.name} is not a number", self.columns[index])
+                custom[field.id] = number
+            elif field.field_type == "Date":
+                date = coerce_date(value)
+                if date is None:
+                    return Rejected(f"{field.name} is not a date", self.columns[index])
+                custom[field.id] = date
+            else:
+                custom[field.id] = value
+        if custom:
+            contact["custom_fields"] = custom
+        return None
 
-        if self.custom:
-            custom: dict[str, Any] = {}
-            for field, index in self.custom:
-                value = values[index].strip()
-                if not value:
-                    continue
-                if len(value) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(value):
-                    return self._problem(value, index)
-                if field.field_type == "Number":
-                    number = coerce_number(value)
-                    if number is None:
-                        return Rejected(f"{field.name} is not a number", self.columns[index])
-                    custom[field.id] = number
-                elif field.field_type == "Date":
-                    date = coerce_date(value)
-                    if date is None:
-                        return Rejected(f"{field.name} is not a date", self.columns[index])
-                    custom[field.id] = date
-                else:
-                    custom[field.id] = value
-            if custom:
-                contact["custom_fields"] = custom
-        return contact
-
-    def _problem(self, value: str, index: int) -> Rejected:
+    def _problem(self, value: str, index: int, email: str = "") -> Rejected:
         """Why a value that failed the quick check (too long, or bad characters) is rejected."""
         if len(value) > MAX_VALUE_CHARS:
-            return Rejected("value too large", f"{self.columns[index]}: over {MAX_VALUE_CHARS} characters")
-        return Rejected(has_bad_characters(value) or "invalid encoding", self.columns[index])
+            return Rejected("value too large", f"{self.columns[index]}: over {MAX_VALUE_CHARS} characters", email)
+        return Rejected(has_bad_characters(value) or "invalid encoding", self.columns[index], email)
 
 
 class Deduplicator:
