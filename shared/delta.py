@@ -38,6 +38,14 @@ def contact_hash(encoded_contact: bytes, list_ids: Iterable[str] | bytes) -> str
 
 def external_sort(lines: Iterable[bytes], workdir: Path, lines_per_run: int = LINES_PER_RUN) -> Iterator[bytes]:
     """Yield newline-terminated lines in byte order, holding at most `lines_per_run` in memory."""
+    return merge_runs(sorted_runs(lines, workdir, lines_per_run))
+
+
+Runs = list[Path] | list[bytes]  # sorted run files, or (when all fitted in one) the sorted lines
+
+
+def sorted_runs(lines: Iterable[bytes], workdir: Path, lines_per_run: int = LINES_PER_RUN) -> Runs:
+    """The first half of an external sort: sorted runs of at most `lines_per_run` lines."""
     runs: list[Path] = []
     batch: list[bytes] = []
     for line in lines:
@@ -46,14 +54,22 @@ def external_sort(lines: Iterable[bytes], workdir: Path, lines_per_run: int = LI
             runs.append(_write_run(sorted(batch), workdir))
             batch = []
     if not runs:  # everything fitted in one batch
-        yield from sorted(batch)
-        return
+        return sorted(batch)
     if batch:
         runs.append(_write_run(sorted(batch), workdir))
+    return runs
+
+
+def merge_runs(runs: Runs) -> Iterator[bytes]:
+    """The second half: the runs merged, in order; run files are removed when done."""
+    if not runs or isinstance(runs[0], bytes):
+        yield from runs  # type: ignore[misc]
+        return
+    paths: list[Path] = runs  # type: ignore[assignment]
     with ExitStack() as stack:
-        files = [stack.enter_context(open(path, "rb")) for path in runs]
+        files = [stack.enter_context(open(path, "rb")) for path in paths]
         yield from heapq.merge(*files)
-    for path in runs:
+    for path in paths:
         path.unlink(missing_ok=True)
 
 

@@ -93,6 +93,7 @@ class _Run:
         self.started = services.clock()
         self.spill_path = tmp / "contacts.spill"  # valid contacts in segment order
         self.keys_path = tmp / "keys.txt"  # "email<TAB>hash<TAB>spill position" per valid contact
+        self.key_runs: delta.Runs = []  # sorted runs of the keys (a first delivery, streamed)
         self.record_path = tmp / "record.tsv"  # the delivered record as this run found it
         self.streaming = False  # send while reading (see `can_stream`)
         self.sender: _Sender | None = None  # the streaming sender, until its last chunk is sent
@@ -351,6 +352,11 @@ class _Run:
 
     def send_chunk(self, index: int, chunk: chunking.Chunk[Item]) -> None:
         self.deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body)
+        # While SendGrid took this one, it likely finished importing the one before: asking now
+        # (a poll it would get at the end anyway) leaves little to wait for after the last send.
+        earlier = [job for job in self.report.jobs[:-1] if jobs.is_pending(job)]
+        if earlier:
+            self.poll(earlier[:1])
         self.save_checkpoint(chunk.refs[-1][0] + 1)
         log.info("export '%s': request %d accepted; %d contacts sent", self.definition.name, index,
                  self.report.counts.sent)
@@ -412,11 +418,7 @@ class _Run:
         interval = polling.first_interval
         pending = [job for job in self.report.jobs if jobs.is_pending(job)]
         while pending:
-            for job in pending:
-                errors_url = jobs.apply_status(job, self.sendgrid().import_status(job["job_id"]))
-                if job["status"] in ("errored", "failed"):
-                    self.record_import_failures(job, errors_url)
-            pending = [job for job in pending if jobs.is_pending(job)]
+            pending = self.poll(pending)
             if not pending or self.services.clock() + interval > deadline:
                 break
             self.services.sleep(interval)
@@ -425,6 +427,14 @@ class _Run:
         if pending:
             log.info("export '%s': %d import job(s) still pending; the status endpoint and the next run check them",
                      self.definition.name, len(pending))
+
+    def poll(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Ask once about each pending job; the ones still pending."""
+        for job in pending:
+            errors_url = jobs.apply_status(job, self.sendgrid().import_status(job["job_id"]))
+            if job["status"] in ("errored", "failed"):
+                self.record_import_failures(job, errors_url)
+        return [job for job in pending if jobs.is_pending(job)]
 
     def record_import_failures(self, job: dict[str, Any], errors_url: str | None) -> None:
         log.warning("export '%s': import job %s ended %s with %d contact(s) not applied",
@@ -464,6 +474,27 @@ class _Run:
         with open(self.decisions_path, "rb") as decisions, open(new_record, "wb") as out:
             rows = (_decision_fields(line) for line in decisions)
             out.writelines(delta.next_record(rows, self.applied, lambda email: email.decode() in self.removed))
+        self.services.state.save_record(self.definition.name, str(new_record))
+
+    # -- a first delivery, streamed ----------------------------------------------------------
+    def sort_keys(self) -> None:
+        """Streaming sent every valid contact (there was no record): the plan is all upserts, and
+        the only comparison left is sorting the keys for the next record."""
+        counts = self.report.counts
+        self.report.plan = {"upsert": counts.valid, "remove": 0}
+        counts.unchanged = 0
+        with open(self.keys_path, "rb") as keys:
+            self.key_runs = delta.sorted_runs(keys, self.tmp)  # merged while the record is written
+
+    def save_streamed_record(self) -> None:
+        """The first record: every applied contact of the sorted keys."""
+        new_record = self.tmp / "record.next.tsv"
+        applied = self.applied
+        with open(new_record, "wb") as out:
+            for line in delta.merge_runs(self.key_runs):
+                email, digest, position = line.rstrip(b"\n").split(b"\t")
+                if applied(int(position), email):
+                    out.write(email + b"\t" + digest + b"\n")
         self.services.state.save_record(self.definition.name, str(new_record))
 
     def close(self) -> None:
@@ -618,13 +649,13 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
                 with stage(report, "compare and confirm"), ThreadPoolExecutor(1, "confirm") as pool:
                     confirming = pool.submit(run.finish_streaming)
                     try:
-                        run.decide()
+                        run.sort_keys()
                     finally:
                         confirming.result()
                 if not report.resumable:
                     services.state.clear_checkpoint(name)
                     with stage(report, "record"):
-                        run.save_record()
+                        run.save_streamed_record()
             else:
                 with stage(report, "compare"):
                     run.decide()
