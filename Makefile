@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 IAC_VENV := .venv-iac
 
-.PHONY: setup demo test lint iac clean
+.PHONY: setup demo test lint iac bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -21,6 +21,11 @@ node_modules/.installed: package.json package-lock.json
 
 demo: setup
 	$(BIN)/python -m tools.demo
+
+# Figures, not a test: the export against a minimal streaming loop (bench/run.py; PROFILES=N).
+PROFILES ?= 300000
+bench: setup
+	$(BIN)/python -m bench.run --profiles $(PROFILES)
 
 lint: setup
 	$(BIN)/ruff check .
