@@ -1,9 +1,18 @@
-"""The one orchestration: plan (read, validate, count, spill), apply (send in chunks, with a
-checkpoint after each), confirm (poll SendGrid's import jobs).
+"""The one orchestration of a run:
 
-Shaped like a sink: `plan` processes records one by one into a compact local spill of encoded
-contacts; `apply` streams the spill into capped request bodies. Neither pass holds the segment
-in memory: the spill is a file, and de-duplication keeps 8 bytes per profile.
+  prepare   the segment's metadata, custom field ids, list check, the delivered record
+  plan      read, validate, de-duplicate and count every row into a spill (contacts, in segment
+            order) and keys (email, hash, position); on a first delivery that nothing read later
+            can stop, also send as it goes ("read and send")
+  decide    sort the keys, merge them with the record: what to send, what is unchanged, who left
+  apply     send the chosen contacts from the spill in capped bodies, checkpointing each
+  remove    mirror mode: unlink the leavers
+  confirm   poll SendGrid's import jobs
+  record    the new delivered record
+
+Shaped like a sink: `plan` processes records one by one, `apply` packs them into request bodies.
+No stage holds the segment in memory: spill and keys are files, sorting works in bounded runs,
+and de-duplication keeps a 64-bit hash per profile.
 
 Safety: one run per export at a time (a blob lease); after every accepted request a checkpoint
 records how far the run got, so a run killed halfway is resumed by the next run on the same
@@ -18,6 +27,7 @@ import csv
 import itertools
 import logging
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -113,7 +123,11 @@ class _Run:
         self.removed = Deduplicator()  # emails unlinked (or already gone) this run
         self.job_ranges: dict[str, list[int]] = {}  # job id -> [first, end) send positions
         self.import_failures: dict[str, set[str] | None] = {}  # job id -> emails not applied
-        self.refused = 0  # contacts SendGrid refused with a 400, counted for the checkpoint
+        # Contacts SendGrid refused with a 400, this run and the one it resumes. They count as
+        # rejected, and leave counts.valid once the run ends (`settle_counts`).
+        self.refused = 0
+        # The sender thread rejects too (a 400) while this one reads: one lock for the rejects.
+        self.rejects_lock = threading.Lock()
         self.job_starts: list[int] | None = None  # for `applied`, made once the jobs are final
         self.job_spans: list[tuple[int, int, str]] = []
         self.job_status: dict[str, str] = {}
@@ -124,8 +138,19 @@ class _Run:
         return self.client
 
     def write_reject(self, ref: RowRef, reason: str, detail: str) -> None:
-        self.rejects_writer.writerow([ref[0], ref[1], reason, detail])
-        self.rejects_lines += 1
+        with self.rejects_lock:
+            self.rejects_writer.writerow([ref[0], ref[1], reason, detail])
+            self.rejects_lines += 1
+
+    def reject(self, ref: RowRef, reason: str, detail: str) -> None:
+        """Count a rejected row and list it."""
+        with self.rejects_lock:
+            self.report.reject(reason)
+        self.write_reject(ref, reason, detail)
+
+    def settle_counts(self) -> None:
+        """At the end: contacts SendGrid refused are rejects, not valid profiles."""
+        self.report.counts.valid -= self.refused
 
     # -- plan ----------------------------------------------------------------------------------
     def prepare(self) -> ContactMapper:
@@ -144,7 +169,7 @@ class _Run:
     def plan(self, mapper: ContactMapper) -> None:
         """Read, validate and count every row; spill the valid contacts, with their hash."""
         assert self.segment is not None
-        report, counts = self.report, self.report.counts
+        counts = self.report.counts
         first_time = Deduplicator().first_time
         lists = delta.lists_suffix(self.definition.list_ids)
         max_contact = chunking.max_contact_bytes(self.definition.list_ids, self.services.max_body_bytes)
@@ -164,8 +189,7 @@ class _Run:
                 result = to_map(values)
                 if type(result) is not dict:
                     assert isinstance(result, Rejected)
-                    report.reject(result.reason)
-                    self.write_reject((partition, number), result.reason, result.detail)
+                    self.reject((partition, number), result.reason, result.detail)
                     if result.email:
                         self.kept.first_time(result.email)
                 elif not first_time(result["email"]):
@@ -174,8 +198,7 @@ class _Run:
                 else:
                     encoded = encode(result)
                     if len(encoded) > max_contact:
-                        report.reject("contact too large")
-                        self.write_reject((partition, number), "contact too large", f"{len(encoded)} bytes encoded")
+                        self.reject((partition, number), "contact too large", f"{len(encoded)} bytes encoded")
                         self.kept.first_time(result["email"])
                         continue
                     if valid == limit:
@@ -313,7 +336,6 @@ class _Run:
         position = int(checkpoint["position"])
         self.refused = int(checkpoint.get("refused", 0))
         counts.sent = int(checkpoint["sent"])
-        counts.valid -= self.refused
         counts.rejected += self.refused
         if self.refused:
             report.rejects["rejected by SendGrid"] += self.refused
@@ -378,10 +400,10 @@ class _Run:
             if len(items) == 1:
                 (_, ref), _ = items[0]
                 reason = "rejected by SendGrid" + (f" ({', '.join(sorted(fields))})" if fields else "")
-                # Counted as rejected, no longer valid: counts.read stays the sum of the parts.
-                self.report.counts.valid -= 1
-                self.refused += 1
-                self.report.reject("rejected by SendGrid")
+                # Counted as rejected, and (at the end) no longer valid: read stays the sum of the parts.
+                with self.rejects_lock:
+                    self.refused += 1
+                    self.report.reject("rejected by SendGrid")
                 self.write_reject(ref, reason, "; ".join(str(e.get("message", "")) for e in rejected.errors))
                 return
             middle = len(items) // 2
@@ -687,6 +709,7 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
         finally:
             if run is not None:
                 run.close()
+                run.settle_counts()
                 if run.rejects_lines and writes:
                     report.rejects_blob = _save_rejects(services.state, report, run.rejects_path)
             report.finish()
