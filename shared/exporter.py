@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import csv
 import itertools
+import json
 import logging
 import tempfile
 import threading
@@ -593,8 +594,6 @@ def _id_batches(ids: list[str]) -> Iterator[list[str]]:
 
 
 def _email_of(encoded: bytes) -> str:
-    import json  # noqa: PLC0415 - only on the rare path of an import job that failed
-
     return str(json.loads(encoded).get("email", ""))
 
 

@@ -46,10 +46,6 @@ class Rejected:
     email: str = ""  # set when the email itself was valid (mirror mode must not remove them)
 
 
-def is_valid_email(email: str) -> bool:
-    return bool(_EMAIL_RE.match(email))
-
-
 # NUL, or a lone surrogate: those only appear through errors="surrogateescape" when a partition
 # holds bytes its declared encoding cannot decode.
 _BAD_CHARACTERS = re.compile("[\x00\udc80-\udcff]")

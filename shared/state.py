@@ -157,7 +157,6 @@ class RunLease:
     def __init__(self, lease: BlobLeaseClient, seconds: int) -> None:
         self._lease = lease
         self._stop = threading.Event()
-        self.lost = False
         self._thread = threading.Thread(target=self._renew, args=(seconds / 3,), name="run-lease", daemon=True)
         self._thread.start()
 
@@ -166,7 +165,6 @@ class RunLease:
             try:
                 self._lease.renew()
             except AzureError as exc:
-                self.lost = True
                 log.warning("could not renew the run lease (%s); another run may start", type(exc).__name__)
 
     def release(self) -> None:
