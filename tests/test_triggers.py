@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,12 @@ def test_health_probe_says_only_whether_settings_are_valid(environment: None, mo
     reset_app()
     bad = export_health.main(func.HttpRequest("GET", "/api/health", body=b""))
     assert bad.status_code == 503 and "EXPORT_DEFINITIONS" not in bad.get_body().decode()
+
+
+def test_the_deployed_package_needs_nothing_that_is_not_deployed() -> None:
+    # shared/ and the function folders are deployed; tools/, bench/ and tests/ are not (.funcignore).
+    ignored = (ROOT / ".funcignore").read_text().split()
+    assert {"tools/", "bench/", "tests/", "node_modules/", ".venv/"} <= set(ignored)
+    for path in [*(ROOT / "shared").glob("*.py"), *ROOT.glob("export_*/__init__.py")]:
+        source = path.read_text()
+        assert not re.search(r"^\s*(from|import)\s+(tools|bench|tests)\b", source, re.M), path
