@@ -22,13 +22,10 @@ limit stops by itself, checkpointed, and reports `partial` with `resumable: true
 
 from __future__ import annotations
 
-import bisect
-import csv
 import itertools
 import json
 import logging
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -42,6 +39,7 @@ from shared import chunking, delta, jobs
 from shared.definitions import ExportDefinition, parse_definition
 from shared.errors import ExportError
 from shared.mapping import ContactMapper, Deduplicator, Rejected, resolve_custom_fields
+from shared.rejects import RejectsLog, RowRef
 from shared.report import RunReport, refresh_status
 from shared.sendgrid import MAX_QUERY_CHARS, SEARCH_EMAILS_MAX, SendGridClient, SendGridRejected
 from shared.source import BlobSource, Segment
@@ -50,7 +48,6 @@ from shared.state import StateStore
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_ROWS = 50_000
-REJECTS_HEADER = ["partition", "row", "reason", "detail"]
 IMPORT_FAILED = "failed in SendGrid import"
 
 
@@ -87,7 +84,6 @@ class RunOptions:
     confirm_removals: bool = False  # let a mirror run remove more than max_removal_fraction
 
 
-RowRef = tuple[str, int]  # (partition name, row number): how a rejects line points at a row
 Item = tuple[int, RowRef]  # (position in the spill, row)
 
 
@@ -111,43 +107,22 @@ class _Run:
         self.to_send_mask: bytearray | None = None  # spill positions to send; None: all of them
         self.decisions_path = tmp / "decisions.txt"  # one line per email of segment or record
         self.leavers_path = tmp / "leavers.txt"  # emails to unlink from the lists (mirror)
-        self.rejects_path = tmp / "rejects.csv"
-        self.rejects_file = open(self.rejects_path, "w", newline="", encoding="utf-8", errors="surrogateescape")
-        self.rejects_writer = csv.writer(self.rejects_file)
-        self.rejects_writer.writerow(REJECTS_HEADER)
-        self.rejects_lines = 0
+        self.rejects = RejectsLog(tmp / "rejects.csv", report)
         self.client: SendGridClient | None = None
         self.segment: Segment | None = None
         self.record_etag = ""
         self.managed = 0  # contacts in the delivered record: what this export put on its lists
         self.kept = Deduplicator()  # emails of rows rejected for another value: never removed
         self.removed = Deduplicator()  # emails unlinked (or already gone) this run
-        self.job_ranges: dict[str, list[int]] = {}  # job id -> [first, end) send positions
-        self.import_failures: dict[str, set[str] | None] = {}  # job id -> emails not applied
+        self.deliveries = jobs.Deliveries()  # which send positions SendGrid applied
         # Contacts SendGrid refused with a 400, this run and the one it resumes. They count as
         # rejected, and leave counts.valid once the run ends (`settle_counts`).
         self.refused = 0
-        # The sender thread rejects too (a 400) while this one reads: one lock for the rejects.
-        self.rejects_lock = threading.Lock()
-        self.job_starts: list[int] | None = None  # for `applied`, made once the jobs are final
-        self.job_spans: list[tuple[int, int, str]] = []
-        self.job_status: dict[str, str] = {}
 
     def sendgrid(self) -> SendGridClient:
         if self.client is None:
             self.client = self.services.sendgrid()
         return self.client
-
-    def write_reject(self, ref: RowRef, reason: str, detail: str) -> None:
-        with self.rejects_lock:
-            self.rejects_writer.writerow([ref[0], ref[1], reason, detail])
-            self.rejects_lines += 1
-
-    def reject(self, ref: RowRef, reason: str, detail: str) -> None:
-        """Count a rejected row and list it."""
-        with self.rejects_lock:
-            self.report.reject(reason)
-        self.write_reject(ref, reason, detail)
 
     def settle_counts(self) -> None:
         """At the end: contacts SendGrid refused are rejects, not valid profiles."""
@@ -190,16 +165,16 @@ class _Run:
                 result = to_map(values)
                 if type(result) is not dict:
                     assert isinstance(result, Rejected)
-                    self.reject((partition, number), result.reason, result.detail)
+                    self.rejects.reject((partition, number), result.reason, result.detail)
                     if result.email:
                         self.kept.first_time(result.email)
                 elif not first_time(result["email"]):
                     counts.duplicates += 1
-                    self.write_reject((partition, number), "duplicate email", "an earlier row has the same email")
+                    self.rejects.list((partition, number), "duplicate email", "an earlier row has the same email")
                 else:
                     encoded = encode(result)
                     if len(encoded) > max_contact:
-                        self.reject((partition, number), "contact too large", f"{len(encoded)} bytes encoded")
+                        self.rejects.reject((partition, number), "contact too large", f"{len(encoded)} bytes encoded")
                         self.kept.first_time(result["email"])
                         continue
                     if valid == limit:
@@ -341,7 +316,7 @@ class _Run:
         if self.refused:
             report.rejects["rejected by SendGrid"] += self.refused
         report.jobs = list(checkpoint.get("jobs", []))
-        self.job_ranges = dict(checkpoint.get("ranges", {}))
+        self.deliveries = jobs.Deliveries(checkpoint.get("ranges", {}))
         report.resumed_from = {"run_id": checkpoint["run_id"], "contacts_skipped": position}
         log.info("export '%s': resuming run %s after %d contacts", name, checkpoint["run_id"], position)
         return position
@@ -355,7 +330,7 @@ class _Run:
             "sent": self.report.counts.sent,
             "refused": self.refused,
             "jobs": self.report.jobs,
-            "ranges": self.job_ranges,
+            "ranges": self.deliveries.ranges,
         })
 
     def apply(self) -> None:
@@ -402,10 +377,9 @@ class _Run:
                 (_, ref), _ = items[0]
                 reason = "rejected by SendGrid" + (f" ({', '.join(sorted(fields))})" if fields else "")
                 # Counted as rejected, and (at the end) no longer valid: read stays the sum of the parts.
-                with self.rejects_lock:
-                    self.refused += 1
-                    self.report.reject("rejected by SendGrid")
-                self.write_reject(ref, reason, "; ".join(str(e.get("message", "")) for e in rejected.errors))
+                self.refused += 1  # only the sender thread changes it
+                self.rejects.reject(ref, reason, "; ".join(str(e.get("message", "")) for e in rejected.errors),
+                                    counted_as="rejected by SendGrid")
                 return
             middle = len(items) // 2
             del body
@@ -414,7 +388,7 @@ class _Run:
             return
         self.report.counts.sent += len(items)
         self.report.jobs.append({"job_id": job_id, "contacts": len(items), "status": "pending"})
-        self.job_ranges[job_id] = [items[0][0][0], items[-1][0][0] + 1]
+        self.deliveries.accepted(job_id, items[0][0][0], items[-1][0][0] + 1)
 
     def remove_leavers(self) -> None:
         """Mirror mode: unlink contacts this export put on the lists that left the segment.
@@ -465,38 +439,23 @@ class _Run:
         text = self.sendgrid().download_errors(errors_url) if errors_url and job["status"] == "errored" else None
         failures = dict(jobs.parse_errors_file(text)) if text else {}
         # Unknown which contacts failed (no readable errors file): none of the job counts as applied.
-        self.import_failures[job["job_id"]] = set(failures) if failures else None
-        first, end = self.job_ranges.get(job["job_id"], (0, 0))
+        self.deliveries.failed(job["job_id"], set(failures) if failures else None)
+        first, end = self.deliveries.ranges.get(job["job_id"], (0, 0))
         for (position, ref), encoded in self.to_send(first):
             if position >= end:
                 break
             email = _email_of(encoded)
             if job["status"] == "failed" or not failures or email in failures:
-                self.write_reject(ref, IMPORT_FAILED, failures.get(email, f"the import job ended {job['status']}"))
-
-    def applied(self, position: int, email: bytes) -> bool:
-        """Did SendGrid apply the contact sent at this position? Only confirmed ones count."""
-        if self.job_starts is None:  # job ranges in send order, looked up by bisection
-            ranges = sorted((first, end, job_id) for job_id, (first, end) in self.job_ranges.items())
-            self.job_starts = [first for first, _, _ in ranges]
-            self.job_spans = ranges
-            self.job_status = {job["job_id"]: job["status"] for job in self.report.jobs}
-        index = bisect.bisect_right(self.job_starts, position) - 1
-        if index < 0 or position >= self.job_spans[index][1]:
-            return False  # refused with a 400, or never sent
-        job_id = self.job_spans[index][2]
-        status = self.job_status.get(job_id)
-        if status == "completed":
-            return True
-        failed = self.import_failures.get(job_id)
-        return status == "errored" and failed is not None and email.decode() not in failed
+                self.rejects.list(ref, IMPORT_FAILED, failures.get(email, f"the import job ended {job['status']}"))
 
     def save_record(self) -> None:
         """The new delivered record: confirmed sends take their new hash, leavers unlinked go."""
         new_record = self.tmp / "record.next.tsv"
         with open(self.decisions_path, "rb") as decisions, open(new_record, "wb") as out:
             rows = (_decision_fields(line) for line in decisions)
-            out.writelines(delta.next_record(rows, self.applied, lambda email: email.decode() in self.removed))
+            self.deliveries.settle(self.report.jobs)
+            out.writelines(delta.next_record(rows, self.deliveries.applied,
+                                             lambda email: email.decode() in self.removed))
         self.services.state.save_record(self.definition.name, str(new_record))
 
     # -- a first delivery, streamed ----------------------------------------------------------
@@ -512,8 +471,9 @@ class _Run:
     def save_streamed_record(self) -> None:
         """The first record: every applied contact of the sorted keys."""
         new_record = self.tmp / "record.next.tsv"
-        applied = self.applied
-        everything = not self.refused and all(job["status"] == "completed" for job in self.report.jobs)
+        self.deliveries.settle(self.report.jobs)
+        applied = self.deliveries.applied
+        everything = not self.refused and self.deliveries.all_applied()
         with open(new_record, "wb") as out:
             if everything:  # the usual case: every contact was sent and applied
                 out.writelines(line[: line.rindex(b"\t")] + b"\n" for line in delta.merge_runs(self.key_runs))
@@ -530,7 +490,7 @@ class _Run:
         if self.client is not None:
             self.report.retries += self.client.retries
             self.client.close()
-        self.rejects_file.close()
+        self.rejects.close()
 
 
 class _Sender:
@@ -709,8 +669,8 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
             if run is not None:
                 run.close()
                 run.settle_counts()
-                if run.rejects_lines and writes:
-                    report.rejects_blob = _save_rejects(services.state, report, run.rejects_path)
+                if run.rejects.lines and writes:
+                    report.rejects_blob = _save_rejects(services.state, report, run.rejects.path)
             report.finish()
             if writes:
                 try:

@@ -9,6 +9,7 @@ documented, so it is read leniently and never fails a run.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 from typing import Any
@@ -52,3 +53,42 @@ def parse_errors_file(text: str) -> list[tuple[str, str]]:
             message = row[why].strip() if why is not None and len(row) > why else "import error"
             pairs.append((row[who].strip().lower(), message))
     return pairs
+
+
+class Deliveries:
+    """Which contacts SendGrid applied, by send position: each accepted request covers a range
+    of positions [first, end) and has one import job; a contact counts as applied only when
+    its job completed, or errored without naming it in a readable errors file."""
+
+    def __init__(self, ranges: dict[str, list[int]] | None = None) -> None:
+        self.ranges: dict[str, list[int]] = dict(ranges or {})  # job id -> [first, end)
+        self.failures: dict[str, set[str] | None] = {}  # job id -> emails not applied (None: unknown)
+        self._starts: list[int] = []
+        self._spans: list[tuple[int, int, str]] = []
+        self._status: dict[str, str] = {}
+
+    def accepted(self, job_id: str, first: int, end: int) -> None:
+        self.ranges[job_id] = [first, end]
+
+    def failed(self, job_id: str, emails: set[str] | None) -> None:
+        self.failures[job_id] = emails
+
+    def settle(self, report_jobs: list[dict[str, Any]]) -> None:
+        """Freeze the job statuses for `applied` (call once the jobs have been confirmed)."""
+        self._spans = sorted((first, end, job_id) for job_id, (first, end) in self.ranges.items())
+        self._starts = [first for first, _, _ in self._spans]
+        self._status = {job["job_id"]: job["status"] for job in report_jobs}
+
+    def applied(self, position: int, email: bytes) -> bool:
+        index = bisect.bisect_right(self._starts, position) - 1
+        if index < 0 or position >= self._spans[index][1]:
+            return False  # refused with a 400, or never sent
+        job_id = self._spans[index][2]
+        status = self._status.get(job_id)
+        if status == "completed":
+            return True
+        failed = self.failures.get(job_id)
+        return status == "errored" and failed is not None and email.decode() not in failed
+
+    def all_applied(self) -> bool:
+        return bool(self._status) and all(status == "completed" for status in self._status.values())

@@ -1,0 +1,39 @@
+"""Import job answers, errors files and which contacts count as applied. Pure."""
+
+from __future__ import annotations
+
+from shared import jobs
+
+
+def test_status_answers_update_the_report_entry_and_drop_the_signed_link() -> None:
+    job = {"job_id": "j1", "contacts": 10, "status": "pending"}
+    url = jobs.apply_status(job, {"status": "errored", "results": {"requested_count": 10, "errored_count": 2,
+                                                                   "errors_url": "https://x/errors.csv?sig=s"}})
+    assert url == "https://x/errors.csv?sig=s"
+    assert job == {"job_id": "j1", "contacts": 10, "status": "errored", "failed": 2,
+                   "results": {"requested_count": 10, "errored_count": 2}}
+    assert jobs.apply_status(job, {"status": "failed", "results": {}}) is None and job["failed"] == 10
+    assert jobs.is_pending({"status": "pending"}) and not jobs.is_pending(job)
+
+
+def test_errors_files_are_read_leniently() -> None:
+    text = "Email Address,Error Message\r\nA@x.io,bad\r\n,skipped\r\nb@x.io\r\n"
+    assert jobs.parse_errors_file(text) == [("a@x.io", "bad"), ("b@x.io", "import error")]
+    assert jobs.parse_errors_file("id,reason\r\n1,x\r\n") == []  # no contact column: nothing known
+    assert jobs.parse_errors_file("") == []
+
+
+def test_applied_follows_job_ranges_statuses_and_failures() -> None:
+    deliveries = jobs.Deliveries({"a": [0, 10]})
+    deliveries.accepted("b", 10, 20)
+    deliveries.accepted("c", 25, 30)
+    deliveries.failed("b", {"x@x.io"})
+    deliveries.settle([{"job_id": "a", "status": "completed"}, {"job_id": "b", "status": "errored"},
+                       {"job_id": "c", "status": "pending"}])
+    assert deliveries.applied(0, b"a@x.io") and deliveries.applied(9, b"a@x.io")
+    assert deliveries.applied(12, b"y@x.io") and not deliveries.applied(12, b"x@x.io")
+    assert not deliveries.applied(22, b"y@x.io")  # in no request (refused with a 400)
+    assert not deliveries.applied(26, b"y@x.io")  # its job is still pending
+    assert not deliveries.all_applied()
+    deliveries.failed("b", None)  # an errors file that could not be read: nothing of b counts
+    assert not deliveries.applied(12, b"y@x.io")
