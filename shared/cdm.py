@@ -163,6 +163,8 @@ def _partition_refs(raw: Any, key_traits: str, what: str) -> tuple[PartitionRef,
             raise invalid(f"{label} has no location")
         fmt = partition_format(partition.get("fileFormatSettings"), partition.get(key_traits), label)
         name = str(partition.get("name") or partition["location"].rsplit("/", 1)[-1])
+        # Names go into tab-separated work files and the rejects CSV: no tabs or line breaks.
+        name = " ".join(name.replace("\t", " ").splitlines())
         refs.append(PartitionRef(name=name, location=partition["location"], fmt=fmt))
     return tuple(refs)
 

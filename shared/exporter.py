@@ -23,7 +23,6 @@ limit stops by itself, checkpointed, and reports `partial` with `resumable: true
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import tempfile
 import time
@@ -99,7 +98,8 @@ class _Run:
         self.tmp = tmp
         self.started = services.clock()
         self.spill_path = tmp / "contacts.spill"  # valid contacts in segment order
-        self.keys_path = tmp / "keys.txt"  # "email<TAB>hash<TAB>spill position" per valid contact
+        # "email<TAB>hash<TAB>spill position<TAB>partition<TAB>row" per valid contact, in spill order
+        self.keys_path = tmp / "keys.txt"
         self.key_runs: delta.Runs = []  # sorted runs of the keys (a first delivery, streamed)
         self.record_path = tmp / "record.tsv"  # the delivered record as this run found it
         self.streaming = False  # send while reading (see `can_stream`)
@@ -184,8 +184,10 @@ class _Run:
                             f"the segment has more than max_profiles ({limit}) valid profiles; "
                             "nothing was sent. Raise max_profiles or narrow the segment",
                         )
-                    keys.write(f"{result['email']}\t{contact_hash(encoded, lists)}\t{valid}\n".encode())
-                    spill.write(f"{partition}\t{number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
+                    keys.write(f"{result['email']}\t{contact_hash(encoded, lists)}\t{valid}\t{partition}\t{number}\n"
+                               .encode("utf-8", "surrogateescape"))
+                    if not self.streaming:  # a streamed contact is sent already; only the keys are needed
+                        spill.write(f"{partition}\t{number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
                     if packer is not None:
                         full = packer.add((valid, (partition, number)), encoded)
                         if full is not None and not self.stream(sender, full):
@@ -441,12 +443,18 @@ class _Run:
         # Unknown which contacts failed (no readable errors file): none of the job counts as applied.
         self.deliveries.failed(job["job_id"], set(failures) if failures else None)
         first, end = self.deliveries.ranges.get(job["job_id"], (0, 0))
-        for (position, ref), encoded in self.to_send(first):
-            if position >= end:
-                break
-            email = _email_of(encoded)
-            if job["status"] == "failed" or not failures or email in failures:
-                self.rejects.list(ref, IMPORT_FAILED, failures.get(email, f"the import job ended {job['status']}"))
+        mask = self.to_send_mask
+        with open(self.keys_path, "rb") as keys:  # in spill order: line n is position n
+            for position, line in enumerate(keys):
+                if position >= end:
+                    break
+                if position < first or (mask is not None and not mask[position]):
+                    continue
+                email_bytes, _, _, partition, number = line.rstrip(b"\n").split(b"\t")
+                email = email_bytes.decode()
+                if job["status"] == "failed" or not failures or email in failures:
+                    ref = (partition.decode("utf-8", "surrogateescape"), int(number))
+                    self.rejects.list(ref, IMPORT_FAILED, failures.get(email, f"the import job ended {job['status']}"))
 
     def save_record(self) -> None:
         """The new delivered record: confirmed sends take their new hash, leavers unlinked go."""
@@ -476,10 +484,11 @@ class _Run:
         everything = not self.refused and self.deliveries.all_applied()
         with open(new_record, "wb") as out:
             if everything:  # the usual case: every contact was sent and applied
-                out.writelines(line[: line.rindex(b"\t")] + b"\n" for line in delta.merge_runs(self.key_runs))
+                out.writelines(line[: line.index(b"\t", line.index(b"\t") + 1)] + b"\n"
+                               for line in delta.merge_runs(self.key_runs))
             else:
                 for line in delta.merge_runs(self.key_runs):
-                    email, digest, position = line.rstrip(b"\n").split(b"\t")
+                    email, digest, position, _ = line.split(b"\t", 3)
                     if applied(int(position), email):
                         out.write(email + b"\t" + digest + b"\n")
         self.services.state.save_record(self.definition.name, str(new_record))
@@ -530,7 +539,7 @@ class _Sender:
 
 
 def _key_fields(line: bytes) -> tuple[bytes, bytes, bytes]:
-    email, digest, position = line.rstrip(b"\n").split(b"\t")
+    email, digest, position, _ = line.split(b"\t", 3)  # the row reference is not compared
     return email, digest, position
 
 
@@ -551,10 +560,6 @@ def _id_batches(ids: list[str]) -> Iterator[list[str]]:
         size += len(contact_id) + 1
     if batch:
         yield batch
-
-
-def _email_of(encoded: bytes) -> str:
-    return str(json.loads(encoded).get("email", ""))
 
 
 def recheck_jobs(name: str, services: Services) -> dict[str, Any] | None:
