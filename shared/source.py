@@ -10,7 +10,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
@@ -57,10 +57,8 @@ class Segment:
         }
 
 
-class SourceRow(NamedTuple):  # made once per row: a tuple is cheaper than a dataclass
-    partition: str
-    number: int
-    values: list[str]
+# (partition name, record number in it, values in column order): a plain tuple, made per row.
+SourceRow = tuple[str, int, list[str]]
 
 
 def storage_error(exc: Exception) -> ExportError:
@@ -229,6 +227,6 @@ class BlobSource:
             with self.open_partition(partition) as text:
                 try:
                     for number, values in cdm.read_records(text, partition.fmt, segment.columns):
-                        yield SourceRow(partition.name, number, values)
+                        yield partition.name, number, values
                 except AzureError as exc:
                     raise storage_error(exc) from None

@@ -22,7 +22,7 @@ def upload_folder(container: ContainerClient, local: Path, prefix: str) -> None:
 
 def read_all(source: BlobSource, folder: str, segment: str) -> list[tuple[str, int, list[str]]]:
     opened = source.open_segment(folder, segment)
-    return [(row.partition, row.number, row.values) for row in source.rows(opened)]
+    return list(source.rows(opened))
 
 
 def expected_rows(path: Path, header: bool = False) -> list[list[str]]:
