@@ -6,8 +6,6 @@ Only this module talks to the source container. Metadata parsing is in `cdm.py`.
 from __future__ import annotations
 
 import io
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -87,41 +85,6 @@ class _ChunkStream(io.RawIOBase):
         buffer[:count] = self._view[:count]
         self._view = self._view[count:]
         return count
-
-
-def prefetched(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
-    """The same chunks, downloaded one or two ahead by a background thread, so waiting on
-    storage overlaps with parsing. At most `depth` chunks wait in memory."""
-    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def fetch() -> None:
-        try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        ready.put(chunk, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            ready.put(done)
-        except BaseException as exc:  # handed to the reader, raised there
-            ready.put(exc)
-
-    threading.Thread(target=fetch, name="blob-prefetch", daemon=True).start()
-    try:
-        while True:
-            item = ready.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 class BlobSource:
@@ -212,7 +175,7 @@ class BlobSource:
             downloader = self._container.download_blob(partition.blob_name, max_concurrency=1)
         except AzureError as exc:
             raise storage_error(exc) from None
-        raw = io.BufferedReader(_ChunkStream(prefetched(downloader.chunks())), buffer_size=64 * 1024)
+        raw = io.BufferedReader(_ChunkStream(downloader.chunks()), buffer_size=64 * 1024)
         # surrogateescape: bytes invalid in the declared encoding survive as lone surrogates, so
         # mapping can reject just those rows instead of the whole read failing.
         return io.TextIOWrapper(raw, encoding=partition.fmt.encoding, errors="surrogateescape", newline="")
