@@ -111,6 +111,7 @@ class _Run:
         self.client: SendGridClient | None = None
         self.segment: Segment | None = None
         self.record_etag = ""
+        self.checkpoint: dict[str, Any] | None = None
         self.managed = 0  # contacts in the delivered record: what this export put on its lists
         self.kept = Deduplicator()  # emails of rows rejected for another value: never removed
         self.removed = Deduplicator()  # emails unlinked (or already gone) this run
@@ -143,7 +144,8 @@ class _Run:
         return mapper
 
     def plan(self, mapper: ContactMapper) -> None:
-        """Read, validate and count every row; spill the valid contacts, with their hash."""
+        """Read, validate and count every row; write the keys of the valid contacts and, unless
+        they are sent as they are read, the contacts themselves to the spill."""
         assert self.segment is not None
         counts = self.report.counts
         first_time = Deduplicator().first_time
@@ -153,6 +155,7 @@ class _Run:
         encode, contact_hash, to_map = chunking.encode_contact, delta.contact_hash, mapper.map
         packer: chunking.Packer[Item] | None = None
         sender = None
+        spill_contacts = not self.streaming  # a streamed contact is sent already: keys are enough
         if self.streaming:
             packer = chunking.Packer(self.definition.list_ids, self.services.max_contacts_per_request,
                                      self.services.max_body_bytes)
@@ -186,7 +189,7 @@ class _Run:
                         )
                     keys.write(f"{result['email']}\t{contact_hash(encoded, lists)}\t{valid}\t{partition}\t{number}\n"
                                .encode("utf-8", "surrogateescape"))
-                    if not self.streaming:  # a streamed contact is sent already; only the keys are needed
+                    if spill_contacts:
                         spill.write(f"{partition}\t{number}\t".encode("utf-8", "surrogateescape") + encoded + b"\n")
                     if packer is not None:
                         full = packer.add((valid, (partition, number)), encoded)
@@ -221,8 +224,10 @@ class _Run:
             sender.close(raise_errors=False)
             raise
 
-    def load_record(self) -> None:
+    def load_state(self) -> None:
+        """What earlier runs left: the delivered record and, if one stopped early, its checkpoint."""
         self.record_etag = self.services.state.download_record(self.definition.name, str(self.record_path))
+        self.checkpoint = self.services.state.load_checkpoint(self.definition.name)
 
     def can_stream(self) -> bool:
         """Send while reading? Only when nothing read later can change what is sent: no
@@ -231,7 +236,7 @@ class _Run:
         the partition sizes (a valid row takes at least a byte per column plus a 6-character
         email), else by counting the rows first."""
         assert self.segment is not None
-        if self.record_path.stat().st_size or self.services.state.load_checkpoint(self.definition.name):
+        if self.record_path.stat().st_size or self.checkpoint:
             return False
         limit = self.definition.max_profiles
         smallest_row = len(self.segment.columns) + len("a@b.cc")
@@ -305,7 +310,7 @@ class _Run:
         """Where to start sending: after the last accepted request of an unfinished run of this
         very snapshot, definition and record, else at the beginning."""
         state, name = self.services.state, self.definition.name
-        checkpoint = state.load_checkpoint(name)
+        checkpoint = self.checkpoint
         if not checkpoint or checkpoint.get("identity") != self.run_identity():
             if checkpoint:
                 state.clear_checkpoint(name)  # another snapshot, definition or record: start again
@@ -626,7 +631,7 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
             run = _Run(definition, services, report, Path(tmp), options)
             with stage(report, "prepare"):
                 mapper = run.prepare()
-                run.load_record()
+                run.load_state()
                 run.streaming = writes and run.can_stream()
             with stage(report, "read and send" if run.streaming else "read"):
                 run.plan(mapper)

@@ -109,20 +109,26 @@ def test_a_second_run_of_the_same_export_is_refused_while_one_holds_it(
 
 
 # -- resumable runs -------------------------------------------------------------------------
+def interrupted_run(app: Any, time_limit: float) -> dict[str, Any]:
+    """A run stopped by its time limit, on a clock that moves one "second" per reading."""
+    ticks = iter(range(1000))
+    app.services = replace(app.services, max_contacts_per_request=10, time_limit=time_limit,
+                           clock=lambda: next(ticks))
+    report = run(app).body
+    app.services = replace(app.services, time_limit=10_000)
+    return report
+
+
 def test_a_run_stops_at_its_time_limit_and_the_next_one_finishes(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 51)]])
     app = app_factory([definition()])
-    ticks = iter(range(1000))
-    # A clock that moves one "second" per reading: the limit of 3 lets three requests go.
-    app.services = replace(app.services, max_contacts_per_request=10, time_limit=3.5, clock=lambda: next(ticks))
-    first = run(app).body
+    first = interrupted_run(app, 3.5)
     assert first["status"] == "partial" and first["resumable"] is True
     sent_first = first["counts"]["sent"]
     assert 0 < sent_first < 50
 
-    app.services = replace(app.services, time_limit=10_000)
     second = run(app).body
     assert second["status"] == "succeeded" and second["counts"]["sent"] == 50
     assert second["resumed_from"] == {"run_id": first["run_id"], "contacts_skipped": sent_first}
@@ -132,18 +138,22 @@ def test_a_run_stops_at_its_time_limit_and_the_next_one_finishes(
     assert third["resumed_from"] is None and third["counts"]["sent"] == 0 and third["counts"]["unchanged"] == 50
 
 
+@pytest.mark.parametrize("change", ["snapshot", "definition"])
 def test_a_changed_snapshot_or_definition_starts_from_the_beginning(
-    app_factory: Any, source_container: ContainerClient, sandbox: Any
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, change: str
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 31)]])
     app = app_factory([definition()])
-    ticks = iter(range(1000))
-    app.services = replace(app.services, max_contacts_per_request=10, time_limit=2.5, clock=lambda: next(ticks))
-    assert run(app).body["resumable"] is True
-    write(source_container, [[person(i) for i in range(1, 31)]])  # Customer Insights exported again
-    app.services = replace(app.services, time_limit=10_000)
+    first = interrupted_run(app, 2.5)
+    assert first["resumable"] is True and 0 < first["counts"]["sent"] < 30
+    if change == "snapshot":
+        write(source_container, [[person(i) for i in range(1, 31)]])  # Customer Insights exported again
+    else:
+        changed = app_factory([definition(mapping={"email": "EMail", "first_name": "FirstName"})])
+        app.settings, app.services.sendgrid = changed.settings, changed.services.sendgrid
     fresh = run(app).body
     assert fresh["resumed_from"] is None and fresh["counts"]["sent"] == 30
+    assert fresh["status"] == "succeeded"
 
 
 def test_a_run_killed_halfway_is_completed_by_the_next_resending_at_most_one_request(
