@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from conftest import reference_dir
+from helpers import reference_dir
 
 from shared import cdm
 from shared.errors import ExportError

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from dataclasses import replace
@@ -11,51 +9,24 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
-from conftest import (
+from helpers import (
     API_KEY,
+    CUSTOM,
     OTHER_LIST_ID,
+    SEGMENT,
+    contacts_by_email,
     definition,
+    person,
     put_requests,
+    rejects_rows,
+    run,
     sandbox_config,
     sandbox_get,
+    write,
 )
 
 from shared import api
-from shared.services import App
 from shared.timer import run_all
-from tools.sample_export import csv_bytes, write_export
-
-FOLDER = "CustomerInsights_test/SendGridExport"
-SEGMENT = "HighValueCustomers"
-COLUMNS = ("CustomerId", "FirstName", "LastName", "EMail", "City", "State", "PostCode", "Country", "Tier", "Value")
-
-
-def person(i: int, email: str | None = None, **changes: str) -> list[str]:
-    values = {"CustomerId": f"C{i}", "FirstName": f"First{i}", "LastName": f"Last{i}",
-              "EMail": email if email is not None else f"person{i}@example.com", "City": "Lisbon", "State": "Lisboa",
-              "PostCode": "1100-148", "Country": "Portugal", "Tier": "Gold", "Value": str(i)}
-    values.update(changes)
-    return [values[c] for c in COLUMNS]
-
-
-def write(container: ContainerClient, partitions: list[list[list[str]]], **kwargs: Any) -> None:
-    write_export(container, FOLDER, SEGMENT, [csv_bytes(rows) for rows in partitions], COLUMNS, **kwargs)
-
-
-def run(app: App, name: str = "vip", body: bytes = b"") -> api.ApiResponse:
-    return api.handle(app, "POST", name, "run", body)
-
-
-def contacts_by_email(sandbox: Any) -> dict[str, dict[str, Any]]:
-    return {c["email"]: c for c in sandbox_get(sandbox, "contacts")["contacts"]}
-
-
-def rejects_rows(blob_service: BlobServiceClient, state_container: str, blob: str) -> list[dict[str, str]]:
-    data = blob_service.get_container_client(state_container).download_blob(blob).readall().decode()
-    return list(csv.DictReader(io.StringIO(data)))
-
-
-CUSTOM = {"loyalty_tier": "Tier", "lifetime_value": "Value"}
 
 
 def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
@@ -113,8 +84,8 @@ def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
 def test_chunks_follow_both_caps_with_the_fewest_requests(app_factory: Any, source_container: ContainerClient,
                                                           sandbox: Any) -> None:
     write(source_container, [[person(i) for i in range(1, 101)], [person(i) for i in range(101, 124)]])
-    app = app_factory([definition(list_ids=[definition()["list_ids"][0], OTHER_LIST_ID])])
-    app.services = replace(app.services, max_contacts_per_request=25)
+    app = app_factory([definition(list_ids=[definition()["list_ids"][0], OTHER_LIST_ID])],
+                      services=dict(max_contacts_per_request=25))
     report = run(app).body
     assert report["counts"]["sent"] == 123
     assert [job["contacts"] for job in report["jobs"]] == [25, 25, 25, 25, 23]
@@ -219,8 +190,7 @@ def test_transient_faults_are_retried_and_each_profile_arrives_once(
         {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
         {"method": "GET", "path": "/v3/marketing/lists/", "status": 502, "times": 1},
     ])
-    app = app_factory([definition()])
-    app.services = replace(app.services, max_contacts_per_request=10)
+    app = app_factory([definition()], services=dict(max_contacts_per_request=10))
     report = run(app).body
     assert report["status"] == "succeeded" and report["counts"]["sent"] == 30
     assert report["requests"]["retries"] == 4
@@ -233,8 +203,7 @@ def test_rate_limits_are_waited_out_by_the_reset_header(app_factory: Any, source
                                                         sandbox: Any) -> None:
     write(source_container, [[person(i) for i in range(1, 31)]])
     sandbox_config(sandbox, rate_limit=2, rate_window=1.0)
-    app = app_factory([definition()])
-    app.services = replace(app.services, max_contacts_per_request=10)
+    app = app_factory([definition()], services=dict(max_contacts_per_request=10))
     report = run(app).body
     assert report["status"] == "succeeded" and report["counts"]["sent"] == 30
     log = sandbox_get(sandbox, "requests")["requests"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from pycep import BicepParser
 
 INFRA = ROOT / "infra"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trustme
 from azure.storage.blob import ContainerClient
-from conftest import definition, sandbox_config
+from helpers import definition, sandbox_config
 
 from shared import api
 from shared.errors import ExportError

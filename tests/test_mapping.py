@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import definition
+from helpers import definition
 
 from shared.definitions import parse_definition
 from shared.errors import ExportError

@@ -15,8 +15,21 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
-from conftest import API_KEY, ROOT, definition, put_requests, sandbox_config, sandbox_get
-from test_export import FOLDER, SEGMENT, contacts_by_email, person, rejects_rows, run, write
+from helpers import (
+    API_KEY,
+    FOLDER,
+    ROOT,
+    SEGMENT,
+    contacts_by_email,
+    definition,
+    person,
+    put_requests,
+    rejects_rows,
+    run,
+    sandbox_config,
+    sandbox_get,
+    write,
+)
 
 from shared import api
 from shared.exporter import JobPolling
@@ -35,8 +48,7 @@ def test_import_errors_are_found_by_polling_and_reported(
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 21)]])
     sandbox_config(sandbox, import_error_emails=["person4@example.com", "person17@example.com"])
-    app = app_factory([definition()])
-    app.services = replace(app.services, max_contacts_per_request=10)
+    app = app_factory([definition()], services=dict(max_contacts_per_request=10))
     report = run(app).body
     assert report["status"] == "partial"
     assert report["counts"]["sent"] == 20 and report["counts"]["failed"] == 2
@@ -56,8 +68,7 @@ def test_a_job_that_fails_whole_fails_all_its_contacts(
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 21)]])
     sandbox_config(sandbox, fail_jobs=1)
-    app = app_factory([definition()])
-    app.services = replace(app.services, max_contacts_per_request=15)
+    app = app_factory([definition()], services=dict(max_contacts_per_request=15))
     report = run(app).body
     assert report["status"] == "partial" and report["counts"]["failed"] == 15
     assert [j["status"] for j in report["jobs"]] == ["failed", "completed"]
@@ -68,8 +79,7 @@ def test_pending_jobs_are_checked_again_by_the_status_endpoint_and_the_next_run(
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 11)]])
     sandbox_config(sandbox, job_pending_polls=1000, import_error_emails=["person2@example.com"])
-    app = app_factory([definition()])
-    app.services = replace(app.services, job_polling=JobPolling(max_wait=0.1, first_interval=0.02))
+    app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0.1, first_interval=0.02)))
     first = run(app).body
     assert first["status"] == "succeeded" and first["jobs"][0]["status"] == "pending"
     # SendGrid finishes the job later, with one contact that did not import.
@@ -221,7 +231,7 @@ def test_bad_rows_are_rejected_and_every_other_row_delivered(
         + csv_bytes([person(15, LastName="x" * 1_000_000)])  # a field of a megabyte
         + csv_bytes([person(16)])
     )
-    from test_export import COLUMNS  # noqa: PLC0415
+    from helpers import COLUMNS  # noqa: PLC0415
 
     from tools.sample_export import write_export  # noqa: PLC0415
 
@@ -276,8 +286,7 @@ def test_a_storm_of_rate_limits_errors_and_drops_still_delivers_each_profile_onc
         {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
         {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 500, "times": 1},
     ])
-    app = app_factory([definition()])
-    app.services = replace(app.services, max_contacts_per_request=10)
+    app = app_factory([definition()], services=dict(max_contacts_per_request=10))
     report = run(app).body
     assert report["status"] == "succeeded", report
     assert accepted_emails(sandbox) == Counter({f"person{i}@example.com": 1 for i in range(1, 21)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import LIST_ID, definition
+from helpers import LIST_ID, definition
 
 from shared.definitions import parse_definition
 from shared.errors import ExportError

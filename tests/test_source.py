@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerClient
-from conftest import reference_dir
+from helpers import reference_dir
 
 from shared.errors import ExportError
 from shared.source import BlobSource

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import requests
 from azure.storage.blob import ContainerClient
-from conftest import (
+from helpers import (
     API_KEY,
     LIST_ID,
     OTHER_LIST_ID,
@@ -70,10 +70,7 @@ def test_every_body_the_exporter_sends_is_valid_for_put_contacts(
         mapping={"email": "EMail", "first_name": "FirstName", "last_name": "LastName", "city": "City",
                  "address_line_1": "Address", "external_id": "ExternalId"},
         custom_fields={"loyalty_tier": "Tier", "lifetime_value": "Value", "member_since": "Since"},
-    )])
-    from dataclasses import replace  # noqa: PLC0415
-
-    app.services = replace(app.services, max_contacts_per_request=25)
+    )], services=dict(max_contacts_per_request=25))
     assert api.handle(app, "POST", "vip", "run").body["counts"]["sent"] == 60
     check = request_schema("contacts", "/v3/marketing/contacts", "put")
     assert len(sandbox.state.bodies) == 3

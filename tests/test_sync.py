@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import requests
 from azure.storage.blob import ContainerClient
-from conftest import API_KEY, LIST_ID, definition, sandbox_config, sandbox_get
-from test_export import person, run, write
+from helpers import API_KEY, LIST_ID, definition, person, run, sandbox_config, sandbox_get, write
 
 from shared import delta
 from shared.services import App
@@ -141,12 +140,9 @@ def test_the_record_takes_only_what_sendgrid_applied(app_factory: Any, source_co
 
 def test_pending_jobs_are_not_taken_as_applied(app_factory: Any, source_container: ContainerClient,
                                                sandbox: Any) -> None:
-    from dataclasses import replace  # noqa: PLC0415
-
     from shared.exporter import JobPolling  # noqa: PLC0415
 
-    app = app_factory([definition()])
-    app.services = replace(app.services, job_polling=JobPolling(max_wait=0.05, first_interval=0.01))
+    app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01)))
     write(source_container, [[person(i) for i in range(1, 6)]])
     sandbox_config(sandbox, job_pending_polls=1000)
     run(app)

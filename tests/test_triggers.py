@@ -11,7 +11,7 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import ContainerClient
-from conftest import API_KEY, ROOT, definition
+from helpers import API_KEY, ROOT, definition
 
 import export_http
 import export_timer

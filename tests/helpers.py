@@ -1,0 +1,129 @@
+"""Test helpers shared by the test modules: constants, definitions, app wiring, sandbox calls and
+the sample segment. Fixtures live in conftest.py; test modules import from here, never from
+conftest or from each other."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from shared import api
+from shared.exporter import JobPolling
+from shared.keyvault import ApiKeyStore
+from shared.sendgrid import RetryPolicy
+from shared.services import App, build_services
+from shared.settings import load_settings
+from tools import sendgrid_sandbox
+from tools.sample_export import csv_bytes, write_export
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference"
+LIST_ID = "0f9c3a4e-1b2d-4c5e-8f70-123456789abc"
+OTHER_LIST_ID = "a1b2c3d4-e5f6-4789-8abc-def012345678"
+API_KEY = "SG.test-key"
+# Same logic as production, shorter waits: backoff from 10 ms, rate-limit waits still honoured.
+FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.05)
+
+
+def reference_dir(*parts: str) -> Path:
+    """A folder of ../shared/reference; tests that need it skip where it is absent."""
+    path = REFERENCE.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference material not present ({path}); the project runs without it")
+    return path
+
+
+def definition(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "name": "vip",
+        "display_name": "VIP newsletter",
+        "source_folder": "CustomerInsights_test/SendGridExport",
+        "segment": "HighValueCustomers",
+        "list_ids": [LIST_ID],
+        "privacy_consent": True,
+        "mapping": {"email": "EMail", "first_name": "FirstName", "last_name": "LastName", "city": "City",
+                    "state_province_region": "State", "postal_code": "PostCode", "country": "Country"},
+    }
+    base.update(overrides)
+    return base
+
+
+def make_app(
+    azurite: Any,
+    source: ContainerClient,
+    state_container: str,
+    sandbox_url: str,
+    definitions: list[dict[str, Any]],
+    *,
+    api_keys: ApiKeyStore | None = None,
+    policy: RetryPolicy | None = FAST_RETRIES,
+    **extra_env: str,
+) -> App:
+    env = {
+        "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "SOURCE_CONTAINER": source.container_name,
+        "STATE_CONTAINER": state_container,
+        "SENDGRID_API_BASE_URL": sandbox_url,
+        "SENDGRID_API_KEY": API_KEY,
+        "EXPORT_DEFINITIONS": json.dumps(definitions),
+        **extra_env,
+    }
+    settings = load_settings(env)
+    services = build_services(settings, api_keys, policy)
+    # Poll import jobs every few milliseconds instead of seconds; the logic is the same.
+    services.job_polling = JobPolling(max_wait=services.job_polling.max_wait, first_interval=0.02, max_interval=0.1)
+    return App(settings, services)
+
+
+def sandbox_get(server: sendgrid_sandbox.SandboxServer, helper: str) -> Any:
+    return requests.get(f"{server.url}/_sandbox/{helper}", timeout=30).json()
+
+
+def sandbox_config(server: sendgrid_sandbox.SandboxServer, **config: Any) -> None:
+    requests.post(f"{server.url}/_sandbox/config", json=config, timeout=30).raise_for_status()
+
+
+def put_requests(server: sendgrid_sandbox.SandboxServer) -> list[dict[str, Any]]:
+    return [r for r in sandbox_get(server, "requests")["requests"]
+            if r["method"] == "PUT" and r["path"] == "/v3/marketing/contacts"]
+
+
+# -- the sample segment used by the end-to-end tests --------------------------------------------
+FOLDER = "CustomerInsights_test/SendGridExport"
+SEGMENT = "HighValueCustomers"
+COLUMNS = ("CustomerId", "FirstName", "LastName", "EMail", "City", "State", "PostCode", "Country", "Tier", "Value")
+
+
+def person(i: int, email: str | None = None, **changes: str) -> list[str]:
+    values = {"CustomerId": f"C{i}", "FirstName": f"First{i}", "LastName": f"Last{i}",
+              "EMail": email if email is not None else f"person{i}@example.com", "City": "Lisbon", "State": "Lisboa",
+              "PostCode": "1100-148", "Country": "Portugal", "Tier": "Gold", "Value": str(i)}
+    values.update(changes)
+    return [values[c] for c in COLUMNS]
+
+
+def write(container: ContainerClient, partitions: list[list[list[str]]], **kwargs: Any) -> None:
+    write_export(container, FOLDER, SEGMENT, [csv_bytes(rows) for rows in partitions], COLUMNS, **kwargs)
+
+
+def run(app: App, name: str = "vip", body: bytes = b"") -> api.ApiResponse:
+    return api.handle(app, "POST", name, "run", body)
+
+
+def contacts_by_email(sandbox: Any) -> dict[str, dict[str, Any]]:
+    return {c["email"]: c for c in sandbox_get(sandbox, "contacts")["contacts"]}
+
+
+def rejects_rows(blob_service: BlobServiceClient, state_container: str, blob: str) -> list[dict[str, str]]:
+    data = blob_service.get_container_client(state_container).download_blob(blob).readall().decode()
+    return list(csv.DictReader(io.StringIO(data)))
+
+
+CUSTOM = {"loyalty_tier": "Tier", "lifetime_value": "Value"}
