@@ -1,15 +1,20 @@
-"""The only module that speaks HTTP to SendGrid: one session, timeouts, retries, rate limits.
+"""The only module that speaks HTTP to SendGrid: one session, timeouts, retries, rate limits,
+and the calls the run makes. Contact search and list removal are in sendgrid_contacts.py,
+rate-limit headers in sendgrid_limits.py, the parsed 400 in sendgrid_answers.py.
 
-Facts used (official OpenAPI description in twilio/sendgrid-oai, and the reference notes):
+Facts used (official OpenAPI description in twilio/sendgrid-oai, and ../shared/reference notes):
 - Auth: `Authorization: Bearer <key>`; 401 bad or revoked key, 403 missing scopes.
-- Rate limits: responses carry X-RateLimit-Limit / -Remaining / -Reset (Reset in epoch seconds);
-  429 {"errors":[{"field":null,"message":"too many requests"}]}.
-- PUT /v3/marketing/contacts answers 202 {"job_id"}; 400 {"errors":[{message, field}]} fails
-  the whole request (one bad contact is enough).
+- Rate limits: X-RateLimit-Limit / -Remaining / -Reset, Reset in seconds on the marketing
+  endpoints (recorded) or an epoch (doc page): see sendgrid_limits.py. 429
+  {"errors":[{"field":null,"message":"too many requests"}]}.
+- PUT /v3/marketing/contacts answers 202 {"job_id"}; a 400 refuses the whole request and names
+  every refused contact (`contacts[12].email`): SendGridRejected parses it.
+- GET /v3/marketing/contacts/imports/{id}: status pending | completed | errored | failed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import random
@@ -17,11 +22,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from shared.errors import ExportError
-from shared.mapping import FIELD_TYPES, CustomField
+from shared.fields import FIELD_TYPES, CustomField
+from shared.sendgrid_answers import (
+    MAX_QUERY_CHARS,
+    SEARCH_EMAILS_MAX,
+    ContactSearch,
+    SendGridRejected,
+    checked_id,
+    id_batches,
+)
+from shared.sendgrid_contacts import ContactsMixin
+from shared.sendgrid_limits import JITTER, Pacer, reset_wait
+
+__all__ = ["MAX_QUERY_CHARS", "SEARCH_EMAILS_MAX", "ContactSearch", "RetryPolicy", "SendGridClient",
+           "SendGridRejected", "checked_id", "id_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +48,6 @@ CONTACTS_PATH = "/v3/marketing/contacts"
 FIELD_DEFINITIONS_PATH = "/v3/marketing/field_definitions"
 LISTS_PATH = "/v3/marketing/lists"
 IMPORTS_PATH = "/v3/marketing/contacts/imports"
-SEARCH_EMAILS_PATH = "/v3/marketing/contacts/search/emails"
-SEARCH_EMAILS_MAX = 100  # emails per search request (SendGrid docs)
-# DELETE .../lists/{id}/contacts takes ids in the query string; keep the URL well under the
-# 2,048 characters many proxies allow.
-MAX_QUERY_CHARS = 1_800
 USER_AGENT = "ci-sendgrid-export/0.1"
 
 
@@ -42,18 +56,10 @@ class RetryPolicy:
     attempts: int = 6  # tries per request, the first included
     base_delay: float = 1.0  # seconds; doubles each retry, with full jitter
     max_delay: float = 30.0
-    max_rate_limit_wait: float = 120.0  # a longer X-RateLimit-Reset wait fails the request
+    max_rate_limit_wait: float = 120.0  # cap on a rate-limit wait; a 429 asking longer fails the request
+    pace_reserve: int = 0  # wait for the reset when an answer's X-RateLimit-Remaining is at or below this
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
-
-
-class SendGridRejected(Exception):
-    """A 400: SendGrid refused the request body. `errors` is SendGrid's list, which may quote
-    profile values (an email), so it goes to the rejects CSV only, never to a log."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__(f"SendGrid rejected the request ({len(errors)} error(s))")
-        self.errors = errors
 
 
 ApiKeyProvider = Callable[[bool], str]  # (refresh) -> key; refresh=True bypasses any cache
@@ -69,7 +75,24 @@ def _error_fields(response: requests.Response) -> str:
     return f" (fields: {', '.join(fields)[:200]})" if fields else ""
 
 
-class SendGridClient:
+def _fetchable(url: str) -> bool:
+    """An errors_url may be fetched over https, or plain http to a loopback host (a local sandbox)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if parts.scheme == "https" and host:
+        return True
+    if parts.scheme != "http":
+        return False
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SendGridClient(ContactsMixin):
     def __init__(
         self,
         base_url: str,
@@ -87,8 +110,10 @@ class SendGridClient:
         self._session.headers["User-Agent"] = USER_AGENT
         self._sleep = sleep
         self._clock = clock
+        self._pacer = Pacer(clock, policy.max_rate_limit_wait, policy.pace_reserve)
         self.retries = 0  # retried attempts over this client's life, for the run report
-        self.waited_seconds = 0.0
+        self.waited_seconds = 0.0  # retry and pacing waits together
+        self.paced_seconds = 0.0  # waits before a request because the window was spent
 
     def close(self) -> None:
         self._session.close()
@@ -109,27 +134,30 @@ class SendGridClient:
     def _backoff(self, attempt: int) -> float:
         return random.uniform(0, min(self._policy.max_delay, self._policy.base_delay * 2**attempt))
 
-    def _rate_limit_wait(self, response: requests.Response, attempt: int) -> float:
-        reset = response.headers.get("X-RateLimit-Reset")
-        try:
-            # Reset is an epoch second; add a little jitter so parallel callers do not collide.
-            wait = float(reset) - self._clock() + random.uniform(0, 0.25)
-        except (TypeError, ValueError):
-            wait = self._backoff(attempt)
-        return max(wait, 0.05)
-
     def _wait(self, seconds: float) -> None:
         self.retries += 1
         self.waited_seconds += seconds
         self._sleep(seconds)
 
-    def request(self, method: str, path: str, *, expected: tuple[int, ...], **kwargs: Any) -> requests.Response:
+    def _pace(self, endpoint: str) -> None:
+        delay = self._pacer.delay(endpoint)
+        if delay > 0:
+            log.info("SendGrid rate-limit window spent; waiting %.1fs for its reset before the next request", delay)
+            self.paced_seconds += delay
+            self.waited_seconds += delay
+            self._sleep(delay)
+
+    def request(self, method: str, path: str, *, expected: tuple[int, ...], endpoint: str | None = None,
+                **kwargs: Any) -> requests.Response:
         """Send with retries: 429 waits until X-RateLimit-Reset; 5xx and connection errors back
-        off exponentially with jitter; one 401 re-reads the key (it may have been rotated)."""
+        off exponentially with jitter; one 401 re-reads the key (it may have been rotated).
+        `endpoint` names the rate-limit window (the path template; default: the path)."""
+        endpoint = f"{method} {endpoint or path}"
         key = self._api_key(False)
         refreshed = False
         last_problem = ""
         for attempt in range(self._policy.attempts):
+            self._pace(endpoint)
             try:
                 response = self._send(method, path, key, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -138,6 +166,8 @@ class SendGridClient:
                     self._wait(self._backoff(attempt))
                 continue
             status = response.status_code
+            if status != 429:
+                self._pacer.observe(endpoint, response.headers)
             if status in expected or status in (400, 404):  # the caller decides what these mean
                 return response
             if status == 401 and not refreshed:
@@ -153,9 +183,11 @@ class SendGridClient:
                     " Check the key in Key Vault and its Marketing scopes.",
                 )
             if status == 429:
-                wait = self._rate_limit_wait(response, attempt)
-                if wait > self._policy.max_rate_limit_wait:
-                    raise ExportError("sendgrid_unavailable", f"SendGrid rate limit resets in {wait:.0f}s, past the wait allowed")
+                reset = reset_wait(response.headers.get("X-RateLimit-Reset"), self._clock())
+                if reset is not None and reset > self._policy.max_rate_limit_wait:
+                    raise ExportError("sendgrid_unavailable",
+                                      f"SendGrid rate limit resets in {reset:.0f}s, past the wait allowed")
+                wait = self._backoff(attempt) if reset is None else reset + random.uniform(0, JITTER)
                 last_problem = "429 too many requests"
                 if attempt + 1 < self._policy.attempts:
                     log.info("SendGrid rate limit reached; waiting %.1fs for X-RateLimit-Reset", wait)
@@ -166,11 +198,15 @@ class SendGridClient:
                 if attempt + 1 < self._policy.attempts:
                     self._wait(self._backoff(attempt))
                 continue
-            raise ExportError("sendgrid_error", f"SendGrid answered {status} to {method} {path}{_error_fields(response)}")
+            raise ExportError("sendgrid_error", f"SendGrid answered {status} to {method} {endpoint.split(' ', 1)[1]}"
+                                                f"{_error_fields(response)}")
         raise ExportError(
             "sendgrid_unavailable",
-            f"SendGrid still failing after {self._policy.attempts} attempts at {method} {path} ({last_problem})",
+            f"SendGrid still failing after {self._policy.attempts} attempts at {endpoint} ({last_problem})",
         )
+
+    def post_json(self, path: str, body: Any, *, expected: tuple[int, ...]) -> requests.Response:
+        return self.request("POST", path, expected=expected, data=json.dumps(body))
 
     # -- the calls -------------------------------------------------------------------------
     def custom_fields(self) -> dict[str, CustomField]:
@@ -184,7 +220,8 @@ class SendGridClient:
         return fields
 
     def list_exists(self, list_id: str) -> bool:
-        response = self.request("GET", f"{LISTS_PATH}/{list_id}", expected=(200,))
+        path = f"{LISTS_PATH}/{checked_id(list_id, 'list id')}"
+        response = self.request("GET", path, expected=(200,), endpoint=f"{LISTS_PATH}/{{id}}")
         if response.status_code == 200:
             return True
         if response.status_code == 404:
@@ -192,25 +229,44 @@ class SendGridClient:
         raise ExportError("sendgrid_error", f"GET {LISTS_PATH}/<id> answered {response.status_code}")
 
     def upsert_contacts(self, body: bytes) -> str:
-        """PUT a prepared body; the job id of the accepted import. Raises SendGridRejected on 400."""
+        """PUT a prepared body; the job id of the accepted import. Raises SendGridRejected on 400
+        (its `contacts` says which contacts of the body SendGrid named)."""
         response = self.request("PUT", CONTACTS_PATH, expected=(202,), data=body)
         if response.status_code == 400:
             try:
                 errors = response.json().get("errors") or []
-            except ValueError:
+            except (ValueError, AttributeError):
                 errors = []
             raise SendGridRejected([e for e in errors if isinstance(e, dict)] or [{"message": "bad request"}])
         if response.status_code != 202:
             raise ExportError("sendgrid_error", f"PUT {CONTACTS_PATH} answered {response.status_code}")
         return str(response.json()["job_id"])
 
-    def download_errors(self, url: str, max_bytes: int = 64 * 1024 * 1024) -> str | None:
+    def import_status(self, job_id: str) -> dict[str, Any]:
+        """SendGrid's answer about an import job, as it is (status, results, job_type...)."""
+        path = f"{IMPORTS_PATH}/{checked_id(job_id, 'job id')}"
+        response = self.request("GET", path, expected=(200,), endpoint=f"{IMPORTS_PATH}/{{id}}")
+        if response.status_code != 200:
+            raise ExportError("sendgrid_error", f"GET {IMPORTS_PATH}/<id> answered {response.status_code}")
+        answer = response.json()
+        if not isinstance(answer, dict):
+            raise ExportError("sendgrid_error", f"GET {IMPORTS_PATH}/<id> answered something other than an object")
+        return answer
+
+    def download_errors(self, url: str, max_bytes: int = 64 * 1024 * 1024, attempts: int = 3) -> str | None:
         """The file behind a job's errors_url, or None. It is a pre-signed link: no Authorization
-        header goes there (the key must not leave for another host)."""
-        for attempt in range(3):
+        header goes there (the key must not leave for another host), and only over https
+        (plain http to a loopback host only, for the local sandbox)."""
+        if not _fetchable(url):
+            log.warning("a job's errors_url is not an https link; not read")
+            return None
+        for attempt in range(attempts):
             try:
                 with self._session.get(url, stream=True, timeout=(self._policy.connect_timeout, self._policy.read_timeout),
                                        headers={"Accept": "text/csv, */*"}) as response:
+                    if not _fetchable(response.url):  # redirected off https
+                        log.warning("a job's errors_url redirected to a link that is not https; not read")
+                        return None
                     if response.status_code == 200:
                         data = response.raw.read(max_bytes + 1, decode_content=True)
                         if len(data) > max_bytes:
@@ -222,36 +278,7 @@ class SendGridClient:
                         return None
             except (requests.ConnectionError, requests.Timeout):
                 pass
-            self._wait(self._backoff(attempt))
+            if attempt + 1 < attempts:
+                self._wait(self._backoff(attempt))
         log.warning("a job's errors file could not be downloaded")
         return None
-
-    def contact_ids(self, emails: list[str]) -> dict[str, str]:
-        """email -> contact id for those of (at most 100) emails that exist in SendGrid."""
-        if len(emails) > SEARCH_EMAILS_MAX:
-            raise ValueError(f"at most {SEARCH_EMAILS_MAX} emails per search")
-        response = self.request("POST", SEARCH_EMAILS_PATH, expected=(200,), data=json.dumps({"emails": emails}))
-        if response.status_code == 404:  # none of them exists
-            return {}
-        if response.status_code != 200:
-            raise ExportError("sendgrid_error", f"POST {SEARCH_EMAILS_PATH} answered {response.status_code}")
-        found = {}
-        for email, entry in (response.json().get("result") or {}).items():
-            contact = entry.get("contact") if isinstance(entry, dict) else None
-            if contact and contact.get("id"):
-                found[email.lower()] = str(contact["id"])
-        return found
-
-    def remove_from_list(self, list_id: str, contact_ids: list[str]) -> str:
-        """Unlink contacts from a list (the contacts themselves stay); the job id."""
-        path = f"{LISTS_PATH}/{list_id}/contacts"
-        response = self.request("DELETE", path, expected=(202,), params={"contact_ids": ",".join(contact_ids)})
-        if response.status_code != 202:
-            raise ExportError("sendgrid_error", f"DELETE {LISTS_PATH}/<id>/contacts answered {response.status_code}")
-        return str(response.json().get("job_id", ""))
-
-    def import_status(self, job_id: str) -> dict[str, Any]:
-        response = self.request("GET", f"{IMPORTS_PATH}/{job_id}", expected=(200,))
-        if response.status_code != 200:
-            raise ExportError("sendgrid_error", f"GET {IMPORTS_PATH}/<id> answered {response.status_code}")
-        return response.json()

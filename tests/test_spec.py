@@ -17,6 +17,7 @@ import requests
 from azure.storage.blob import ContainerClient
 from helpers import (
     API_KEY,
+    FAST_RETRIES,
     LIST_ID,
     OTHER_LIST_ID,
     definition,
@@ -25,6 +26,7 @@ from helpers import (
 from jsonschema import Draft202012Validator
 
 from shared import api
+from shared.sendgrid import SendGridClient
 from tools.sample_export import csv_bytes, write_export
 
 
@@ -103,6 +105,7 @@ def test_sandbox_answers_in_the_shapes_of_the_spec(sandbox: Any) -> None:
     job = call(sandbox, "GET", f"/v3/marketing/contacts/imports/{accepted.json()['job_id']}").json()
     response_schema("contacts", "/v3/marketing/contacts/imports/{id}", "get", "200").validate(job)
     assert job["status"] == "completed" and job["results"]["created_count"] == 1
+    assert job["job_type"] == "upsert_contacts"  # as recorded (the spec's enum says "upsert")
     found = call(sandbox, "POST", "/v3/marketing/contacts/search/emails", {"emails": ["jane_doe@example.com"]})
     response_schema("contacts", "/v3/marketing/contacts/search/emails", "post", "200").validate(found.json())
     for headers in (fields.headers, accepted.headers):
@@ -137,3 +140,40 @@ def test_sandbox_auth(sandbox: Any) -> None:
     sandbox.state.read_only_keys.add("SG.read-only")
     assert call(sandbox, "PUT", "/v3/marketing/contacts", {"contacts": [{"email": "a@example.com"}]},
                 key="SG.read-only").status_code == 403
+
+
+def test_the_mirror_calls_and_their_answers_match_the_spec(sandbox: Any) -> None:
+    """What the client sends to search, SGQL search, batch and DELETE, and what the sandbox
+    answers, against the spec (captured with a requests response hook: nothing is replaced)."""
+    seen: list[requests.Response] = []
+    session = requests.Session()
+    session.hooks["response"].append(lambda response, *args, **kwargs: seen.append(response))
+    client = SendGridClient(sandbox.url, lambda refresh: API_KEY, policy=FAST_RETRIES, session=session)
+    accepted = call(sandbox, "PUT", "/v3/marketing/contacts", {"list_ids": [LIST_ID], "contacts": [
+        {"email": e} for e in ("a@example.com", "b@example.com", "c" * 95 + "@example.com")]})
+    job = call(sandbox, "GET", f"/v3/marketing/contacts/imports/{accepted.json()['job_id']}").json()
+    response_schema("contacts", "/v3/marketing/contacts/imports/{id}", "get", "200").validate(job)
+    sandbox.state.imports.join()
+    found = client.contact_ids(["a@example.com", "b@example.com", "c" * 95 + "@example.com", "broken@@x.io"])
+    assert len(found.found) == 3
+    call(sandbox, "POST", "/_sandbox/delete", {"emails": ["b@example.com"]})
+    assert len(client.remove_from_list(LIST_ID, list(found.found.values()))) == 1
+    templates = {"/v3/marketing/contacts/search/emails": ("contacts", "/v3/marketing/contacts/search/emails"),
+                 "/v3/marketing/contacts/search": ("contacts", "/v3/marketing/contacts/search"),
+                 "/v3/marketing/contacts/batch": ("contacts", "/v3/marketing/contacts/batch"),
+                 f"/v3/marketing/lists/{LIST_ID}/contacts": ("lists", "/v3/marketing/lists/{id}/contacts")}
+    checked = set()
+    for response in seen:
+        path = requests.utils.urlparse(response.request.url).path
+        name, template = templates[path]
+        method = response.request.method.lower()
+        if response.request.body:
+            request_schema(name, template, method).validate(json.loads(response.request.body))
+        status = str(response.status_code)
+        operation = spec(name)["paths"][template][method]["responses"][status]
+        if "content" in operation or "$ref" in operation:
+            response_schema(name, template, method, status).validate(response.json())
+        checked.add((template, status))
+    assert checked >= {("/v3/marketing/contacts/search/emails", "200"), ("/v3/marketing/contacts/search/emails", "400"),
+                       ("/v3/marketing/contacts/search", "200"), ("/v3/marketing/contacts/batch", "200"),
+                       ("/v3/marketing/lists/{id}/contacts", "404"), ("/v3/marketing/lists/{id}/contacts", "202")}

@@ -1,0 +1,176 @@
+"""The SendGrid sandbox over HTTP: it answers the way recorded exchanges with the real API do
+(rate-limit headers, 400s naming every contact, late job failures, pending jobs, cleared
+values, searches, removals)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+from helpers import API_KEY, LIST_ID, sandbox_config, sandbox_get
+
+CONTACTS = "/v3/marketing/contacts"
+
+
+def call(sandbox: Any, method: str, path: str, body: Any = None) -> requests.Response:
+    return requests.request(method, sandbox.url + path, timeout=30, json=body,
+                            headers={"Authorization": f"Bearer {API_KEY}"})
+
+
+def field_id(sandbox: Any, name: str) -> str:
+    return next(f["id"] for f in sandbox.state.custom_fields.values() if f["name"] == name)
+
+
+def put(sandbox: Any, *contacts: dict[str, Any]) -> requests.Response:
+    return call(sandbox, "PUT", CONTACTS, {"list_ids": [LIST_ID], "contacts": list(contacts)})
+
+
+def settled_job(sandbox: Any, job_id: str) -> dict[str, Any]:
+    sandbox.state.imports.join()
+    for _ in range(20):
+        job = call(sandbox, "GET", f"{CONTACTS}/imports/{job_id}").json()
+        if job["status"] != "pending":
+            return job
+    raise AssertionError("job still pending")
+
+
+def stored(sandbox: Any, email: str) -> dict[str, Any]:
+    return next(c for c in sandbox_get(sandbox, "contacts")["contacts"] if c["email"] == email)
+
+
+# -- rate limits ----------------------------------------------------------------------------
+def test_reset_is_seconds_until_the_window_resets_by_default(sandbox: Any) -> None:
+    answer = call(sandbox, "GET", "/v3/marketing/field_definitions")
+    assert 1 <= int(answer.headers["X-RateLimit-Reset"]) <= 60
+    sandbox_config(sandbox, reset_form="epoch")
+    epoch = int(call(sandbox, "GET", "/v3/marketing/field_definitions").headers["X-RateLimit-Reset"])
+    assert time.time() < epoch <= time.time() + 61
+
+
+def test_limits_are_per_endpoint_as_recorded(sandbox: Any) -> None:
+    assert put(sandbox, {"email": "a@example.com"}).headers["X-RateLimit-Limit"] == "200"
+    assert call(sandbox, "GET", "/v3/marketing/field_definitions").headers["X-RateLimit-Limit"] == "600"
+    assert call(sandbox, "GET", f"/v3/marketing/lists/{LIST_ID}").headers["X-RateLimit-Limit"] == "600"
+    search = call(sandbox, "POST", f"{CONTACTS}/search", {"query": "email = 'a@example.com'"})
+    assert search.headers["X-RateLimit-Limit"] == "200"
+
+
+def test_a_small_window_for_tests_is_spent_per_endpoint(sandbox: Any) -> None:
+    sandbox_config(sandbox, rate_limit=2, rate_window=30.0)
+    answers = [call(sandbox, "GET", "/v3/marketing/field_definitions") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
+    assert call(sandbox, "GET", f"/v3/marketing/lists/{LIST_ID}").status_code == 200  # another window
+    limited = [r for r in sandbox_get(sandbox, "requests")["requests"] if r["status"] == 429]
+    assert limited[0]["reset"] > time.time() + 25  # the log keeps when it resets, as an epoch
+
+
+# -- upserts ----------------------------------------------------------------------------------
+def test_a_400_names_every_refused_contact(sandbox: Any) -> None:
+    answer = put(sandbox, {"email": "bad one@example.com"}, {"email": "ok@example.com"}, {"email": "000"},
+                 {"email": "ok2@example.com", "first_name": "x" * 51})
+    assert answer.status_code == 400
+    assert [e["field"] for e in answer.json()["errors"]] == ["contacts[0].email", "contacts[2].email",
+                                                            "contacts[3].first_name"]
+    assert answer.json()["errors"][1]["message"] == "email '000' is not valid"
+    assert sandbox.state.jobs == {}
+
+
+def test_bad_custom_values_are_accepted_and_fail_in_the_job(sandbox: Any) -> None:
+    number, date = field_id(sandbox, "lifetime_value"), field_id(sandbox, "member_since")
+    answer = put(sandbox, {"email": "a@example.com", "custom_fields": {number: "AAAAA"}},
+                 {"email": "b@example.com", "custom_fields": {date: "03/05/2024"}},
+                 {"email": "c@example.com", "custom_fields": {number: 12, date: "2024-03-05T00:00:00Z"}})
+    assert answer.status_code == 202
+    job = settled_job(sandbox, answer.json()["job_id"])
+    assert job["status"] == "errored" and job["results"]["errored_count"] == 2
+    errors_file = requests.get(job["results"]["errors_url"], timeout=10).text
+    assert "a@example.com" in errors_file and "b@example.com" in errors_file and "c@example.com" not in errors_file
+    assert [c["email"] for c in sandbox_get(sandbox, "contacts")["contacts"]] == ["c@example.com"]
+
+
+def test_a_failed_job_says_why_in_its_errors_file(sandbox: Any) -> None:
+    sandbox_config(sandbox, fail_jobs=1)
+    job = settled_job(sandbox, put(sandbox, {"email": "a@example.com"}).json()["job_id"])
+    assert job["status"] == "failed" and job["job_type"] == "upsert_contacts"
+    assert "you have hit your contact limit" in requests.get(job["results"]["errors_url"], timeout=10).text
+
+
+def test_jobs_stay_pending_for_a_while_with_their_counts_filled(sandbox: Any) -> None:
+    sandbox_config(sandbox, job_pending_polls=0, pending_polls_after_counts=2)
+    job_id = put(sandbox, {"email": "a@example.com"}).json()["job_id"]
+    sandbox.state.imports.join()
+    polls = [call(sandbox, "GET", f"{CONTACTS}/imports/{job_id}").json() for _ in range(3)]
+    assert [p["status"] for p in polls] == ["pending", "pending", "completed"]
+    assert polls[0]["results"]["created_count"] == 1 and "finished_at" not in polls[0]
+    assert polls[0]["job_type"] == "upsert_contacts"
+
+
+def test_an_empty_string_clears_and_an_omitted_field_keeps_its_value(sandbox: Any) -> None:
+    tier, date = field_id(sandbox, "loyalty_tier"), field_id(sandbox, "member_since")
+    put(sandbox, {"email": "a@example.com", "first_name": "Ana", "city": "Lisbon",
+                  "custom_fields": {tier: "Gold", date: "2021-02-11T23:03:03.000Z"}})
+    sandbox.state.imports.join()
+    first = stored(sandbox, "a@example.com")
+    assert first["custom_fields"][date] == "2021-02-11T23:03:03Z"  # read back as recorded
+    put(sandbox, {"email": "a@example.com", "first_name": "", "custom_fields": {tier: ""}})
+    sandbox.state.imports.join()
+    second = stored(sandbox, "a@example.com")
+    assert not second.get("first_name") and second["city"] == "Lisbon"
+    assert tier not in second["custom_fields"] and second["custom_fields"][date] == "2021-02-11T23:03:03Z"
+
+
+def test_a_punycode_top_level_domain_is_a_valid_address(sandbox: Any) -> None:
+    assert put(sandbox, {"email": "user@example.xn--p1ai"}).status_code == 202
+
+
+# -- searches and removals --------------------------------------------------------------------
+def test_search_emails_refuses_long_and_invalid_addresses(sandbox: Any) -> None:
+    long = "a" * 89 + "@example.com"  # 101 characters
+    for emails in ([long, "b@example.com"], ["not an address", "b@example.com"]):
+        answer = call(sandbox, "POST", f"{CONTACTS}/search/emails", {"emails": emails})
+        assert answer.status_code == 400 and "contacts" not in json.dumps(answer.json())
+    sandbox_config(sandbox, search_errors_name_emails=True)
+    named = call(sandbox, "POST", f"{CONTACTS}/search/emails", {"emails": ["b@example.com", long]}).json()
+    assert [e["field"] for e in named["errors"]] == ["emails[1]"]
+
+
+def test_search_emails_matches_alternate_emails(sandbox: Any) -> None:
+    put(sandbox, {"email": "main@example.com", "alternate_emails": ["old@example.com"]})
+    sandbox.state.imports.join()
+    found = call(sandbox, "POST", f"{CONTACTS}/search/emails", {"emails": ["old@example.com", "none@example.com"]})
+    assert found.status_code == 200
+    assert found.json()["result"]["old@example.com"]["contact"]["email"] == "main@example.com"
+    assert found.json()["result"]["none@example.com"] == {"error": "contact not found"}
+
+
+def test_sgql_search_by_email_with_escaped_quotes(sandbox: Any) -> None:
+    put(sandbox, {"email": "o'brien@example.com"})
+    sandbox.state.imports.join()
+    found = call(sandbox, "POST", f"{CONTACTS}/search", {"query": "email = 'o\\'brien@example.com'"}).json()
+    assert found["contact_count"] == 1 and found["result"][0]["email"] == "o'brien@example.com"
+    assert call(sandbox, "POST", f"{CONTACTS}/search", {"query": "email = 'x' OR 1=1"}).status_code == 400
+
+
+def test_delete_answers_404_when_any_id_is_unknown_and_batch_says_which_exist(sandbox: Any) -> None:
+    put(sandbox, {"email": "a@example.com"}, {"email": "b@example.com"})
+    sandbox.state.imports.join()
+    ids = [stored(sandbox, e)["id"] for e in ("a@example.com", "b@example.com")]
+    path = f"/v3/marketing/lists/{LIST_ID}/contacts"
+    assert requests.delete(sandbox.url + path, params={"contact_ids": ",".join([*ids, "gone"])}, timeout=10,
+                           headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 404
+    assert sandbox_get(sandbox, "state")["lists"][LIST_ID] == 2  # nothing unlinked
+    batch = call(sandbox, "POST", f"{CONTACTS}/batch", {"ids": [*ids, "gone"]}).json()
+    assert sorted(c["id"] for c in batch["result"]) == sorted(ids)
+    assert call(sandbox, "POST", f"{CONTACTS}/batch", {"ids": ["gone"]}).status_code == 404
+
+
+@pytest.mark.parametrize("value", ["2024-03-05", "2024-03-05T10:00:00+02:00"])
+def test_date_fields_take_iso_8601(sandbox: Any, value: str) -> None:
+    date = field_id(sandbox, "member_since")
+    job = settled_job(sandbox, put(sandbox, {"email": "a@example.com", "custom_fields": {date: value}}).json()["job_id"])
+    assert job["status"] == "completed"
+    assert stored(sandbox, "a@example.com")["custom_fields"][date] in ("2024-03-05T00:00:00Z", "2024-03-05T08:00:00Z")
