@@ -3,24 +3,33 @@
 Routes (the function's route is exports/{name?}/{action?}):
   GET  /api/exports                 the definitions, each with its last run status
   GET  /api/exports/{name}          one definition with its last run status
-  POST /api/exports/{name}/run      run now; body (optional) {"dry_run", "full_refresh",
-                                    "confirm_removals"}: booleans
+  POST /api/exports/{name}/run      run now; options "dry_run", "full_refresh", "confirm_removals"
+                                    in a JSON body (booleans) or the query string (true|false)
   GET  /api/exports/{name}/status   the latest run report
 Errors: {"error": {"code", "message"}} with 400/404/405/422/502 (see errors.py).
+
+Nothing in a request is ignored: a query parameter other than the run options (and `code`, the
+function key the host checks) is a 400, as are duplicate keys, huge numbers or deep nesting in
+a body. A careless `?dry_run=true` must never turn into a real send.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.definitions import parse_definition
+from shared.definitions import is_export_name, parse_definition
 from shared.errors import ExportError
 from shared.exporter import RunOptions, recheck_jobs, run_export
 from shared.services import App
 
 RUN_OPTIONS = {"dry_run", "full_refresh", "confirm_removals"}
+# The function key (?code=...) is checked by the Functions host before the request gets here.
+HOST_PARAMETERS = {"code"}
+MAX_BODY_BYTES = 64 * 1024  # a run's options are a few dozen bytes
+_EMPTY: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,16 @@ def _summary(app: App, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     except ExportError as exc:
         # Show what can be shown of an invalid definition, with the reason it cannot run.
         entry = {"name": name, "valid": False, "problem": exc.to_dict()}
-    latest = app.services.state.latest_report(name)
+    try:
+        latest = app.services.state.latest_report(name)
+        if latest is not None and not isinstance(latest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, ExportError) as exc:
+        # One export's unreadable report must not take the whole listing down: it has no report.
+        problem = exc.message if isinstance(exc, ExportError) else "it is not a valid run report"
+        entry["last_run"] = None
+        entry["last_run_problem"] = f"runs/{name}/latest.json could not be read: {problem}"
+        return entry
     entry["last_run"] = (
         None
         if latest is None
@@ -51,42 +69,89 @@ def _summary(app: App, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def parse_run_options(body: bytes) -> dict[str, bool]:
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ExportError("bad_request", "the request body names the same option twice")
+    return dict(pairs)
+
+
+def _query_options(query: Mapping[str, str]) -> dict[str, bool]:
+    unknown = sorted(set(query) - RUN_OPTIONS - HOST_PARAMETERS)
+    if unknown:
+        raise ExportError("bad_request", f"unknown query parameter(s) {', '.join(p[:40] for p in unknown)}; "
+                                         f"allowed: {', '.join(sorted(RUN_OPTIONS))}")
+    options = {}
+    for key in RUN_OPTIONS & set(query):
+        if query[key] not in ("true", "false"):
+            raise ExportError("bad_request", f"query parameter '{key}' must be true or false")
+        options[key] = query[key] == "true"
+    return options
+
+
+def _refuse_query(query: Mapping[str, str]) -> None:
+    unknown = sorted(set(query) - HOST_PARAMETERS)
+    if unknown:
+        raise ExportError("bad_request", f"this route takes no query parameter ({', '.join(p[:40] for p in unknown)})")
+
+
+def parse_run_options(body: bytes, query: Mapping[str, str] = _EMPTY) -> dict[str, bool]:
+    """Run options from the body and the query string; the same option given twice differently
+    (in either place) is a 400, never a guess."""
+    options = _query_options(query)
     if not body or not body.strip():
-        return {}
+        return options
+    if len(body) > MAX_BODY_BYTES:
+        raise ExportError("bad_request", f"the request body is over {MAX_BODY_BYTES} bytes")
     try:
-        options = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        parsed = json.loads(body, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, a 5,000-digit number, deep nesting
         raise ExportError("bad_request", "the request body must be a JSON object, e.g. {\"dry_run\": true}") from None
-    if not isinstance(options, dict):
+    if not isinstance(parsed, dict):
         raise ExportError("bad_request", "the request body must be a JSON object")
+    parsed = _check_body_options(parsed)
+    for key in set(parsed) & set(options):
+        if parsed[key] != options[key]:
+            raise ExportError("bad_request", f"'{key}' is given differently in the body and the query string")
+    return {**options, **parsed}
+
+
+def _check_body_options(options: dict[str, Any]) -> dict[str, bool]:
     unknown = sorted(set(options) - RUN_OPTIONS)
     if unknown:
-        raise ExportError("bad_request", f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(RUN_OPTIONS))}")
+        raise ExportError("bad_request", f"unknown option(s) {', '.join(k[:40] for k in unknown)}; "
+                                         f"allowed: {', '.join(sorted(RUN_OPTIONS))}")
     for key, value in options.items():
         if not isinstance(value, bool):
             raise ExportError("bad_request", f"'{key}' must be true or false")
     return options
 
 
-def handle(app: App, method: str, name: str | None, action: str | None, body: bytes = b"") -> ApiResponse:
+def handle(app: App, method: str, name: str | None, action: str | None, body: bytes = b"",
+           query: Mapping[str, str] = _EMPTY) -> ApiResponse:
+    """One request: `query` is the query string (the trigger passes req.params)."""
     method = method.upper()
     try:
         if not name:
             if method != "GET":
                 raise ExportError("method_not_allowed", "use GET /api/exports")
+            _refuse_query(query)
             exports = [_summary(app, n, raw) for n, raw in app.settings.definitions.items()]
             return ApiResponse(200, {"exports": exports})
+        if not is_export_name(name):  # never echoed: it may hold line breaks or markup
+            raise ExportError("bad_request", "export names are 1-63 characters of a-z, 0-9, '_' or '-'")
         raw = app.settings.definitions.get(name)
         if raw is None:
             raise ExportError("not_found", f"no export named '{name}'")
         if not action:
             if method != "GET":
                 raise ExportError("method_not_allowed", f"use GET /api/exports/{name}")
+            _refuse_query(query)
             return ApiResponse(200, _summary(app, name, raw))
         if action == "status":
             if method != "GET":
                 raise ExportError("method_not_allowed", f"use GET /api/exports/{name}/status")
+            _refuse_query(query)
             latest = recheck_jobs(name, app.services)  # pending import jobs are checked again
             if latest is None:
                 raise ExportError("not_found", f"export '{name}' has not run yet")
@@ -94,7 +159,7 @@ def handle(app: App, method: str, name: str | None, action: str | None, body: by
         if action == "run":
             if method != "POST":
                 raise ExportError("method_not_allowed", f"use POST /api/exports/{name}/run")
-            options = parse_run_options(body)
+            options = parse_run_options(body, query)
             report = run_export(name, raw, app.services, trigger="http", options=RunOptions(**options))
             result = report.to_dict()
             if report.error is not None:

@@ -1,4 +1,4 @@
-"""Common Data Model folder metadata and CSV partitions, as pure functions (no I/O).
+"""Common Data Model folder metadata, as pure functions (no I/O). Partitions are read in source.py.
 
 What the folder looks like (see docs/reference notes in the README):
 - `model.json`: entities[] {name, attributes[] {name}, partitions[] {location, fileFormatSettings,
@@ -15,19 +15,23 @@ What the folder looks like (see docs/reference notes in the README):
 from __future__ import annotations
 
 import codecs
-import csv
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shared.errors import ExportError
 
-# Rows with a field larger than this stop the read with a clear error; anything below it is read
-# and left to mapping, which rejects oversized values row by row. Python's default is 128 KiB.
-MAX_FIELD_BYTES = 16 * 1024 * 1024
-csv.field_size_limit(MAX_FIELD_BYTES)
+# Partition encodings we read (Python codec names). CDM's CsvFormatSettings default is UTF-8
+# (learn.microsoft.com/common-data-model/model-json, and ../shared/reference/README.md); the CDM
+# SDK's own samples declare "ASCII" (cdm-sdk-modeljson-edgecases); UTF-16 and Latin-1/Windows-1252
+# are what .NET writers (Customer Insights, Power Query dataflows) name when not UTF-8. Anything
+# else (utf-7, rot13, zlib, ...) is refused: such codecs can yield lone surrogates or raise while
+# reading instead of marking just the bad bytes.
+ALLOWED_ENCODINGS = frozenset(
+    {"utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "iso8859-1", "cp1252", "ascii"}
+)
 
 CSV_TRAIT = "is.partition.format.CSV"
 
@@ -88,7 +92,10 @@ def _codec(name: str) -> str:
     try:
         codec = codecs.lookup(name.strip().replace("_", "-")).name
     except LookupError:
-        raise invalid(f"partition encoding '{name}' is not supported") from None
+        codec = ""
+    if codec not in ALLOWED_ENCODINGS:
+        raise invalid(f"partition encoding {name[:40]!r} is not supported (UTF-8, UTF-16, Latin-1, "
+                      "Windows-1252 or ASCII)")
     # A UTF-8 partition may start with a BOM; utf-8-sig drops it and reads plain UTF-8 alike.
     return "utf-8-sig" if codec == "utf-8" else codec
 
@@ -255,39 +262,3 @@ def resolve_location(location: str, existing: Collection[str]) -> str | None:
         if candidate in existing:
             return candidate
     return None
-
-
-def read_records(
-    text: TextIO, fmt: CsvFormat, columns: tuple[str, ...]
-) -> Iterator[tuple[int, list[str]]]:
-    """Yield (record number, values in `columns` order) for each data record of a partition.
-
-    Record numbers count data records from 1 (a header row is not counted). Blank lines are
-    skipped. With a header row whose names are the columns in another order, values are put
-    back in `columns` order; any other header is taken as informational.
-    """
-    reader = csv.reader(
-        text,
-        delimiter=fmt.delimiter,
-        quoting=csv.QUOTE_MINIMAL if fmt.quoting else csv.QUOTE_NONE,
-        strict=False,
-    )
-    order: list[int] | None = None
-    number = 0
-    try:
-        if fmt.header:
-            header = next(reader, None)
-            if header is not None:
-                names = [h.strip() for h in header]
-                if names != list(columns) and sorted(names) == sorted(columns):
-                    order = [names.index(c) for c in columns]
-        for values in reader:
-            if not values:
-                continue
-            number += 1
-            if order is not None and len(values) == len(order):
-                yield number, [values[i] for i in order]
-            else:
-                yield number, values
-    except csv.Error as exc:
-        raise invalid(f"malformed CSV after record {number}: {exc}") from None

@@ -10,8 +10,8 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
 
 from shared.errors import ExportError
 
@@ -32,24 +32,17 @@ RESERVED_FIELD_MAX_LENGTH: dict[str, int | None] = {
 
 DEFAULT_MAX_PROFILES = 100_000
 DEFAULT_MAX_REMOVAL_FRACTION = 0.2
-OVERLENGTH_POLICIES = ("truncate", "reject")
-SYNC_MODES = ("upsert", "mirror")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_ALLOWED_KEYS = {
-    "name",
-    "display_name",
-    "source_folder",
-    "segment",
-    "list_ids",
-    "privacy_consent",
-    "mapping",
-    "custom_fields",
-    "max_profiles",
-    "enabled",
-    "on_overlength",
-    "sync_mode",
-    "max_removal_fraction",
-}
+SyncMode = Literal["upsert", "mirror"]
+Overlength = Literal["truncate", "reject"]
+OVERLENGTH_POLICIES: tuple[Overlength, ...] = get_args(Overlength)
+SYNC_MODES: tuple[SyncMode, ...] = get_args(SyncMode)
+# Matched whole (fullmatch): with `$`, "vip\n" passed and split every log line it appeared in.
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def is_export_name(name: object) -> bool:
+    """1-63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit; nothing else."""
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -64,27 +57,18 @@ class ExportDefinition:
     custom_fields: dict[str, str] = field(default_factory=dict)
     max_profiles: int = DEFAULT_MAX_PROFILES
     enabled: bool = True
-    on_overlength: str = "truncate"
-    sync_mode: str = "upsert"
+    on_overlength: Overlength = "truncate"
+    sync_mode: SyncMode = "upsert"
     max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION
 
     def to_public_dict(self) -> dict[str, Any]:
-        """The definition as JSON; it holds no secrets (the API key lives in Key Vault)."""
-        return {
-            "name": self.name,
-            "display_name": self.display_name,
-            "source_folder": self.source_folder,
-            "segment": self.segment,
-            "list_ids": list(self.list_ids),
-            "privacy_consent": self.privacy_consent,
-            "mapping": dict(self.mapping),
-            "custom_fields": dict(self.custom_fields),
-            "max_profiles": self.max_profiles,
-            "enabled": self.enabled,
-            "on_overlength": self.on_overlength,
-            "sync_mode": self.sync_mode,
-            "max_removal_fraction": self.max_removal_fraction,
-        }
+        """The definition as JSON, one key per field; it holds no secrets (the API key lives in
+        Key Vault). Tuples become lists and dicts are copied, so the result is plain JSON."""
+        public: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            public[item.name] = list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, dict) else value
+        return public
 
     def fingerprint(self) -> str:
         """A stable hash of everything that changes what a run sends."""
@@ -92,6 +76,10 @@ class ExportDefinition:
         del public["enabled"], public["display_name"]  # these change nothing a run sends
         text = json.dumps(public, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# The JSON contract's keys are the dataclass's fields: named once, above.
+_ALLOWED_KEYS = frozenset(item.name for item in fields(ExportDefinition))
 
 
 def _fail(name: str, message: str) -> ExportError:
@@ -122,7 +110,7 @@ def definition_name(raw: object, index: int) -> str:
     if not isinstance(raw, dict):
         raise ExportError("invalid_definition", f"EXPORT_DEFINITIONS[{index}] must be an object")
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not is_export_name(name):
         raise ExportError(
             "invalid_definition",
             f"EXPORT_DEFINITIONS[{index}].name must be 1-63 characters of a-z, 0-9, '_' or '-'",
@@ -149,12 +137,17 @@ def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
     if not isinstance(list_ids, list) or not list_ids:
         raise _fail(name, "'list_ids' must be a non-empty array of SendGrid list ids")
     for list_id in list_ids:
-        try:
-            uuid.UUID(str(list_id))
-        except ValueError:
-            raise _fail(name, f"'list_ids' holds '{list_id}', which is not a SendGrid list id (a UUID)")
         if not isinstance(list_id, str):
             raise _fail(name, "'list_ids' must hold strings")
+        # Canonical form only (lower-case, hyphenated, no braces or "urn:uuid:"), as SendGrid
+        # writes list ids: the ids are compared and stored as text, so one list has one spelling.
+        try:
+            canonical = str(uuid.UUID(list_id)) == list_id
+        except ValueError:
+            canonical = False
+        if not canonical:
+            raise _fail(name, f"'list_ids' holds {list_id[:60]!r}, which is not a SendGrid list id "
+                              "(a lower-case UUID such as 0f9c3a4e-1b2d-4c5e-8f70-123456789abc)")
     if len(set(list_ids)) != len(list_ids):
         raise _fail(name, "'list_ids' holds the same id twice")
 

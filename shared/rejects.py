@@ -3,6 +3,10 @@
 Written by the reading thread and, for contacts SendGrid refuses, by the sender thread: a lock
 keeps lines whole and counts exact. The file may quote profile values (SendGrid's messages quote
 the address); it goes to the state container only, never to a log.
+
+Marketers open the file in Excel, and partition names (from model.json) and details are not ours:
+every cell that a spreadsheet would take as a formula (starting with = + - @ tab or CR) gets a
+leading apostrophe (OWASP, "CSV Injection": https://owasp.org/www-community/attacks/CSV_Injection).
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ from shared.report import RunReport
 
 HEADER = ["partition", "row", "reason", "detail"]
 RowRef = tuple[str, int]  # (partition name, row number)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> str:
+    """A value as a cell a spreadsheet shows as text, never runs as a formula."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 class RejectsLog:
@@ -30,14 +41,14 @@ class RejectsLog:
     def list(self, ref: RowRef, reason: str, detail: str) -> None:
         """A line for a row that is not counted as rejected (a duplicate, an import failure)."""
         with self._lock:
-            self._writer.writerow([ref[0], ref[1], reason, detail])
+            self._writer.writerow([cell(ref[0]), cell(ref[1]), cell(reason), cell(detail)])
             self.lines += 1
 
     def reject(self, ref: RowRef, reason: str, detail: str, counted_as: str | None = None) -> None:
         """A rejected row: counted in the report (under `counted_as`, else `reason`) and listed."""
         with self._lock:
             self.report.reject(counted_as or reason)
-            self._writer.writerow([ref[0], ref[1], reason, detail])
+            self._writer.writerow([cell(ref[0]), cell(ref[1]), cell(reason), cell(detail)])
             self.lines += 1
 
     def close(self) -> None:

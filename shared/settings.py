@@ -1,15 +1,19 @@
 """App settings (environment variables): the public contract, read and validated once.
 
-Every error names the setting at fault. Export definitions are kept raw by name here and
-validated one by one when used, so that one bad definition does not stop the others.
+Every setting is declared once, with what it is for, in `SETTINGS` (the infra tests check the
+deployment against it); `load_settings` reads no other name. Every error names the setting at
+fault. Export definitions are kept raw by name here and validated one by one when used, so that
+one bad definition does not stop the others.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.definitions import definition_name
 
@@ -23,6 +27,38 @@ DEFAULT_JOB_WAIT = 300
 DEFAULT_RUN_LEASE = 60  # seconds; Blob Storage leases last 15 to 60 seconds (or forever)
 
 
+@dataclass(frozen=True)
+class SettingInfo:
+    description: str
+    local_only: bool = False  # for local development only: never set in a deployment
+
+
+SETTINGS: dict[str, SettingInfo] = {
+    "SOURCE_CONTAINER": SettingInfo("Blob container Customer Insights exports segments to (required)"),
+    "SOURCE_STORAGE_ACCOUNT_URL": SettingInfo("Blob endpoint of the source account, reached with the app's identity"),
+    "SOURCE_STORAGE_CONNECTION_STRING": SettingInfo("Connection string of the source account (Azurite)",
+                                                    local_only=True),
+    "STATE_STORAGE_ACCOUNT_URL": SettingInfo(
+        "Blob endpoint of the app's own account for run state; default: the source account"),
+    "STATE_STORAGE_CONNECTION_STRING": SettingInfo(
+        "Connection string of the state account; default: the source account's", local_only=True),
+    "STATE_CONTAINER": SettingInfo(f"Container for records, reports and locks (default {DEFAULT_STATE_CONTAINER})"),
+    "KEY_VAULT_URL": SettingInfo("Key Vault holding the SendGrid API key (required unless SENDGRID_API_KEY)"),
+    "SENDGRID_API_KEY_SECRET_NAME": SettingInfo(f"Name of the API key secret (default {DEFAULT_SECRET_NAME})"),
+    "SENDGRID_API_KEY": SettingInfo("A SendGrid API key in plain text, ignored when KEY_VAULT_URL is set",
+                                    local_only=True),
+    "SENDGRID_API_BASE_URL": SettingInfo(
+        f"SendGrid API root (default {DEFAULT_SENDGRID_BASE_URL}); http:// only for a loopback sandbox"),
+    "EXPORT_SCHEDULE": SettingInfo(f"NCRONTAB schedule of the timer trigger (default {DEFAULT_SCHEDULE})"),
+    "EXPORT_DEFINITIONS": SettingInfo("JSON array of export definitions (required)"),
+    "RUN_TIME_LIMIT_SECONDS": SettingInfo(f"Seconds a run may send before it checkpoints (default "
+                                          f"{DEFAULT_RUN_TIME_LIMIT})"),
+    "JOB_WAIT_SECONDS": SettingInfo(f"Seconds a run waits for SendGrid import jobs (default {DEFAULT_JOB_WAIT})"),
+    "RUN_LEASE_SECONDS": SettingInfo(f"Length of the run lock's blob lease, 15-60 (default {DEFAULT_RUN_LEASE})"),
+    "SENDGRID_MAX_CONTACTS_PER_REQUEST": SettingInfo("Contacts per upsert request, 1-30000 (default 30000)"),
+}
+
+
 class SettingsError(Exception):
     """A missing or malformed app setting; the message names it."""
 
@@ -33,6 +69,9 @@ class Settings:
     definitions: dict[str, dict[str, Any]]
     source_connection_string: str | None = field(default=None, repr=False)
     source_account_url: str | None = None
+    # Where the state container lives: an account the app owns (defaults to the source's).
+    state_connection_string: str | None = field(default=None, repr=False)
+    state_account_url: str | None = None
     state_container: str = DEFAULT_STATE_CONTAINER
     key_vault_url: str | None = None
     api_key_secret_name: str = DEFAULT_SECRET_NAME
@@ -46,6 +85,8 @@ class Settings:
 
 
 def _get(env: Mapping[str, str], key: str) -> str | None:
+    if key not in SETTINGS:  # every name the app reads is declared, once, in SETTINGS
+        raise KeyError(f"setting {key} is not declared in SETTINGS")
     value = env.get(key)
     return value.strip() if value and value.strip() else None
 
@@ -62,12 +103,30 @@ def _container_name(env: Mapping[str, str], key: str, default: str | None) -> st
     return value
 
 
-def _https_url(env: Mapping[str, str], key: str, *, allow_http: bool = False) -> str | None:
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+def _https_url(env: Mapping[str, str], key: str, *, allow_loopback_http: bool = False) -> str | None:
     value = _get(env, key)
     if value is None:
         return None
-    if not (value.startswith("https://") or (allow_http and value.startswith("http://"))):
-        raise SettingsError(f"{key} must be an https:// URL")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        raise SettingsError(f"{key} is not a valid URL") from None
+    plain_ok = allow_loopback_http and parts.scheme == "http" and _is_loopback(host)
+    if not host or not (parts.scheme == "https" or plain_ok):
+        hint = " (http:// only for a loopback address)" if allow_loopback_http else ""
+        raise SettingsError(f"{key} must be an https:// URL{hint}")
     return value.rstrip("/")
 
 
@@ -86,7 +145,9 @@ def parse_definitions_setting(text: str | None) -> dict[str, dict[str, Any]]:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SettingsError(f"EXPORT_DEFINITIONS is not valid JSON ({exc.msg} at line {exc.lineno})")
+        raise SettingsError(f"EXPORT_DEFINITIONS is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, nesting beyond the stack
+        raise SettingsError("EXPORT_DEFINITIONS is not JSON this app reads (a huge number or deep nesting)") from None
     if not isinstance(raw, list):
         raise SettingsError("EXPORT_DEFINITIONS must be a JSON array of export definitions")
     by_name: dict[str, dict[str, Any]] = {}
@@ -112,13 +173,20 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     local_key = _get(env, "SENDGRID_API_KEY")
     if not key_vault_url and not local_key:
         raise SettingsError("KEY_VAULT_URL is required (SENDGRID_API_KEY only for local development)")
-    # http:// is allowed for the SendGrid root only so a local sandbox can stand in for it.
-    base_url = _https_url(env, "SENDGRID_API_BASE_URL", allow_http=True) or DEFAULT_SENDGRID_BASE_URL
+    # http:// is allowed for the SendGrid root only so a local sandbox can stand in for it: never
+    # over a network, where the API key would travel in clear.
+    base_url = _https_url(env, "SENDGRID_API_BASE_URL", allow_loopback_http=True) or DEFAULT_SENDGRID_BASE_URL
+    state_connection_string = _get(env, "STATE_STORAGE_CONNECTION_STRING")
+    state_account_url = _https_url(env, "STATE_STORAGE_ACCOUNT_URL")
+    if not state_connection_string and not state_account_url:  # local use: one account for both
+        state_connection_string, state_account_url = connection_string, account_url
     return Settings(
         source_container=_container_name(env, "SOURCE_CONTAINER", None),
         definitions=parse_definitions_setting(_get(env, "EXPORT_DEFINITIONS")),
         source_connection_string=connection_string,
         source_account_url=account_url,
+        state_connection_string=state_connection_string,
+        state_account_url=state_account_url,
         state_container=_container_name(env, "STATE_CONTAINER", DEFAULT_STATE_CONTAINER),
         key_vault_url=key_vault_url,
         api_key_secret_name=_get(env, "SENDGRID_API_KEY_SECRET_NAME") or DEFAULT_SECRET_NAME,

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 
 import pytest
 from helpers import reference_dir
 
 from shared import cdm
 from shared.errors import ExportError
+from shared.source import OversizedRecord, read_records
 
 
-def records(text: str, fmt: cdm.CsvFormat, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
-    return list(cdm.read_records(io.StringIO(text, newline=""), fmt, columns))
+def records(text: str, fmt: cdm.CsvFormat, columns: tuple[str, ...], **cap: int) -> list[tuple[int, list[str]]]:
+    return list(read_records(io.StringIO(text, newline=""), fmt, columns, "partition 'p1'", **cap))
+
+
+def refusal(text: str, fmt: cdm.CsvFormat = cdm.CsvFormat(), **cap: int) -> str:
+    with pytest.raises(ExportError) as caught:
+        records(text, fmt, ("A", "B"), **cap)
+    assert caught.value.code == "source_invalid"
+    return caught.value.message
 
 
 def only_partition(model_json: bytes) -> cdm.PartitionRef:
@@ -109,12 +118,25 @@ def test_manifest_with_entity_schema_and_local_prefix() -> None:
          b' "fileFormatSettings": {"$type": "CsvFormatSettings", "columnHeaders": "maybe"}}]}]}', "source_invalid"),
         (b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
          b' "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "klingon"}}]}]}', "source_invalid"),
+        # Codecs Python knows but no CDM writer uses: they could smuggle lone surrogates or raise mid-read.
+        *[(b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
+           b' "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "%s"}}]}]}' % name, "source_invalid")
+          for name in (b"utf-7", b"rot13", b"zlib", b"base64", b"utf-32", b"punycode")],
     ],
 )
 def test_broken_model_json_is_refused_with_a_code(data: bytes, code: str) -> None:
     with pytest.raises(ExportError) as caught:
         cdm.parse_model_json(data, "Seg")
     assert caught.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [("UTF-8", "utf-8-sig"), ("utf8", "utf-8-sig"), ("UTF-16", "utf-16"), ("UTF-16LE", "utf-16-le"),
+     ("ISO-8859-1", "iso8859-1"), ("windows-1252", "cp1252"), ("ASCII", "ascii")],
+)
+def test_encodings_cdm_writers_use_are_read(name: str, codec: str) -> None:
+    assert cdm.partition_format({"encoding": name}, None, "p").encoding == codec
 
 
 # -- locations -------------------------------------------------------------------------------
@@ -162,3 +184,47 @@ def test_other_delimiter_and_no_quoting() -> None:
 def test_ragged_rows_are_passed_on_for_mapping_to_reject() -> None:
     rows = records("a,b\na\na,b,c\n", cdm.CsvFormat(), ("A", "B"))
     assert [len(values) for _, values in rows] == [2, 1, 3]
+
+
+# -- malformed and oversized records -------------------------------------------------------------
+def test_an_unterminated_quote_refuses_the_partition_naming_its_line() -> None:
+    # Non-strict parsing took everything after line 4 as one field: one "too large" reject, and
+    # a mirror run then unlinked every contact after it.
+    text = "".join(f"x{i}@example.com,Ann\r\n" for i in range(3)) + 'x3@example.com,"Bob\r\n'
+    text += "".join(f"x{i}@example.com,Ann\r\n" for i in range(4, 50))
+    message = refusal(text)
+    assert "partition 'p1'" in message and "line 4" in message
+
+
+def test_text_after_a_closing_quote_refuses_the_partition() -> None:
+    assert "line 2" in refusal('a,b\na,"b"c\n')
+
+
+def test_a_record_over_the_cap_is_skipped_and_the_next_ones_read() -> None:
+    text = "a,b\n" + "x" * 500 + ",y\n" + "c,d\n"
+    rows = records(text, cdm.CsvFormat(), ("A", "B"), max_record_chars=100)
+    assert rows == [(1, ["a", "b"]), (2, []), (3, ["c", "d"])]
+    assert isinstance(rows[1][1], OversizedRecord)  # mapping rejects it: no values for the columns
+
+
+def test_a_record_over_the_cap_whose_end_is_uncertain_refuses_the_partition() -> None:
+    # A quote on the long line, or a quoted field running over many lines: the next record
+    # cannot be found for sure, so the partition is refused rather than guessed at.
+    assert "line 2" in refusal('a,b\n"' + "x" * 500 + '",y\nc,d\n', max_record_chars=100)
+    assert "line 2" in refusal('a,b\n"' + "x\n" * 300 + '",y\nc,d\n', max_record_chars=100)
+    assert "line 2" in refusal("a,b\n" + "x" * 500 + ',"y\nc",d\n', max_record_chars=100)
+
+
+def test_a_30_mb_line_is_read_in_bounded_memory() -> None:
+    line = b"y" * (30 * 1024 * 1024)
+    data = io.BytesIO(b"a@example.com,b\r\n" + line + b",z\r\nc@example.com,d\r\n")
+    text = io.TextIOWrapper(data, encoding="utf-8-sig", newline="")
+    del line
+    tracemalloc.start()
+    try:
+        rows = list(read_records(text, cdm.CsvFormat(), ("A", "B")))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [number for number, _ in rows] == [1, 2, 3] and rows[2][1] == ["c@example.com", "d"]
+    assert peak < 8 * 1024 * 1024  # a few times the 1 MiB record cap, not the line (was > 100 MB)

