@@ -14,8 +14,17 @@ param environmentName string
 @metadata({ azd: { type: 'location' } })
 param location string
 
-@description('Object id of the person deploying; gets Key Vault Secrets Officer to set the SendGrid key. Empty: none.')
+@description('Object id of the principal deploying; gets Key Vault Secrets Officer to set the SendGrid key. Empty: none.')
 param principalId string = ''
+
+// azd (1.17.1 and later) fills AZURE_PRINCIPAL_TYPE in main.parameters.json from how it is
+// logged in: 'User', or 'ServicePrincipal' after `azd auth login --client-id` (a pipeline).
+// Source: Azure/azure-dev cli/azd/pkg/infra/provisioning/current_principal_id_provider.go
+// (CurrentPrincipalType) and bicep_provider.go (evalParamEnvSubst); CHANGELOG 1.17.1, PR #5285.
+// Older azd leaves it unset: the default applies, or set it with `azd env set`.
+@description('What principalId is; a role assignment with the wrong type fails (UnmatchedPrincipalType).')
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param principalType string = 'User'
 
 @description('Existing storage account that holds the Customer Insights exports. Empty: create one.')
 param sourceStorageAccountName string = ''
@@ -26,8 +35,13 @@ param sourceStorageResourceGroup string = ''
 @description('Container Customer Insights exports into.')
 param sourceContainerName string = 'customer-insights'
 
-@description('Container for run reports, rejects, checkpoints and locks (created in the source account).')
+@description('Container for run reports, rejects, checkpoints, the delivered record and locks (in the app\'s own state account).')
 param stateContainerName string = 'sendgrid-export-state'
+
+@description('Days before the lifecycle policy deletes a rejects CSV (REJECTS_RETENTION_DAYS); they hold profile data.')
+@minValue(1)
+@maxValue(3650)
+param rejectsRetentionDays int = 30
 
 @description('Key Vault secret that holds the SendGrid API key.')
 param sendGridSecretName string = 'sendgrid-api-key'
@@ -101,16 +115,32 @@ module sourceAccount 'modules/source-account.bicep' = if (createSource) {
   }
 }
 
-module sourceStorage 'modules/source-containers.bicep' = {
-  name: 'source-containers'
+module sourceStorage 'modules/source-container.bicep' = {
+  name: 'source-container'
   scope: resourceGroup(sourceGroupName)
   params: {
     accountName: sourceAccountName
     sourceContainerName: sourceContainerName
-    stateContainerName: stateContainerName
     appPrincipalId: identity.outputs.principalId
   }
   dependsOn: [group, sourceAccount]
+}
+
+// The app's state (reports, rejects, checkpoints, delivered record, locks) in an account only
+// the app writes to; see the module for why not the source or the host account.
+module stateStorage 'modules/state-storage.bicep' = {
+  name: 'state-storage'
+  scope: group
+  params: {
+    name: 'ststate${token}'
+    location: location
+    tags: tags
+    containerName: stateContainerName
+    appPrincipalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
+    rejectsRetentionDays: rejectsRetentionDays
+    skuName: zoneRedundant ? 'Standard_GZRS' : 'Standard_GRS'
+  }
 }
 
 module vault 'modules/keyvault.bicep' = {
@@ -122,6 +152,8 @@ module vault 'modules/keyvault.bicep' = {
     tags: tags
     appPrincipalId: identity.outputs.principalId
     operatorPrincipalId: principalId
+    operatorPrincipalType: principalType
+    workspaceId: monitoring.outputs.workspaceId
   }
 }
 
@@ -142,6 +174,7 @@ module app 'modules/function-app.bicep' = {
     appSettings: {
       SOURCE_STORAGE_ACCOUNT_URL: sourceStorage.outputs.blobEndpoint
       SOURCE_CONTAINER: sourceContainerName
+      STATE_STORAGE_ACCOUNT_URL: stateStorage.outputs.blobEndpoint
       STATE_CONTAINER: stateContainerName
       KEY_VAULT_URL: vault.outputs.uri
       SENDGRID_API_KEY_SECRET_NAME: sendGridSecretName
@@ -164,4 +197,5 @@ output FUNCTION_URL_BASE string = app.outputs.apiBaseUrl
 output KEY_VAULT_NAME string = vault.outputs.name
 output SENDGRID_SECRET_NAME string = sendGridSecretName
 output SOURCE_STORAGE_ACCOUNT string = sourceAccountName
+output STATE_STORAGE_ACCOUNT string = stateStorage.outputs.name
 output STATE_CONTAINER string = stateContainerName
