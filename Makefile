@@ -9,9 +9,12 @@ IAC_VENV := .venv-iac
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Runtime packages from the hashed lock (requirements.lock, made from requirements.txt: the command
+# is in its header), then the development tools.
+$(VENV)/.installed: requirements.txt requirements.lock requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -29,6 +32,8 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
+	$(BIN)/lint-imports --no-cache
 
 # checkov lives in its own venv: it pins versions of packages the app also uses.
 $(IAC_VENV)/.installed: requirements-iac.txt

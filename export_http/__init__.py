@@ -17,5 +17,6 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
         logging.error("settings: %s", exc)
         result = api.error_response(ExportError("internal_error", f"app settings are invalid: {exc}"))
     else:
-        result = api.handle(app, req.method, req.route_params.get("name"), req.route_params.get("action"), req.get_body())
+        result = api.handle(app, req.method, req.route_params.get("name"), req.route_params.get("action"), req.get_body(),
+                            req.params)
     return func.HttpResponse(result.json(), status_code=result.status, mimetype="application/json")

@@ -1,5 +1,6 @@
-"""Delta between the segment and what was last delivered, on sorted streams. Pure but for the
-temporary files of the external sort.
+"""Delta between the segment and what was last delivered, on sorted streams: `decide` makes the
+plan, `next_record` / `first_record` the record after a run. Pure but for the temporary files of
+the external sort and the open files it is handed.
 
 The delivered record is a text file sorted by email, one line per contact this exporter had
 applied by SendGrid: `email<TAB>hash`, where the hash covers the contact's mapped fields and
@@ -17,12 +18,18 @@ import heapq
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, Final, Literal, NamedTuple, cast
+
+from shared.lines import encode_decision, encode_record, key_as_record, key_for_diff, parse_decision, parse_record
 
 LINES_PER_RUN = 100_000  # lines sorted in memory at a time (a few tens of MB at most)
 
-SAME, SEND, LEAVE = "same", "send", "leave"
+Action = Literal["same", "send", "leave"]
+SAME: Final = "same"
+SEND: Final = "send"
+LEAVE: Final = "leave"
 
 
 def lists_suffix(list_ids: Iterable[str]) -> bytes:
@@ -65,7 +72,7 @@ def merge_runs(runs: Runs) -> Iterator[bytes]:
     if not runs or isinstance(runs[0], bytes):
         yield from runs  # type: ignore[misc]
         return
-    paths: list[Path] = runs  # type: ignore[assignment]
+    paths = cast(list[Path], runs)
     with ExitStack() as stack:
         files = [stack.enter_context(open(path, "rb")) for path in paths]
         yield from heapq.merge(*files)
@@ -83,21 +90,20 @@ def read_record(lines: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
     """(email, hash) pairs of a delivered record, checked to be in strictly ascending order."""
     previous = b""
     for raw in lines:
-        line = raw.rstrip(b"\n")
-        if not line:
+        entry = parse_record(raw)
+        if entry is None:
             continue
-        email, _, digest = line.partition(b"\t")
-        if email <= previous:
+        if entry[0] <= previous:
             raise ValueError("the delivered record is not sorted by email")
-        previous = email
-        yield email, digest
+        previous = entry[0]
+        yield entry
 
 
 class Decision(NamedTuple):  # one per contact: a tuple is cheaper than a dataclass
     email: bytes
     new_hash: bytes | None  # None: not in the segment now (a leaver)
     old_hash: bytes | None  # None: never delivered
-    action: str  # SAME, SEND or LEAVE
+    action: Action
     payload: bytes = b""  # for SEND, what the segment side carried (the spill position)
 
 
@@ -126,22 +132,84 @@ def diff(
             now, was = next(current, None), next(record, None)
 
 
+@dataclass
+class Plan:
+    """What a run will do, from the comparison of the segment with the delivered record."""
+
+    upsert: int = 0
+    remove: int = 0
+    unchanged: int = 0
+    managed: int = 0  # contacts in the delivered record: what this export put on its lists
+    send_mask: bytearray | None = None  # spill positions to send; None: all of them
+
+
+def decide(
+    keys: Iterable[bytes],
+    record: Iterable[bytes],
+    workdir: Path,
+    decisions: BinaryIO,
+    leavers: BinaryIO,
+    *,
+    valid: int,
+    has_record: bool,
+    mirror: bool,
+    keep: Callable[[bytes], bool],
+    full_refresh: bool = False,
+) -> Plan:
+    """Sort the key lines, merge them with the record lines and write one decision line per email
+    of either, and (mirror mode) the leavers to unlink, but not those `keep` protects (rows
+    rejected this time for another value). Only short keys are sorted; contacts stay in the spill."""
+    plan = Plan()
+    send_all = full_refresh or not has_record
+    mask = None if send_all else bytearray(valid)
+    current = (key_for_diff(line) for line in external_sort(keys, workdir))
+    for decision in diff(current, read_record(record), full_refresh=full_refresh):
+        position = -1
+        if decision.old_hash is not None:
+            plan.managed += 1
+        if decision.action == SEND:
+            position = int(decision.payload)
+            plan.upsert += 1
+            if mask is not None:
+                mask[position] = 1
+        elif decision.action == SAME:
+            plan.unchanged += 1
+        elif mirror and not keep(decision.email):
+            leavers.write(decision.email + b"\n")
+            plan.remove += 1
+        decisions.write(encode_decision(decision.email, decision.new_hash, decision.old_hash, decision.action, position))
+    plan.send_mask = mask
+    return plan
+
+
 def next_record(
-    decisions: Iterable[tuple[bytes, bytes, bytes, str, int]],
+    decision_lines: Iterable[bytes],
     applied: Callable[[int, bytes], bool],
     removed: Callable[[bytes], bool],
 ) -> Iterator[bytes]:
-    """The record after a run, in email order, from (email, new hash, old hash, action, send
-    position) lines: a sent contact takes its new hash only once SendGrid applied it (otherwise
-    it keeps its old entry, or none, and is sent again next time); a leaver stays unless it was
-    removed from the lists."""
-    for email, new_hash, old_hash, action, position in decisions:
+    """The record after a run, in email order, from its decision lines: a sent contact takes its
+    new hash only once SendGrid applied it (otherwise it keeps its old entry, or none, and is sent
+    again next time); a leaver stays unless it was removed from the lists."""
+    for line in decision_lines:
+        email, new_hash, old_hash, action, position = parse_decision(line)
         if action == SAME:
-            yield email + b"\t" + new_hash + b"\n"
+            yield encode_record(email, new_hash)
         elif action == SEND:
             if applied(position, email):
-                yield email + b"\t" + new_hash + b"\n"
+                yield encode_record(email, new_hash)
             elif old_hash:
-                yield email + b"\t" + old_hash + b"\n"
+                yield encode_record(email, old_hash)
         elif not removed(email):
-            yield email + b"\t" + old_hash + b"\n"
+            yield encode_record(email, old_hash)
+
+
+def first_record(sorted_keys: Iterable[bytes], applied: Callable[[int, bytes], bool] | None) -> Iterator[bytes]:
+    """The record after a first delivery (every valid contact was sent), from the sorted key
+    lines: each applied contact; `applied=None` when every one of them was."""
+    if applied is None:  # the usual case: every contact was sent and applied
+        yield from map(key_as_record, sorted_keys)
+        return
+    for line in sorted_keys:
+        email, digest, position = key_for_diff(line)
+        if applied(int(position), email):
+            yield encode_record(email, digest)

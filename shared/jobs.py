@@ -12,30 +12,50 @@ from __future__ import annotations
 import bisect
 import csv
 import io
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
+JobStatus = Literal["pending", "completed", "errored", "failed"]
 FINAL = ("completed", "errored", "failed")
 
 
-def is_pending(job: dict[str, Any]) -> bool:
+class JobEntry(TypedDict):
+    """One accepted request's import job, as the run report (and the checkpoint) keeps it."""
+
+    job_id: str
+    contacts: int
+    status: str  # a JobStatus, or whatever else SendGrid answered (kept, treated as pending)
+    failed: NotRequired[int]
+    results: NotRequired[dict[str, int | float]]
+
+
+def is_pending(job: JobEntry | dict[str, Any]) -> bool:
     return job.get("status", "pending") not in FINAL
 
 
-def apply_status(job: dict[str, Any], answer: dict[str, Any]) -> str | None:
+def apply_status(job: JobEntry, answer: dict[str, Any]) -> str | None:
     """Record a status answer on a report's job entry. Returns the errors_url of a job that just
     ended with errors (None otherwise); the link is a pre-signed URL and is not kept."""
-    status = str(answer.get("status", "pending"))
-    results = dict(answer.get("results") or {})
+    raw_status = answer.get("status", "pending") if isinstance(answer, dict) else "pending"
+    status = raw_status if isinstance(raw_status, str) and raw_status else "pending"
+    raw_results = answer.get("results") if isinstance(answer, dict) else None
+    results = dict(raw_results) if isinstance(raw_results, dict) else {}
     errors_url = results.pop("errors_url", None)
     job["status"] = status
-    job["results"] = {k: v for k, v in results.items() if isinstance(v, (int, float))}
+    job["results"] = {str(k): v for k, v in results.items() if _is_count(v)}
     if status == "failed":
         job["failed"] = job["contacts"]
     elif status == "errored":
-        job["failed"] = int(results.get("errored_count") or 0)
+        # An errored_count that is not a count (seen: "n/a") says nothing: none counts as applied.
+        count = results.get("errored_count")
+        known = isinstance(count, (int, float)) and _is_count(count)
+        job["failed"] = min(int(count), job["contacts"]) if known else job["contacts"]  # type: ignore[arg-type]
     else:
         job["failed"] = 0
     return errors_url if status in ("errored", "failed") and isinstance(errors_url, str) else None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 2**53  # NaN fails too
 
 
 def parse_errors_file(text: str) -> list[tuple[str, str]]:
@@ -58,11 +78,14 @@ def parse_errors_file(text: str) -> list[tuple[str, str]]:
 class Deliveries:
     """Which contacts SendGrid applied, by send position: each accepted request covers a range
     of positions [first, end) and has one import job; a contact counts as applied only when
-    its job completed, or errored without naming it in a readable errors file."""
+    its job completed, or errored without naming it in a readable errors file. Positions of
+    contacts SendGrid refused (a 400 naming them) inside an accepted range are never applied."""
 
-    def __init__(self, ranges: dict[str, list[int]] | None = None) -> None:
+    def __init__(self, ranges: dict[str, list[int]] | None = None, refused: list[int] | None = None) -> None:
         self.ranges: dict[str, list[int]] = dict(ranges or {})  # job id -> [first, end)
-        self.failures: dict[str, set[str] | None] = {}  # job id -> emails not applied (None: unknown)
+        self.refused: set[int] = set(refused or ())  # positions refused inside accepted ranges
+        # job id -> {email: SendGrid's message} of contacts not applied (None: unknown which)
+        self.failures: dict[str, dict[str, str] | None] = {}
         self._starts: list[int] = []
         self._spans: list[tuple[int, int, str]] = []
         self._status: dict[str, str] = {}
@@ -70,10 +93,17 @@ class Deliveries:
     def accepted(self, job_id: str, first: int, end: int) -> None:
         self.ranges[job_id] = [first, end]
 
-    def failed(self, job_id: str, emails: set[str] | None) -> None:
-        self.failures[job_id] = emails
+    def refuse(self, position: int) -> None:
+        self.refused.add(position)
 
-    def settle(self, report_jobs: list[dict[str, Any]]) -> None:
+    def failed(self, job_id: str, failures: dict[str, str] | None) -> None:
+        self.failures[job_id] = failures
+
+    def failed_spans(self) -> list[tuple[int, int, str]]:
+        """[first, end, job id) of each job known to have failed contacts, by position."""
+        return sorted((self.ranges[job][0], self.ranges[job][1], job) for job in self.failures if job in self.ranges)
+
+    def settle(self, report_jobs: list[JobEntry]) -> None:
         """Freeze the job statuses for `applied` (call once the jobs have been confirmed)."""
         self._spans = sorted((first, end, job_id) for job_id, (first, end) in self.ranges.items())
         self._starts = [first for first, _, _ in self._spans]
@@ -81,7 +111,7 @@ class Deliveries:
 
     def applied(self, position: int, email: bytes) -> bool:
         index = bisect.bisect_right(self._starts, position) - 1
-        if index < 0 or position >= self._spans[index][1]:
+        if index < 0 or position >= self._spans[index][1] or position in self.refused:
             return False  # refused with a 400, or never sent
         job_id = self._spans[index][2]
         status = self._status.get(job_id)
@@ -91,4 +121,5 @@ class Deliveries:
         return status == "errored" and failed is not None and email.decode() not in failed
 
     def all_applied(self) -> bool:
-        return bool(self._status) and all(status == "completed" for status in self._status.values())
+        return (bool(self._status) and not self.refused
+                and all(status == "completed" for status in self._status.values()))

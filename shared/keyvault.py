@@ -57,6 +57,7 @@ class ApiKeyStore:
     def _read(self) -> str:
         try:
             if self._client is None:
+                assert self._vault_url, "no vault: a local key is used instead"
                 self._client = SecretClient(self._vault_url, DefaultAzureCredential(), **self._client_options)
             value = self._client.get_secret(self._secret_name).value
         except ResourceNotFoundError:

@@ -15,28 +15,31 @@ from typing import Any
 
 from shared.definitions import RESERVED_FIELD_MAX_LENGTH, ExportDefinition
 from shared.errors import ExportError
+from shared.fields import CustomField
 
 # A value longer than this is not a profile attribute but a broken row: rejected whatever the
 # overlength policy (postal_code and custom fields have no SendGrid limit of their own).
 MAX_VALUE_CHARS = 4096
-# SendGrid field types (GET /v3/marketing/field_definitions: field_type Text | Number | Date).
-FIELD_TYPES = ("Text", "Number", "Date")
+EMAIL_MAX_LENGTH = 254  # ContactRequest schema: email maxLength
 
 # Pragmatic address syntax: dot-atom local part (max 64) @ a domain of LDH labels with an
 # alphabetic top-level label. SendGrid lower-cases emails; so do we before comparing.
 _EMAIL_RE = re.compile(
     r"^(?=.{1,64}@)[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
 )
-_NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+# A top-level label is letters, or an IDN's ASCII form (punycode, RFC 3492: "xn--" then letters,
+# digits, hyphens), as in user@example.xn--p1ai.
+# Linear: digits may be followed by a fraction only after a literal dot, so no two runs of digits
+# compete for the same characters (the old `\d+\.?\d*` backtracked quadratically on "999...x").
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+MAX_NUMBER_CHARS = 64  # longer is not a number a marketing field holds
 _US_DATE_RE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp][Mm])?)?$")
 
 
-@dataclass(frozen=True)
-class CustomField:
-    name: str
-    id: str
-    field_type: str
+# Reasons that say the file is damaged where the row was read, not that a value is wrong: a run
+# that saw any of them holds back mirror removals (the rows may be contacts still in the segment).
+STRUCTURAL = frozenset({"wrong number of columns", "invalid encoding", "NUL byte", "value too large"})
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Rejected:
 
 # NUL, or a lone surrogate: those only appear through errors="surrogateescape" when a partition
 # holds bytes its declared encoding cannot decode.
-_BAD_CHARACTERS = re.compile("[\x00\udc80-\udcff]")
+_BAD_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 
 
 def has_bad_characters(value: str) -> str | None:
@@ -59,7 +62,7 @@ def has_bad_characters(value: str) -> str | None:
 
 
 def coerce_number(value: str) -> int | float | None:
-    if not _NUMBER_RE.match(value):
+    if len(value) > MAX_NUMBER_CHARS or not _NUMBER_RE.fullmatch(value):
         return None
     if re.fullmatch(r"[+-]?\d+", value):
         return int(value)
@@ -68,7 +71,10 @@ def coerce_number(value: str) -> int | float | None:
 
 
 def coerce_date(value: str) -> str | None:
-    """A date in the form SendGrid takes for Date custom fields, MM/DD/YYYY, or None.
+    """A date as SendGrid's JSON API takes it for Date custom fields, ISO 8601 at midnight UTC
+    (`2024-01-31T00:00:00Z`), or None. Recorded against the real API (grouparoo's fixtures, see
+    ../shared/reference/README.md): ISO sent, accepted and read back; MM/DD/YYYY is documented for
+    CSV uploads only.
 
     Accepts ISO 8601 dates and date-times (what Customer Insights writes for dateTime
     attributes) and US-culture dates such as "8/1/2018 8:30:00 AM", seen in CDM samples.
@@ -81,7 +87,7 @@ def coerce_date(value: str) -> str | None:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed.strftime("%m/%d/%Y")
+    return parsed.strftime("%Y-%m-%dT00:00:00Z")
 
 
 def resolve_custom_fields(
@@ -162,7 +168,7 @@ class ContactMapper:
             return self._problem(email, self.email_index)
         if not email:
             return Rejected("missing email", self.columns[self.email_index])
-        if len(email) > RESERVED_FIELD_MAX_LENGTH["email"]:
+        if len(email) > EMAIL_MAX_LENGTH:
             return Rejected("email too long", self.columns[self.email_index])
         if not _EMAIL_RE.match(email):
             return Rejected("invalid email", self.columns[self.email_index])

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import ExportError
+from shared.jobs import JobEntry
 
 
 def utc_now() -> str:
@@ -50,7 +51,7 @@ class RunReport:
     rejects_blob: str | None = None
     upserts: int = 0
     retries: int = 0
-    jobs: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[JobEntry] = field(default_factory=list)
     error: ExportError | None = None
     resumable: bool = False  # stopped early on purpose; the next run goes on from the checkpoint
     resumed_from: dict[str, Any] | None = None
@@ -58,6 +59,8 @@ class RunReport:
     full_refresh: bool = False
     plan: dict[str, int] = field(default_factory=lambda: {"upsert": 0, "remove": 0})
     removal_jobs: list[str] = field(default_factory=list)
+    streamed: bool = False  # contacts were sent while the segment was read (a first delivery)
+    held_back: str | None = None  # why planned removals were not made (the report is then partial)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def reject(self, reason: str) -> None:
@@ -92,6 +95,8 @@ class RunReport:
             "full_refresh": self.full_refresh,
             "plan": dict(self.plan),
             "removal_jobs": self.removal_jobs,
+            "streamed": self.streamed,
+            "held_back": self.held_back,
             "timings": {stage: round(seconds, 3) for stage, seconds in self.timings.items()},
             "rejects": dict(sorted(self.rejects.items())),
             "rejects_blob": self.rejects_blob,

@@ -1,4 +1,5 @@
-"""Everything written to the state container: run reports and rejects files.
+"""Everything written to the state container: run reports, rejects files, checkpoints and the
+delivered record. The only module that writes there (the run lock is `lease.py`'s).
 
 Layout (under STATE_CONTAINER):
   runs/<export>/<run_id>.json    every run's report
@@ -7,29 +8,32 @@ Layout (under STATE_CONTAINER):
   checkpoints/<export>.json      how far an unfinished run got (snapshot, definition, position)
   delivered/<export>.tsv         what SendGrid applied: "email<TAB>hash" lines sorted by email
   locks/<export>                 an empty blob whose lease means "a run of this export is going on"
+
+Writes that could race carry a condition: the record is replaced only if it is still the one
+the run read (its etag), and the status endpoint updates `latest.json` only if no run wrote it
+meanwhile.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any, BinaryIO
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobLeaseClient, ContainerClient, ContentSettings
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.errors import ExportError
+from shared.lease import RunLease, acquire_run_lease
+from shared.storage_errors import storage_errors
 
 log = logging.getLogger(__name__)
 
 JSON = ContentSettings(content_type="application/json")
 CSV = ContentSettings(content_type="text/csv; charset=utf-8")
-
-
-def _unavailable(exc: Exception) -> ExportError:
-    status = getattr(exc, "status_code", None) or ""
-    return ExportError("storage_unavailable", f"state container failed: {type(exc).__name__} {status}".strip())
+TSV = ContentSettings(content_type="text/tab-separated-values")
+WHAT = "the state container"
 
 
 class StateStore:
@@ -40,137 +44,126 @@ class StateStore:
     def ensure(self) -> None:
         if self._ready:
             return
-        try:
-            self._container.create_container()
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise _unavailable(exc) from None
+        with storage_errors(WHAT):
+            try:
+                self._container.create_container()
+            except ResourceExistsError:
+                pass
         self._ready = True
 
+    # -- run reports ---------------------------------------------------------------------------
     def save_report(self, report: dict[str, Any]) -> None:
         self.ensure()
         data = json.dumps(report, indent=2).encode()
         export, run_id = report["export"], report["run_id"]
-        try:
+        with storage_errors(WHAT):
             self._container.upload_blob(f"runs/{export}/{run_id}.json", data, overwrite=True, content_settings=JSON)
             self._container.upload_blob(f"runs/{export}/latest.json", data, overwrite=True, content_settings=JSON)
-        except AzureError as exc:
-            raise _unavailable(exc) from None
 
     def latest_report(self, export: str) -> dict[str, Any] | None:
+        found = self.latest_report_and_etag(export)
+        return found[0] if found else None
+
+    def latest_report_and_etag(self, export: str) -> tuple[dict[str, Any], str] | None:
+        """The newest report with its etag, None when the export never ran; a blob that is not a
+        report raises ExportError (the caller says so for that export and goes on)."""
+        with storage_errors(WHAT):
+            try:
+                downloader = self._container.download_blob(f"runs/{export}/latest.json")
+            except ResourceNotFoundError:
+                return None
+            data, etag = downloader.readall(), str(downloader.properties.etag)
         try:
-            data = self._container.download_blob(f"runs/{export}/latest.json").readall()
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise _unavailable(exc) from None
-        return json.loads(data)
+            report = json.loads(data)
+        except (ValueError, RecursionError):
+            report = None
+        if not isinstance(report, dict) or not isinstance(report.get("jobs", []), list):
+            raise ExportError("storage_unavailable", f"runs/{export}/latest.json is not a readable run report")
+        return report, etag
+
+    def update_latest_report(self, report: dict[str, Any], etag: str) -> bool:
+        """Store a re-checked report, unless `latest.json` changed since it was read (a run wrote
+        it meanwhile: that run's word wins). Whether it was stored."""
+        data = json.dumps(report, indent=2).encode()
+        export, run_id = report["export"], report["run_id"]
+        with storage_errors(WHAT):
+            try:
+                self._container.upload_blob(f"runs/{export}/latest.json", data, overwrite=True, content_settings=JSON,
+                                            etag=etag, match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                return False
+            self._container.upload_blob(f"runs/{export}/{run_id}.json", data, overwrite=True, content_settings=JSON)
+        return True
 
     def save_rejects(self, export: str, run_id: str, stream: BinaryIO) -> str:
         """Upload a rejects CSV from an open file (streamed, not read into memory)."""
         self.ensure()
         name = f"rejects/{export}/{run_id}.csv"
-        try:
+        with storage_errors(WHAT):
             self._container.upload_blob(name, stream, overwrite=True, content_settings=CSV)
-        except AzureError as exc:
-            raise _unavailable(exc) from None
         return name
 
     # -- the delivered record ------------------------------------------------------------------
-    def download_record(self, export: str, path: str) -> str:
-        """Stream the export's delivered record into `path`; its etag, or "" when there is none
-        (the file is then empty)."""
-        try:
-            downloader = self._container.download_blob(f"delivered/{export}.tsv", max_concurrency=1)
+    def download_record(self, export: str, path: str) -> tuple[str, tuple[str, ...] | None]:
+        """Stream the export's delivered record into `path`; its etag ("" when there is none: the
+        file is then empty) and the list ids it was delivered to (None when not known)."""
+        with storage_errors(WHAT):
+            try:
+                downloader = self._container.download_blob(f"delivered/{export}.tsv", max_concurrency=1)
+            except ResourceNotFoundError:
+                open(path, "wb").close()
+                return "", None
             with open(path, "wb") as handle:
                 for chunk in downloader.chunks():
                     handle.write(chunk)
-            return str(downloader.properties.etag).strip('"')
-        except ResourceNotFoundError:
-            open(path, "wb").close()
-            return ""
-        except AzureError as exc:
-            raise _unavailable(exc) from None
+            lists = (downloader.properties.metadata or {}).get("list_ids")
+            return str(downloader.properties.etag).strip('"'), tuple(lists.split(",")) if lists else None
 
-    def save_record(self, export: str, path: str) -> None:
+    def save_record(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...]) -> None:
+        """Replace the record, only if it is still the one the run read (`read_etag`, "" for none):
+        a record changed meanwhile means another run went on beside this one. `list_ids`: the
+        lists this run delivered to, kept with the record."""
         self.ensure()
-        try:
-            with open(path, "rb") as stream:
-                self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True,
-                                            content_settings=ContentSettings(content_type="text/tab-separated-values"))
-        except AzureError as exc:
-            raise _unavailable(exc) from None
+        if read_etag:
+            condition: dict[str, Any] = {"etag": f'"{read_etag}"', "match_condition": MatchConditions.IfNotModified}
+        else:
+            condition = {"match_condition": MatchConditions.IfMissing}
+        with storage_errors(WHAT), open(path, "rb") as stream:
+            try:
+                self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True, content_settings=TSV,
+                                            metadata={"list_ids": ",".join(sorted(list_ids))}, **condition)
+            except (ResourceModifiedError, ResourceExistsError):
+                raise ExportError("run_in_progress", f"the delivered record of '{export}' was changed by another run; "
+                                                     "this run's record was not stored (the next run compares again)") from None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def load_checkpoint(self, export: str) -> dict[str, Any] | None:
+        with storage_errors(WHAT):
+            try:
+                data = self._container.download_blob(f"checkpoints/{export}.json").readall()
+            except ResourceNotFoundError:
+                return None
         try:
-            return json.loads(self._container.download_blob(f"checkpoints/{export}.json").readall())
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise _unavailable(exc) from None
+            loaded = json.loads(data)
+        except ValueError:
+            return None  # unreadable: no checkpoint (the run starts from the beginning)
+        return loaded if isinstance(loaded, dict) else None
 
     def save_checkpoint(self, export: str, checkpoint: dict[str, Any]) -> None:
         self.ensure()
-        try:
+        with storage_errors(WHAT):
             self._container.upload_blob(f"checkpoints/{export}.json", json.dumps(checkpoint).encode(),
                                         overwrite=True, content_settings=JSON)
-        except AzureError as exc:
-            raise _unavailable(exc) from None
 
     def clear_checkpoint(self, export: str) -> None:
-        try:
-            self._container.delete_blob(f"checkpoints/{export}.json")
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            raise _unavailable(exc) from None
+        with storage_errors(WHAT):
+            try:
+                self._container.delete_blob(f"checkpoints/{export}.json")
+            except ResourceNotFoundError:
+                pass
 
     # -- one run per export --------------------------------------------------------------------
     def acquire_run_lease(self, export: str, seconds: int) -> RunLease:
         """Hold the export's lease while a run goes on, or raise ExportError("run_in_progress")."""
         self.ensure()
-        blob = self._container.get_blob_client(f"locks/{export}")
-        try:
-            blob.upload_blob(b"", overwrite=False)
-        except ResourceExistsError:
-            pass  # the lock blob is made once and kept; a held lease also answers "exists"
-        except AzureError as exc:
-            raise _unavailable(exc) from None
-        lease = BlobLeaseClient(blob)
-        try:
-            lease.acquire(lease_duration=seconds)
-        except HttpResponseError as exc:
-            if exc.status_code == 409:
-                raise ExportError("run_in_progress", f"export '{export}' is already running; try again later") from None
-            raise _unavailable(exc) from None
-        except AzureError as exc:
-            raise _unavailable(exc) from None
-        return RunLease(lease, seconds)
-
-
-class RunLease:
-    """A blob lease renewed in the background while the run lives. A crashed run stops renewing
-    and the lease ends by itself within `seconds` (Blob Storage allows 15 to 60)."""
-
-    def __init__(self, lease: BlobLeaseClient, seconds: int) -> None:
-        self._lease = lease
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, args=(seconds / 3,), name="run-lease", daemon=True)
-        self._thread.start()
-
-    def _renew(self, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
-                self._lease.renew()
-            except AzureError as exc:
-                log.warning("could not renew the run lease (%s); another run may start", type(exc).__name__)
-
-    def release(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            self._lease.release()
-        except AzureError as exc:  # it will expire by itself
-            log.warning("could not release the run lease (%s); it expires by itself", type(exc).__name__)
+        return acquire_run_lease(self._container, export, seconds)

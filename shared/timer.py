@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def run_all(app: App, *, trigger: str = "timer") -> list[dict[str, Any]]:
     """Run every definition whose `enabled` is not false; a summary line per export."""
-    summaries = []
+    summaries: list[dict[str, Any]] = []
     for name, raw in app.settings.definitions.items():
         if raw.get("enabled", True) is False:
             log.info("export '%s': disabled, skipped", name)

@@ -7,14 +7,15 @@ from helpers import definition
 
 from shared.definitions import parse_definition
 from shared.errors import ExportError
+from shared.fields import CustomField
 from shared.mapping import (
     MAX_VALUE_CHARS,
     ContactMapper,
-    CustomField,
     Deduplicator,
     Rejected,
     coerce_date,
     coerce_number,
+    has_bad_characters,
     resolve_custom_fields,
 )
 
@@ -45,7 +46,7 @@ def test_a_good_row_becomes_a_contact_shaped_for_sendgrid() -> None:
     assert contact == {
         "email": "ana.costa@example.com", "first_name": "Ana", "last_name": "Costa", "city": "Lisbon",
         "state_province_region": "Lisboa", "postal_code": "1100-148", "country": "Portugal",
-        "custom_fields": {"e1_T": "Gold", "e2_N": 12, "e3_D": "03/05/2024"},
+        "custom_fields": {"e1_T": "Gold", "e2_N": 12, "e3_D": "2024-03-05T00:00:00Z"},
     }
 
 
@@ -123,8 +124,8 @@ def test_custom_field_names_resolve_to_ids_or_fail_clearly() -> None:
 
 def test_coercions() -> None:
     assert coerce_number("42") == 42 and coerce_number("-1.5") == -1.5 and coerce_number("1,5") is None
-    assert coerce_date("2024-12-31T23:00:00Z") == "12/31/2024"
-    assert coerce_date("8/1/2018 8:30:00 AM") == "08/01/2018"
+    assert coerce_date("2024-12-31T23:00:00Z") == "2024-12-31T00:00:00Z"  # ISO 8601, as the JSON API takes it
+    assert coerce_date("8/1/2018 8:30:00 AM") == "2018-08-01T00:00:00Z"
     assert coerce_date("2024-02-30") is None
     assert mapper().map(row(EMail="O'Brien+tag@Sub.Example.co.uk"))["email"] == "o'brien+tag@sub.example.co.uk"
 
@@ -132,3 +133,20 @@ def test_coercions() -> None:
 def test_deduplicator_keeps_the_first_of_each_email() -> None:
     dedup = Deduplicator()
     assert [dedup.first_time(e) for e in ["a@x.com", "b@x.com", "a@x.com"]] == [True, True, False]
+
+
+def test_number_checks_take_linear_time_and_refuse_what_no_field_holds() -> None:
+    # "9" * 4090 + "x" made the old pattern backtrack quadratically (435 ms a value).
+    assert coerce_number("9" * 4090 + "x") is None and coerce_number("9" * 65) is None
+    assert coerce_number("1.5e3") == 1500.0 and coerce_number(".5") == 0.5 and coerce_number("5.") == 5.0
+    assert coerce_number("1e") is None and coerce_number("+") is None and coerce_number("1.2.3") is None
+
+
+def test_punycode_top_level_domains_are_valid_emails() -> None:
+    contact = mapper().map(row(EMail="user@example.xn--p1ai"))
+    assert isinstance(contact, dict) and contact["email"] == "user@example.xn--p1ai"
+    assert isinstance(mapper().map(row(EMail="user@example.xn--")), Rejected)
+
+
+def test_any_surrogate_is_a_bad_character() -> None:
+    assert has_bad_characters("a\ud800b") == "invalid encoding" and has_bad_characters("ok") is None

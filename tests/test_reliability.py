@@ -63,6 +63,22 @@ def test_import_errors_are_found_by_polling_and_reported(
     assert len(contacts_by_email(sandbox)) == 18
 
 
+def test_import_failures_found_while_still_sending_are_all_listed(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient,
+    state_container_name: str,
+) -> None:
+    # A streamed first delivery polls earlier jobs while it sends; here they are final at once, so
+    # their failures are known while the key file is still being written.
+    write(source_container, [[person(i) for i in range(1, 41)]])
+    sandbox_config(sandbox, job_pending_polls=0, import_error_emails=["person4@example.com", "person25@example.com"])
+    app = app_factory([definition()], services=dict(max_contacts_per_request=10))
+    report = run(app).body
+    assert report["streamed"] is True and report["counts"]["failed"] == 2
+    lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
+    assert sorted((int(r["row"]), r["reason"]) for r in lines) == [(4, "failed in SendGrid import"),
+                                                                   (25, "failed in SendGrid import")]
+
+
 def test_a_job_that_fails_whole_fails_all_its_contacts(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
@@ -98,6 +114,38 @@ def test_pending_jobs_are_checked_again_by_the_status_endpoint_and_the_next_run(
     run(app)
     previous = json.loads(app.services.state._container.download_blob(f"runs/vip/{second['run_id']}.json").readall())
     assert previous["jobs"][0]["status"] == "errored"
+
+
+def test_the_status_endpoint_never_rewrites_a_run_still_going_on(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    sandbox_config(sandbox, job_pending_polls=1000)
+    app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01)))
+    first = run(app).body
+    # What a run stores while it confirms: its interim report, status running, a job pending.
+    interim = {**first, "status": "running", "finished_at": None}
+    app.services.state.save_report(interim)
+    sandbox_config(sandbox, job_pending_polls=0)
+    polls_before = len(sandbox_get(sandbox, "requests")["requests"])
+    answer = api.handle(app, "GET", "vip", "status").body
+    assert answer["status"] == "running" and answer["jobs"][0]["status"] == "pending"
+    assert app.services.state.latest_report("vip") == interim  # not persisted by the status path
+    assert len(sandbox_get(sandbox, "requests")["requests"]) == polls_before  # nor polled
+
+
+def test_a_status_update_does_not_overwrite_a_report_written_meanwhile(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 6)]])
+    app = app_factory([definition()])
+    report = run(app).body
+    state = app.services.state
+    _, etag = state.latest_report_and_etag("vip")
+    newer = {**report, "run_id": "newer"}
+    state.save_report(newer)  # a run finished between the status read and its write
+    assert state.update_latest_report({**report, "status": "partial"}, etag) is False
+    assert state.latest_report("vip") == newer
 
 
 # -- one run per export at a time -----------------------------------------------------------

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import requests
 from azure.storage.blob import ContainerClient
-from helpers import API_KEY, LIST_ID, definition, person, run, sandbox_config, sandbox_get, write
+from helpers import API_KEY, LIST_ID, OTHER_LIST_ID, definition, person, run, sandbox_config, sandbox_get, write
 
-from shared import delta
+from shared import delta, lines
 from shared.services import App
 
 MIRROR = {"sync_mode": "mirror"}
@@ -163,6 +163,49 @@ def test_a_row_rejected_for_another_value_is_not_removed_in_mirror_mode(
     assert "person4@example.com" in on_list(sandbox)
 
 
+def test_a_snapshot_that_did_not_read_cleanly_removes_no_one(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    app = app_factory([definition(**MIRROR)])
+    write(source_container, [[person(i) for i in range(1, 21)]])
+    run(app)
+    # Two leave, and one row is ragged: it may be a contact still in the segment, so no one goes.
+    ragged = person(5)[:4]
+    write(source_container, [[ragged if i == 5 else person(i) for i in range(1, 19)]])
+    report = run(app).body
+    assert report["plan"]["remove"] >= 2 and report["counts"]["removed"] == 0 and report["removal_jobs"] == []
+    assert report["status"] == "partial" and "held back" in report["held_back"]
+    assert emails(range(1, 21)) <= on_list(sandbox)
+    # The next clean snapshot removes the two leavers (and only them).
+    write(source_container, [[person(i) for i in range(1, 19)]])
+    clean = run(app).body
+    assert clean["status"] == "succeeded" and clean["counts"]["removed"] == 2 and clean["held_back"] is None
+    assert on_list(sandbox) == emails(range(1, 19))
+
+
+def test_after_a_list_change_leavers_leave_only_the_lists_this_export_put_them_on(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    run(app_factory([definition(**MIRROR)]))
+    # Someone else puts persons 1-3 on the other list; then they leave the segment and the
+    # export moves to the other list.
+    body = {"list_ids": [OTHER_LIST_ID], "contacts": [{"email": f"person{i}@example.com"} for i in (1, 2, 3)]}
+    assert requests.put(f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10,
+                        headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 202
+    sandbox_get(sandbox, "contacts")
+    write(source_container, [[person(i) for i in range(4, 11)]])
+    moved = app_factory([definition(**MIRROR, list_ids=[OTHER_LIST_ID])])
+    refused = run(moved)
+    assert refused.status == 422 and refused.body["error"]["code"] == "removal_guard"
+    assert "list_ids changed" in refused.body["error"]["message"]
+    confirmed = run(moved, body=b'{"confirm_removals": true}').body
+    assert confirmed["counts"]["removed"] == 3
+    lists = {c["email"]: set(c["list_ids"]) for c in sandbox_get(sandbox, "contacts")["contacts"]}
+    assert all(lists[f"person{i}@example.com"] == {OTHER_LIST_ID} for i in (1, 2, 3))  # off the old list only
+    assert all(lists[f"person{i}@example.com"] == {LIST_ID, OTHER_LIST_ID} for i in range(4, 11))
+
+
 def test_removals_search_at_most_100_emails_and_keep_urls_short(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
@@ -200,8 +243,9 @@ def test_diff_and_next_record() -> None:
                                                        (b"c@x.io", "leave"), (b"d@x.io", "send")]
     refreshed = list(delta.diff(iter([(b"b@x.io", b"h2", b"pb")]), iter([(b"b@x.io", b"h2")]), full_refresh=True))
     assert refreshed[0].action == "send"
-    rows = [(b"a@x.io", b"h1", b"", "send", 0), (b"b@x.io", b"h2", b"h2", "same", -1),
-            (b"c@x.io", b"", b"h3", "leave", -1), (b"d@x.io", b"h4", b"old", "send", 1)]
+    rows = [lines.encode_decision(*row) for row in [
+        (b"a@x.io", b"h1", b"", "send", 0), (b"b@x.io", b"h2", b"h2", "same", -1),
+        (b"c@x.io", b"", b"h3", "leave", -1), (b"d@x.io", b"h4", b"old", "send", 1)]]
     # a not applied (dropped: never delivered), d not applied (keeps its old hash), c removed.
     assert list(delta.next_record(rows, lambda pos, email: False, lambda email: True)) == [
         b"b@x.io\th2\n", b"d@x.io\told\n"]

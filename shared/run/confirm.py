@@ -1,0 +1,114 @@
+"""Confirming what SendGrid accepted: its import jobs, polled until final or the wait is over;
+the contacts of failed jobs listed in the rejects file; and `recheck_jobs`, the same poll for the
+status endpoint and the next run.
+
+`poll_once` only asks and records (statuses, and which contacts failed per job); listing those
+contacts reads the key file, so it happens once, after reading has closed that file.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from shared import jobs
+from shared.errors import ExportError
+from shared.jobs import JobEntry
+from shared.lines import parse_key
+from shared.report import refresh_status
+from shared.run.context import RunContext
+from shared.sendgrid import SendGridClient
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+IMPORT_FAILED = "failed in SendGrid import"
+UNFINISHED = ("running", "queued")  # a report some run is still writing: never rewritten here
+
+
+def poll_once(client: SendGridClient, pending: list[JobEntry], deliveries: jobs.Deliveries | None) -> list[JobEntry]:
+    """Ask once about each pending job and record the answer; the ones still pending. With
+    `deliveries`, a job that ended with failures has them recorded (from its errors file)."""
+    for job in pending:
+        errors_url = jobs.apply_status(job, client.import_status(job["job_id"]))
+        if jobs.is_pending(job) or job["status"] == "completed":
+            continue
+        log.warning("import job %s ended %s with %d contact(s) not applied", job["job_id"], job["status"],
+                    job.get("failed", 0))
+        if deliveries is not None:
+            text = client.download_errors(errors_url) if errors_url and job["status"] == "errored" else None
+            failures = dict(jobs.parse_errors_file(text)) if text else {}
+            # Unknown which contacts failed (no readable errors file): none of the job counts as applied.
+            deliveries.failed(job["job_id"], failures or None)
+    return [job for job in pending if jobs.is_pending(job)]
+
+
+def confirm(ctx: RunContext, deliveries: jobs.Deliveries) -> None:
+    """Poll the run's import jobs until each is final or the wait allowed is over."""
+    polling, services = ctx.services.job_polling, ctx.services
+    deadline = services.clock() + polling.max_wait
+    interval = polling.first_interval
+    pending = [job for job in ctx.report.jobs if jobs.is_pending(job)]
+    while pending:
+        pending = poll_once(ctx.sendgrid(), pending, deliveries)
+        if not pending or services.clock() + interval > deadline:
+            break
+        services.sleep(interval)
+        interval = min(interval * 2, polling.max_interval)
+    ctx.report.counts.failed = sum(job.get("failed", 0) for job in ctx.report.jobs)
+    if pending:
+        log.info("export '%s': %d import job(s) still pending; the status endpoint and the next run check them",
+                 ctx.name, len(pending))
+
+
+def list_import_failures(ctx: RunContext, deliveries: jobs.Deliveries, mask: bytearray | None) -> None:
+    """One line in the rejects file per contact a failed job did not apply (every contact of
+    the job when its errors file could not be read), in one pass over the key file."""
+    spans = deliveries.failed_spans()
+    if not spans:
+        return
+    status = {job["job_id"]: job["status"] for job in ctx.report.jobs}
+    starts = [first for first, _, _ in spans]
+    last_end = max(end for _, end, _ in spans)
+    with open(ctx.workspace.keys, "rb") as keys:  # in spill order: line n is position n
+        for position, line in enumerate(keys):
+            if position >= last_end:
+                break
+            index = bisect.bisect_right(starts, position) - 1
+            if index < 0 or position >= spans[index][1] or (mask is not None and not mask[position]):
+                continue
+            if position in deliveries.refused:
+                continue
+            job_id = spans[index][2]
+            key = parse_key(line)
+            email = key.email.decode()
+            failures = deliveries.failures.get(job_id)
+            if status.get(job_id) == "failed" or not failures or email in failures:
+                detail = (failures or {}).get(email, f"the import job ended {status.get(job_id)}")
+                ctx.rejects.list(key.ref, IMPORT_FAILED, detail)
+
+
+def recheck_jobs(name: str, services: Services) -> dict[str, Any] | None:
+    """Check the pending import jobs of the export's latest report once and store the result,
+    unless a run is still writing that report or wrote it meanwhile. Returns the latest report."""
+    found = services.state.latest_report_and_etag(name)
+    if found is None:
+        return None
+    latest, etag = found
+    pending = [cast(JobEntry, job) for job in latest.get("jobs", []) if isinstance(job, dict) and jobs.is_pending(job)]
+    if latest.get("status") in UNFINISHED or not pending:
+        return latest
+    client = services.sendgrid()
+    try:
+        poll_once(client, pending, None)  # statuses only: which contacts failed is the run's business
+    except ExportError as exc:
+        log.warning("export '%s': could not re-check import jobs: %s", name, exc.message)
+        return latest
+    finally:
+        client.close()
+    refresh_status(latest)
+    services.state.update_latest_report(latest, etag)
+    return latest

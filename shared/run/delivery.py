@@ -1,0 +1,179 @@
+"""Sending contacts: one `ContactSink` packs encoded contacts into request bodies and sends them
+from one sender thread, one request in flight, so the caller reads (or packs) the next while
+SendGrid takes this one. Both flows use it: the streamed first delivery adds contacts as they are
+read; the delta delivery adds them from the spill.
+
+After each accepted request the sender polls the oldest earlier pending job once and saves the
+checkpoint, so checkpoints stay in request order. A 400 that names the contacts SendGrid refuses
+drops exactly those (they become rejects) and resends the rest in one request; a 400 that names
+none is split in halves, within a request budget and the run's time limit.
+
+Thread ownership (while a sink is open):
+- the sender thread alone writes `report.counts.sent`, `report.jobs`, `report.upserts`,
+  `ctx.progress` (refused, deliveries) and the checkpoint blob;
+- `report.counts.rejected` and `report.rejects` are written by both threads, only through the
+  `RejectsLog` (under its lock);
+- the calling thread reads the sender's fields only after `finish()` (or `abort()`) returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from shared import chunking, jobs
+from shared.errors import ExportError
+from shared.jobs import JobEntry
+from shared.lines import RowRef, parse_spill
+from shared.run.checkpoint import REFUSED, Checkpoint
+from shared.run.confirm import poll_once
+from shared.run.context import RunContext
+from shared.sendgrid import SendGridRejected
+
+log = logging.getLogger(__name__)
+
+Item = tuple[int, RowRef]  # (send position, row)
+Part = tuple[Item, bytes]  # an item with its encoded contact
+HALVING_BUDGET_MIN = 8  # requests a 400 naming no contact may cost, at the least
+
+
+class ContactSink:
+    def __init__(self, ctx: RunContext, identity: dict[str, Any],
+                 save_checkpoint: Callable[[Checkpoint], None] | None = None) -> None:
+        """`save_checkpoint` stores each checkpoint (default: the state container's blob)."""
+        self.ctx = ctx
+        self.progress = ctx.progress
+        self.identity = identity
+        self.save_checkpoint = save_checkpoint or (lambda cp: ctx.services.state.save_checkpoint(ctx.name, cp.to_json()))
+        services = ctx.services
+        self.packer: chunking.Packer[Item] = chunking.Packer(ctx.definition.list_ids, services.max_contacts_per_request,
+                                                             services.max_body_bytes)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender")
+        self.in_flight: Future[None] | None = None
+        self.requests = 0
+        self.open = True  # False once the run must stop sending (time limit, lost lease)
+
+    # -- the calling thread -------------------------------------------------------------------
+    def add(self, position: int, ref: RowRef, encoded: bytes) -> bool:
+        """Take one contact; False once no more may be sent (the caller stops adding)."""
+        if not self.open:
+            return False
+        full = self.packer.add((position, ref), encoded)
+        return True if full is None else self._submit(full)
+
+    def add_from_spill(self, spill: Path, start: int = 0, mask: bytearray | None = None) -> bool:
+        """Every spilled contact from position `start` on that `mask` selects (None: all); False
+        once no more may be sent."""
+        with open(spill, "rb") as lines:
+            for position, line in enumerate(lines):
+                if position < start or (mask is not None and not mask[position]):
+                    continue
+                ref, encoded = parse_spill(line)
+                if not self.add(position, ref, encoded):
+                    return False
+        return True
+
+    def finish(self) -> None:
+        """Send the last body (if the run may go on) and wait for every request; raises what the
+        sender raised."""
+        try:
+            if self.open:
+                last = self.packer.flush()
+                if last is not None:
+                    self._submit(last)
+            self._wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """After an error elsewhere: let the request in flight end, keep the first error."""
+        self.open = False
+        self.pool.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            in_flight.result()
+
+    def _submit(self, chunk: chunking.Chunk[Item]) -> bool:
+        self._wait()
+        if not self.ctx.may_go_on():
+            self.open = False
+            return False
+        self.requests += 1
+        self.in_flight = self.pool.submit(self._send_chunk, self.requests, chunk)
+        return True
+
+    # -- the sender thread --------------------------------------------------------------------
+    def _send_chunk(self, index: int, chunk: chunking.Chunk[Item]) -> None:
+        ctx = self.ctx
+        budget = [max(HALVING_BUDGET_MIN, 4 * math.ceil(math.log2(chunk.count + 1)))]
+        self._deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body, budget)
+        # While SendGrid took this one, it likely finished importing the one before: asking now
+        # (a poll it would get at the end anyway) leaves little to wait for after the last send.
+        earlier = [job for job in ctx.report.jobs[:-1] if jobs.is_pending(job)]
+        if earlier:
+            poll_once(ctx.sendgrid(), earlier[:1], self.progress.deliveries)
+        self._save_checkpoint(chunk.refs[-1][0] + 1)
+        log.info("export '%s': request %d accepted; %d contacts sent", ctx.name, index, ctx.report.counts.sent)
+
+    def _deliver(self, parts: list[Part], body: bytes | None, budget: list[int]) -> None:
+        ctx = self.ctx
+        if body is None:
+            body = chunking.build_body(ctx.definition.list_ids, (encoded for _, encoded in parts))
+        ctx.report.upserts += 1
+        budget[0] -= 1
+        try:
+            job_id = ctx.sendgrid().upsert_contacts(body)
+        except SendGridRejected as rejected:
+            del body
+            self._refused(parts, rejected, budget)
+            return
+        ctx.report.counts.sent += len(parts)
+        entry: JobEntry = {"job_id": job_id, "contacts": len(parts), "status": "pending"}
+        ctx.report.jobs.append(entry)
+        first, end = parts[0][0][0], parts[-1][0][0] + 1
+        self.progress.deliveries.accepted(job_id, first, end)
+        sent = {item[0] for item, _ in parts}
+        for position in range(first, end):  # positions refused earlier inside this span
+            if position not in sent:
+                self.progress.deliveries.refuse(position)
+
+    def _refused(self, parts: list[Part], rejected: SendGridRejected, budget: list[int]) -> None:
+        named = {index: message for index, message in rejected.contacts.items() if 0 <= index < len(parts)}
+        if named:
+            for index, message in sorted(named.items()):
+                self._refuse(parts[index], message)
+            rest = [part for index, part in enumerate(parts) if index not in named]
+            if rest:
+                self._deliver(rest, None, budget)
+            return
+        if rejected.request_level:
+            # A request-level refusal (list_ids, the body): no contact causes it, nothing to isolate.
+            fields = ", ".join(sorted(set(rejected.request_fields)))[:200]
+            raise ExportError("sendgrid_error", f"SendGrid refused the request (fields: {fields})")
+        if len(parts) == 1:
+            self._refuse(parts[0], "; ".join(str(e.get("message", "")) for e in rejected.errors))
+            return
+        if budget[0] <= 0 or not self.ctx.may_go_on():
+            raise ExportError("sendgrid_error", "SendGrid kept refusing requests without naming the contacts at fault; "
+                                                "stopped looking for them (the run is resumable from its checkpoint)")
+        middle = len(parts) // 2
+        self._deliver(parts[:middle], None, budget)
+        self._deliver(parts[middle:], None, budget)
+
+    def _refuse(self, part: Part, message: str) -> None:
+        (_, ref), _ = part
+        self.progress.refused += 1
+        self.ctx.rejects.reject(ref, REFUSED, message)
+
+    def _save_checkpoint(self, position: int) -> None:
+        report = self.ctx.report
+        first_run = report.resumed_from["run_id"] if report.resumed_from else report.run_id
+        deliveries = self.progress.deliveries
+        self.save_checkpoint(Checkpoint(self.identity, first_run, position, report.counts.sent, self.progress.refused,
+                                        report.jobs, deliveries.ranges, sorted(deliveries.refused)))

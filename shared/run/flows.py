@@ -1,0 +1,133 @@
+"""The three ways a run goes, each a straight list of stages:
+
+  plan_only        a dry run: read, compare, report the plan; writes nothing anywhere
+  first_delivery   no delivered record yet: everything is new, so contacts are sent while the
+                   segment is read (once max_profiles is proven out of reach); the keys are
+                   sorted for the record while the import jobs are confirmed
+  delta_delivery   read, compare with the record, send what changed (resuming an unfinished run
+                   of the same identity), unlink the leavers (mirror), confirm, store the record
+
+A run that stops early on purpose (time limit, lost lease) is `resumable`: it keeps its
+checkpoint and leaves the record as it was.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from shared import delta
+from shared.run import mirror
+from shared.run.checkpoint import resume
+from shared.run.confirm import confirm, list_import_failures
+from shared.run.context import RunContext, stage
+from shared.run.delivery import ContactSink
+from shared.run.reading import Prepared, ReadResult, read
+
+HELD_BACK = ("{n} row(s) could not be read cleanly (damaged file: wrong number of columns, undecodable bytes, "
+             "oversized values); removals are held back until a snapshot reads cleanly")
+
+
+def plan_only(ctx: RunContext, prepared: Prepared) -> None:
+    with stage(ctx.report, "read"):
+        result = read(ctx, prepared)
+    with stage(ctx.report, "compare"):
+        compare(ctx, prepared, result)
+
+
+def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
+    report, workspace = ctx.report, ctx.workspace
+    sink = ContactSink(ctx, prepared.identity)
+    with stage(report, "read and send"):
+        try:
+            result = read(ctx, prepared, sink)
+        except BaseException:
+            sink.abort()
+            raise
+    report.streamed = result.streamed
+    report.plan = {"upsert": report.counts.valid, "remove": 0}
+    # The comparison only feeds the next record: it runs while the last request goes and the
+    # import jobs are polled.
+    with stage(report, "compare and confirm"), ThreadPoolExecutor(1, "confirm") as pool:
+        confirming = pool.submit(_finish_and_confirm, ctx, sink)
+        try:
+            with open(workspace.keys, "rb") as keys:
+                runs = delta.sorted_runs(keys, workspace.root)
+        finally:
+            confirming.result()
+    list_import_failures(ctx, ctx.progress.deliveries, None)
+    if report.resumable:
+        return
+    ctx.services.state.clear_checkpoint(ctx.name)
+    with stage(report, "record"):
+        deliveries = ctx.progress.deliveries
+        deliveries.settle(report.jobs)
+        everything = not ctx.progress.refused and deliveries.all_applied()
+        with open(workspace.next_record, "wb") as out:
+            out.writelines(delta.first_record(delta.merge_runs(runs), None if everything else deliveries.applied))
+        ctx.services.state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag,
+                                       ctx.definition.list_ids)
+
+
+def _finish_and_confirm(ctx: RunContext, sink: ContactSink) -> None:
+    sink.finish()
+    ctx.services.state.save_report(ctx.report.to_dict())  # sent; a crash while polling keeps this
+    confirm(ctx, ctx.progress.deliveries)
+
+
+def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
+    report, workspace, state = ctx.report, ctx.workspace, ctx.services.state
+    with stage(report, "read"):
+        result = read(ctx, prepared)
+    with stage(report, "compare"):
+        plan = compare(ctx, prepared, result)
+    mirroring = ctx.definition.sync_mode == "mirror" and plan.remove > 0
+    if mirroring and result.structural:
+        report.held_back = HELD_BACK.format(n=result.structural)
+        mirroring = False
+    elif mirroring:
+        mirror.guard(plan, prepared.record_lists, ctx, ctx.options)
+    start = 0
+    if prepared.checkpoint is not None:
+        ctx.progress.deliveries = resume(prepared.checkpoint, report)
+        ctx.progress.refused, start = prepared.checkpoint.refused, prepared.checkpoint.position
+    sink = ContactSink(ctx, prepared.identity)
+    with stage(report, "send"):
+        try:
+            sink.add_from_spill(workspace.spill, start, plan.send_mask)
+        except BaseException:
+            sink.abort()
+            raise
+        sink.finish()
+    removed = None
+    if not report.resumable:
+        state.clear_checkpoint(ctx.name)
+        if mirroring:
+            with stage(report, "remove"):
+                removed = mirror.remove_leavers(ctx, plan.remove, prepared.record_lists)
+    state.save_report(report.to_dict())  # sent; a crash while polling keeps this
+    with stage(report, "confirm"):
+        confirm(ctx, ctx.progress.deliveries)
+        list_import_failures(ctx, ctx.progress.deliveries, plan.send_mask)
+    if report.resumable:
+        return
+    with stage(report, "record"):
+        deliveries = ctx.progress.deliveries
+        deliveries.settle(report.jobs)
+        gone = (lambda email: email.decode() in removed) if removed is not None else (lambda email: False)
+        with open(workspace.decisions, "rb") as decisions, open(workspace.next_record, "wb") as out:
+            out.writelines(delta.next_record(decisions, deliveries.applied, gone))
+        state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids)
+
+
+def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> delta.Plan:
+    """The plan: what to send, what is unchanged, who left (written to the workspace)."""
+    workspace, report = ctx.workspace, ctx.report
+    with (open(workspace.keys, "rb") as keys, open(workspace.record, "rb") as record,
+          open(workspace.decisions, "wb") as decisions, open(workspace.leavers, "wb") as leavers):
+        plan = delta.decide(keys, record, workspace.root, decisions, leavers, valid=report.counts.valid,
+                            has_record=workspace.record.stat().st_size > 0,
+                            mirror=ctx.definition.sync_mode == "mirror",
+                            keep=lambda email: email.decode() in result.kept, full_refresh=ctx.options.full_refresh)
+    report.plan = {"upsert": plan.upsert, "remove": plan.remove}
+    report.counts.unchanged = plan.unchanged
+    return plan

@@ -1,0 +1,150 @@
+"""The first stages of a run: `prepare` (the segment's metadata, custom field ids, the list check,
+the delivered record and any checkpoint that applies) and `read`, the hot loop that reads,
+validates, de-duplicates and counts every row once.
+
+`read` writes a key line per valid contact and, unless the contacts go straight to a sink, a
+spill line. On a first delivery (no record) it is handed a sink: contacts are sent as they are
+read once `max_profiles` is proven out of reach (by the bytes left to read; until then they wait
+in the spill), so "more than max_profiles valid profiles -> nothing sent" holds without reading
+the segment twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import chunking, delta
+from shared.errors import ExportError
+from shared.lines import encode_key, encode_spill
+from shared.mapping import STRUCTURAL, ContactMapper, Deduplicator, Rejected, resolve_custom_fields
+from shared.run import checkpoint
+from shared.run.checkpoint import Checkpoint
+from shared.run.context import RunContext
+from shared.run.delivery import ContactSink
+from shared.source import Segment
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_ROWS = 50_000
+SMALLEST_EMAIL = len("a@b.cc")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    segment: Segment
+    mapper: ContactMapper
+    record_etag: str  # "" when there is no delivered record yet
+    record_lists: tuple[str, ...]  # the lists the record's contacts were delivered to
+    identity: dict[str, Any]  # what a checkpoint of this run records (and must match to resume)
+    checkpoint: Checkpoint | None  # an unfinished run of this very identity
+
+    @property
+    def first_delivery(self) -> bool:
+        return not self.record_etag and self.checkpoint is None
+
+
+@dataclass
+class ReadResult:
+    kept: Deduplicator = field(default_factory=Deduplicator)  # emails of rows rejected for another value
+    structural: int = 0  # rows rejected because the file is damaged there (blocks removals)
+    streamed: bool = False  # contacts went to the sink while reading
+
+
+def prepare(ctx: RunContext, writes: bool) -> Prepared:
+    definition, services = ctx.definition, ctx.services
+    segment = services.source.open_segment(definition.source_folder, definition.segment)
+    ctx.report.source = segment.describe()
+    custom = {}
+    if definition.custom_fields:
+        custom = resolve_custom_fields(definition.custom_fields, ctx.sendgrid().custom_fields())
+    mapper = ContactMapper(definition, segment.columns, custom)
+    missing = [i for i in definition.list_ids if not ctx.sendgrid().list_exists(i)]
+    if missing:
+        raise ExportError("unknown_list", f"SendGrid list(s) {', '.join(missing)} do not exist in the account")
+    record_etag, record_lists = services.state.download_record(definition.name, str(ctx.workspace.record))
+    identity = checkpoint.identity(segment, definition, record_etag, ctx.options.full_refresh)
+    stored = services.state.load_checkpoint(definition.name) if writes else None
+    found = checkpoint.matching(stored, identity)
+    if stored is not None and found is None:
+        services.state.clear_checkpoint(definition.name)  # another snapshot, definition or record: start again
+    return Prepared(segment, mapper, record_etag, record_lists or definition.list_ids, identity, found)
+
+
+def _provable(segment: Segment, bytes_left: int, valid: int, limit: int) -> bool:
+    """Whether the rows still to read cannot take the valid count past `limit`: a valid row takes
+    at least a byte per column (values and delimiters, the line end included) plus an email."""
+    return valid + bytes_left // (len(segment.columns) + SMALLEST_EMAIL) <= limit
+
+
+def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -> ReadResult:
+    """Read every row once: count it, reject it with a reason, or take it as a valid contact."""
+    counts, rejects, definition = ctx.report.counts, ctx.rejects, ctx.definition
+    segment = prepared.segment
+    result = ReadResult()
+    kept = result.kept.first_time
+    first_time = Deduplicator().first_time
+    lists = delta.lists_suffix(definition.list_ids)
+    max_contact = chunking.max_contact_bytes(definition.list_ids, ctx.services.max_body_bytes)
+    limit = definition.max_profiles
+    encode, contact_hash, to_map = chunking.encode_contact, delta.contact_hash, prepared.mapper.map
+    sizes = {p.name: p.size for p in segment.partitions}
+    bytes_left = sum(sizes.values())
+    # Contacts go to the sink once the limit is proven; until then (and without a sink) they spill.
+    add = sink.add if sink is not None and _provable(segment, bytes_left, 0, limit) else None
+    spilling = add is None
+    current = None
+    read_rows = valid = 0
+    spill_path = ctx.workspace.spill
+    with open(spill_path, "wb") as spill, open(ctx.workspace.keys, "wb") as keys:
+        write_spill, write_key = spill.write, keys.write
+        for partition, number, values in ctx.services.source.rows(segment):
+            if partition != current:  # a partition starts: the bytes left shrink, perhaps enough
+                bytes_left -= sizes.get(current, 0) if current is not None else 0
+                current = partition
+                if spilling and sink is not None and _provable(segment, bytes_left, valid, limit):
+                    spill.flush()
+                    spilling = False
+                    add = sink.add if sink.add_from_spill(spill_path) else None
+            read_rows += 1
+            mapped = to_map(values)
+            if type(mapped) is not dict:
+                assert isinstance(mapped, Rejected)
+                rejects.reject((partition, number), mapped.reason, mapped.detail)
+                if mapped.reason in STRUCTURAL:
+                    result.structural += 1
+                if mapped.email:
+                    kept(mapped.email)
+            elif not first_time(mapped["email"]):
+                counts.duplicates += 1
+                rejects.list((partition, number), "duplicate email", "an earlier row has the same email")
+            else:
+                encoded = encode(mapped)
+                if len(encoded) > max_contact:
+                    rejects.reject((partition, number), "contact too large", f"{len(encoded)} bytes encoded")
+                    kept(mapped["email"])
+                    continue
+                if valid == limit:
+                    counts.read, counts.valid = read_rows, valid + 1
+                    raise ExportError(
+                        "too_many_profiles",
+                        f"the segment has more than max_profiles ({limit}) valid profiles; "
+                        "nothing was sent. Raise max_profiles or narrow the segment",
+                    )
+                write_key(encode_key(mapped["email"], contact_hash(encoded, lists), valid, partition, number))
+                if spilling:
+                    write_spill(encode_spill(partition, number, encoded))
+                elif add is not None and not add(valid, (partition, number), encoded):
+                    add = None  # out of time: read on for the counts, send no more
+                valid += 1
+            if read_rows % PROGRESS_EVERY_ROWS == 0:
+                counts.read, counts.valid = read_rows, valid
+                log.info("export '%s': read %d rows, %d valid", definition.name, read_rows, valid)
+        counts.read, counts.valid = read_rows, valid
+    result.streamed = not spilling  # sending overlapped reading
+    if sink is not None and spilling:  # read to the end within the limit: proven now
+        sink.add_from_spill(spill_path)
+    return result
+
+
