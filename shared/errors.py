@@ -21,6 +21,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "source_invalid": 422,
     "too_many_profiles": 422,
     "removal_guard": 422,
+    "time_limit": 503,  # the run's time limit passed while reading: resumable where it sent anything
     "sendgrid_auth_failed": 502,
     "sendgrid_unavailable": 502,
     "sendgrid_error": 502,

@@ -55,7 +55,10 @@ def run_export(
         return _run(name, raw_definition, services, trigger, options, None)
     lease = services.state.acquire_run_lease(name, services.lease_seconds)
     try:
-        recheck_jobs(name, services)
+        try:
+            recheck_jobs(name, services)
+        except ExportError as exc:  # an unreadable earlier report must not stop this run
+            log.warning("export '%s': earlier import jobs not re-checked: %s", name, exc.message)
         return _run(name, raw_definition, services, trigger, options, lease)
     finally:
         lease.release()

@@ -26,6 +26,10 @@ def run_all(app: App, *, trigger: str = "timer") -> list[dict[str, Any]]:
             log.info("export '%s': skipped, %s", name, exc.message)
             summaries.append({"export": name, "status": "skipped", "error": exc.code})
             continue
+        except Exception as exc:  # a bug in one export's run must not stop the others
+            log.error("export '%s': unexpected %s; going on with the other exports", name, type(exc).__name__)
+            summaries.append({"export": name, "status": "failed", "error": "internal_error"})
+            continue
         summaries.append({
             "export": name,
             "status": report.status,

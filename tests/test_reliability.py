@@ -343,3 +343,27 @@ def test_a_storm_of_rate_limits_errors_and_drops_still_delivers_each_profile_onc
     served = [r for r in log if r["status"] in (200, 202)]
     assert report["requests"]["retries"] == len(log) - len(served)  # every failed answer was retried
     assert len(limited) <= len(served)  # waits, not hammering: about one 429 per window at most
+
+
+def test_the_time_limit_is_checked_inside_the_read_loop(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 9001)]])
+    app = app_factory([definition(sync_mode="mirror")], services=dict(time_limit=0))
+    response = run(app)
+    assert response.body["error"]["code"] == "time_limit"
+    report = response.body["report"]
+    assert report["counts"]["read"] == 4096 and report["counts"]["sent"] == 0  # stopped early, sent nothing
+
+
+def test_a_corrupt_report_of_one_export_stops_neither_it_nor_the_others(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 6)]])
+    app = app_factory([definition(), definition(name="other")])
+    app.services.state.ensure()
+    app.services.state._container.upload_blob("runs/vip/latest.json", b"{not json", overwrite=True)
+    summaries = run_all(app)
+    assert [(s["export"], s["status"]) for s in summaries] == [("vip", "succeeded"), ("other", "succeeded")]
+    listing = api.handle(app, "GET", None, None)
+    assert listing.status == 200 and len(listing.body["exports"]) == 2

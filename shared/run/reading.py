@@ -27,7 +27,8 @@ from shared.source import Segment
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY_ROWS = 50_000
+PROGRESS_EVERY_ROWS = 49_152  # a multiple of CHECK_EVERY_ROWS + 1
+CHECK_EVERY_ROWS = 4_095  # rows between looks at the clock (a mask: every 4,096th row)
 SMALLEST_EMAIL = len("a@b.cc")
 
 
@@ -70,6 +71,19 @@ def prepare(ctx: RunContext, writes: bool) -> Prepared:
     if stored is not None and found is None:
         services.state.clear_checkpoint(definition.name)  # another snapshot, definition or record: start again
     return Prepared(segment, mapper, record_etag, record_lists or definition.list_ids, identity, found)
+
+
+def _check_time(ctx: RunContext, read_rows: int, valid: int) -> None:
+    """Progress now and then, and the run's time limit inside the read loop too: hostile rows must
+    not hold a run past functionTimeout."""
+    counts = ctx.report.counts
+    counts.read, counts.valid = read_rows, valid
+    if read_rows % PROGRESS_EVERY_ROWS == 0:
+        log.info("export '%s': read %d rows, %d valid", ctx.name, read_rows, valid)
+    if ctx.services.clock() - ctx.started > ctx.services.time_limit:
+        ctx.report.resumable = ctx.report.counts.sent > 0  # what was sent is checkpointed
+        raise ExportError("time_limit", f"the run's time limit passed while reading (after {read_rows} rows); "
+                                        "raise RUN_TIME_LIMIT_SECONDS or look for rows that are slow to read")
 
 
 def _provable(segment: Segment, bytes_left: int, valid: int, limit: int) -> bool:
@@ -138,9 +152,8 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                 elif add is not None and not add(valid, (partition, number), encoded):
                     add = None  # out of time: read on for the counts, send no more
                 valid += 1
-            if read_rows % PROGRESS_EVERY_ROWS == 0:
-                counts.read, counts.valid = read_rows, valid
-                log.info("export '%s': read %d rows, %d valid", definition.name, read_rows, valid)
+            if not read_rows & CHECK_EVERY_ROWS:
+                _check_time(ctx, read_rows, valid)
         counts.read, counts.valid = read_rows, valid
     result.streamed = not spilling  # sending overlapped reading
     if sink is not None and spilling:  # read to the end within the limit: proven now
