@@ -1,7 +1,13 @@
 """The floor: the least a streaming export must do, and nothing more. Read the same blobs, parse
-the CSV, build the same contact dicts (skipping rows with no address and repeats, so the same
-contacts go out), encode JSON and send the same capped chunks, one after another. No
-validation beyond that, no spill, no delta, no job polling, no reports. Prints a JSON line."""
+the CSV, build the same contact dicts, custom fields included (skipping rows with no address,
+repeats and lifetime values that are not numbers, so the same contacts go out), encode JSON
+with the fastest encoder at hand (orjson) and send the same capped chunks, one after another.
+No validation beyond that, no spill, no delta, no job polling, no reports. It knows the bench's
+data (bench/data.py) and nothing of the exporter's code.
+
+    python -m bench.minimal FOLDER LIST_ID '{"loyalty_tier": "e1_T", ...}'
+
+Prints a JSON line."""
 
 from __future__ import annotations
 
@@ -11,15 +17,26 @@ import json
 import os
 import sys
 import time
+from datetime import datetime
 
+import orjson
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from bench.data import EMAIL
+from bench.data import ADDRESS, CITY, COUNTRY, EMAIL, FIRST_NAME, LAST_NAME, POSTCODE, SINCE, STATE, TIER, VALUE
 from bench.memory import peak_rss_mb
 
 MAX_CONTACTS, MAX_BYTES = 30_000, 6_000_000
-FIELDS = {"first_name": 1, "last_name": 2, "city": 7, "state_province_region": 8, "postal_code": 9, "country": 10}
+FIELDS = {"first_name": FIRST_NAME, "last_name": LAST_NAME, "address_line_1": ADDRESS, "city": CITY,
+          "state_province_region": STATE, "postal_code": POSTCODE, "country": COUNTRY}
+
+
+def member_since(text: str) -> str:
+    """MM/DD/YYYY from the two forms bench/data.py writes (ISO date-time, US-culture)."""
+    if "/" in text:
+        month, day, year = text.split(" ", 1)[0].split("/")
+        return f"{int(month):02d}/{int(day):02d}/{year}"
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%m/%d/%Y")
 
 
 class Chunks(io.RawIOBase):
@@ -41,7 +58,8 @@ class Chunks(io.RawIOBase):
 
 
 def main() -> None:
-    folder, list_id = sys.argv[1], sys.argv[2]
+    folder, list_id, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    tier_id, value_id, since_id = ids["loyalty_tier"], ids["lifetime_value"], ids["member_since"]
     service = BlobServiceClient.from_connection_string(
         os.environ["SOURCE_STORAGE_CONNECTION_STRING"], max_single_get_size=4 << 20, max_chunk_get_size=4 << 20)
     container = service.get_container_client(os.environ["SOURCE_CONTAINER"])
@@ -69,12 +87,26 @@ def main() -> None:
             email = row[EMAIL].strip().lower()
             if "@" not in email or email in seen:
                 continue
+            text = row[VALUE].strip()
+            try:
+                value = (int(text) if text.isdigit() else float(text)) if text else None
+            except ValueError:
+                continue
             seen.add(email)
-            contact = {"email": email}
+            contact: dict = {"email": email}
             for field, index in FIELDS.items():
                 if row[index]:
                     contact[field] = row[index].strip()
-            encoded = json.dumps(contact, ensure_ascii=False, separators=(",", ":")).encode()
+            custom: dict = {}
+            if row[TIER]:
+                custom[tier_id] = row[TIER].strip()
+            if value is not None:
+                custom[value_id] = value
+            if row[SINCE]:
+                custom[since_id] = member_since(row[SINCE].strip())
+            if custom:
+                contact["custom_fields"] = custom
+            encoded = orjson.dumps(contact)
             if parts and (len(parts) >= MAX_CONTACTS or size + len(encoded) + 1 > MAX_BYTES):
                 send()
             parts.append(encoded)
