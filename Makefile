@@ -9,8 +9,9 @@ IAC_VENV := .venv-iac
 
 setup: $(VENV)/.installed node_modules/.installed
 
-# Runtime packages from the hashed lock (requirements.lock, made from requirements.txt: the command
-# is in its header), then the development tools.
+# Runtime packages from the hashed lock (requirements.lock, compiled from requirements.in: the
+# command is in its header; requirements.txt, what the Functions build reads, installs the lock),
+# then the development tools.
 $(VENV)/.installed: requirements.txt requirements.lock requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

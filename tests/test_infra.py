@@ -404,12 +404,12 @@ def pins(path: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_the_lock_pins_every_requirement_at_its_version_with_hashes() -> None:
-    direct = pins(ROOT / "requirements.txt")
+    direct = pins(ROOT / "requirements.in")
     locked = pins(ROOT / "requirements.lock")
-    assert direct, "requirements.txt pins nothing"
+    assert direct, "requirements.in pins nothing"
     for name, (version, _) in direct.items():
-        assert name in locked, f"{name} is in requirements.txt but not in requirements.lock: regenerate it"
-        assert locked[name][0] == version, f"{name}: {version} in requirements.txt, {locked[name][0]} locked"
+        assert name in locked, f"{name} is in requirements.in but not in requirements.lock: regenerate it"
+        assert locked[name][0] == version, f"{name}: {version} in requirements.in, {locked[name][0]} locked"
     # Transitive dependencies are pinned too, and everything carries a hash (--require-hashes).
     assert len(locked) > len(direct)
     assert all(hashes for _, hashes in locked.values()), [n for n, (_, h) in locked.items() if not h]
