@@ -8,6 +8,7 @@ import math
 import random
 import re
 import struct
+import tracemalloc
 
 import pytest
 
@@ -147,6 +148,19 @@ def test_floats_orjson_writes_otherwise_are_json_floats() -> None:
                                   "e5", ".", "+", " 5", "5 ", "9" * 5_000])
 def test_what_is_not_a_finite_number_is_refused(text: str) -> None:
     assert normalise_number(text) is None
+
+
+def test_an_encoded_contact_holds_no_more_memory_than_its_bytes() -> None:
+    # A run keeps tens of thousands of encoded contacts at once (a request body's parts).
+    contacts = [contact for contact in map(mapper().map, generated_rows(2_000, ["12.5", "7"], seed=3))
+                if not isinstance(contact, Rejected)]
+    tracemalloc.start()
+    try:
+        encoded = [encode_contact(contact) for contact in contacts]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held <= sum(len(e) for e in encoded) + 100 * len(encoded)
 
 
 def test_the_mapper_rejects_what_cannot_be_encoded() -> None:
