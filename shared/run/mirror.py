@@ -8,9 +8,9 @@ from __future__ import annotations
 import itertools
 import logging
 
+from shared.dedup import EmailSet
 from shared.delta import Plan
 from shared.errors import ExportError
-from shared.mapping import Deduplicator
 from shared.run.context import RunContext, RunOptions
 from shared.sendgrid import SEARCH_EMAILS_MAX
 
@@ -39,13 +39,13 @@ def guard(plan: Plan, record_lists: tuple[str, ...], ctx: RunContext, options: R
         )
 
 
-def remove_leavers(ctx: RunContext, planned: int, record_lists: tuple[str, ...]) -> Deduplicator:
+def remove_leavers(ctx: RunContext, planned: int, record_lists: tuple[str, ...]) -> EmailSet:
     """Unlink the leavers listed in the workspace from the lists this export put them on (the
     record's lists, never one others manage); the emails that are off those lists now (unlinked,
     or no longer in SendGrid at all)."""
     client = ctx.sendgrid()
     report = ctx.report
-    removed = Deduplicator()
+    removed = EmailSet()
     unsearched = 0
     with open(ctx.workspace.leavers, "rb") as leavers:
         while batch := [line.rstrip(b"\n").decode() for line in itertools.islice(leavers, SEARCH_EMAILS_MAX)]:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import chunking, delta
+from shared.dedup import EmailSet
 from shared.errors import ExportError
 from shared.lines import encode_key, encode_spill
-from shared.mapping import STRUCTURAL, ContactMapper, Deduplicator, Rejected, resolve_custom_fields
+from shared.mapping import STRUCTURAL, ContactMapper, Rejected, resolve_custom_fields
 from shared.run import checkpoint
 from shared.run.checkpoint import Checkpoint
 from shared.run.context import RunContext
@@ -48,7 +49,7 @@ class Prepared:
 
 @dataclass
 class ReadResult:
-    kept: Deduplicator = field(default_factory=Deduplicator)  # emails of rows rejected for another value
+    kept: EmailSet = field(default_factory=EmailSet)  # emails of rows rejected for another value
     structural: int = 0  # rows rejected because the file is damaged there (blocks removals)
     streamed: bool = False  # contacts went to the sink while reading
 
@@ -98,13 +99,14 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
     segment = prepared.segment
     result = ReadResult()
     kept = result.kept.first_time
-    first_time = Deduplicator().first_time
     lists = delta.lists_suffix(definition.list_ids)
     max_contact = chunking.max_contact_bytes(definition.list_ids, ctx.services.max_body_bytes)
     limit = definition.max_profiles
     encode, contact_hash, to_map = chunking.encode_contact, delta.contact_hash, prepared.mapper.map
     sizes = {p.name: p.size for p in segment.partitions}
     bytes_left = sum(sizes.values())
+    # Sized up front (a row takes 200 bytes or more in real exports): growing the table costs more.
+    first_time = EmailSet(expected=min(limit + 1, bytes_left // 200)).first_time
     # Contacts go to the sink once the limit is proven; until then (and without a sink) they spill.
     add = sink.add if sink is not None and _provable(segment, bytes_left, 0, limit) else None
     spilling = add is None
