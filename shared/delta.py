@@ -22,7 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, NamedTuple, cast
 
-from shared.lines import encode_decision, encode_record, key_as_record, key_for_diff, parse_decision, parse_record
+from shared.lines import (
+    RecordEntry,
+    encode_decision,
+    encode_extra,
+    encode_record,
+    key_as_record,
+    key_for_diff,
+    parse_decision,
+    parse_record,
+    pending_job,
+)
+
+# What became of a sent contact: True applied, False not, or the id of its still-pending job.
+Outcome = Callable[[int, bytes], "bool | bytes"]
 
 LINES_PER_RUN = 100_000  # lines sorted in memory at a time (a few tens of MB at most)
 
@@ -86,8 +99,8 @@ def _write_run(lines: list[bytes], workdir: Path) -> Path:
         return Path(handle.name)
 
 
-def read_record(lines: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """(email, hash) pairs of a delivered record, checked to be in strictly ascending order."""
+def read_record(lines: Iterable[bytes]) -> Iterator[RecordEntry]:
+    """The entries of a delivered record, checked to be in strictly ascending order."""
     previous = b""
     for raw in lines:
         entry = parse_record(raw)
@@ -105,11 +118,12 @@ class Decision(NamedTuple):  # one per contact: a tuple is cheaper than a datacl
     old_hash: bytes | None  # None: never delivered
     action: Action
     payload: bytes = b""  # for SEND, what the segment side carried (the spill position)
+    old_extra: bytes = b""  # the record entry's extra (a pending job, fields set)
 
 
 def diff(
     current: Iterator[tuple[bytes, bytes, bytes]],
-    record: Iterator[tuple[bytes, bytes]],
+    record: Iterator[RecordEntry] | Iterator[tuple[bytes, bytes]],
     *,
     full_refresh: bool = False,
 ) -> Iterator[Decision]:
@@ -124,12 +138,16 @@ def diff(
             yield Decision(now[0], now[1], None, SEND, now[2])
             now = next(current, None)
         elif now is None or was[0] < now[0]:
-            yield Decision(was[0], None, was[1], LEAVE)
+            yield Decision(was[0], None, was[1], LEAVE, b"", _extra(was))
             was = next(record, None)
         else:
             same = now[1] == was[1] and not full_refresh
-            yield Decision(now[0], now[1], was[1], SAME if same else SEND, b"" if same else now[2])
+            yield Decision(now[0], now[1], was[1], SAME if same else SEND, b"" if same else now[2], _extra(was))
             now, was = next(current, None), next(record, None)
+
+
+def _extra(entry: tuple[bytes, ...]) -> bytes:
+    return entry[2] if len(entry) > 2 else b""
 
 
 @dataclass
@@ -158,7 +176,8 @@ def decide(
 ) -> Plan:
     """Sort the key lines, merge them with the record lines and write one decision line per email
     of either, and (mirror mode) the leavers to unlink, but not those `keep` protects (rows
-    rejected this time for another value). Only short keys are sorted; contacts stay in the spill."""
+    rejected this time for another value, and those whose import job is still pending: they leave
+    once it settled). Only short keys are sorted; contacts stay in the spill."""
     plan = Plan()
     send_all = full_refresh or not has_record
     mask = None if send_all else bytearray(valid)
@@ -174,42 +193,66 @@ def decide(
                 mask[position] = 1
         elif decision.action == SAME:
             plan.unchanged += 1
-        elif mirror and not keep(decision.email):
+        elif mirror and not keep(decision.email) and not pending_job(decision.old_extra):
             leavers.write(decision.email + b"\n")
             plan.remove += 1
-        decisions.write(encode_decision(decision.email, decision.new_hash, decision.old_hash, decision.action, position))
+        decisions.write(encode_decision(decision.email, decision.new_hash, decision.old_hash, decision.action, position,
+                                        decision.old_extra))
     plan.send_mask = mask
     return plan
 
 
-def next_record(
-    decision_lines: Iterable[bytes],
-    applied: Callable[[int, bytes], bool],
-    removed: Callable[[bytes], bool],
-) -> Iterator[bytes]:
+def next_record(decision_lines: Iterable[bytes], outcome: Outcome, removed: Callable[[bytes], bool]) -> Iterator[bytes]:
     """The record after a run, in email order, from its decision lines: a sent contact takes its
-    new hash only once SendGrid applied it (otherwise it keeps its old entry, or none, and is sent
-    again next time); a leaver stays unless it was removed from the lists."""
+    new hash once SendGrid applied it, or with its job's id while that job is pending (it is not
+    sent again meanwhile); otherwise it keeps its old entry, or none, and is sent again next time.
+    A leaver stays unless it was removed from the lists."""
     for line in decision_lines:
-        email, new_hash, old_hash, action, position = parse_decision(line)
+        email, new_hash, old_hash, action, position, old_extra = parse_decision(line)
         if action == SAME:
-            yield encode_record(email, new_hash)
+            yield encode_record(email, new_hash, old_extra)
         elif action == SEND:
-            if applied(position, email):
+            result = outcome(position, email)
+            if result is True:
                 yield encode_record(email, new_hash)
+            elif result:
+                yield encode_record(email, new_hash, encode_extra(job=result))
             elif old_hash:
-                yield encode_record(email, old_hash)
+                yield encode_record(email, old_hash, old_extra)
         elif not removed(email):
-            yield encode_record(email, old_hash)
+            yield encode_record(email, old_hash, old_extra)
 
 
-def first_record(sorted_keys: Iterable[bytes], applied: Callable[[int, bytes], bool] | None) -> Iterator[bytes]:
+def first_record(sorted_keys: Iterable[bytes], outcome: Outcome | None) -> Iterator[bytes]:
     """The record after a first delivery (every valid contact was sent), from the sorted key
-    lines: each applied contact; `applied=None` when every one of them was."""
-    if applied is None:  # the usual case: every contact was sent and applied
+    lines: each applied contact, and each whose job is still pending with that job's id;
+    `outcome=None` when every one of them was applied."""
+    if outcome is None:  # the usual case: every contact was sent and applied
         yield from map(key_as_record, sorted_keys)
         return
     for line in sorted_keys:
         email, digest, position = key_for_diff(line)
-        if applied(int(position), email):
+        result = outcome(int(position), email)
+        if result is True:
             yield encode_record(email, digest)
+        elif result:
+            yield encode_record(email, digest, encode_extra(job=result))
+
+
+def settle_record(lines: Iterable[bytes], outcome: Callable[[bytes, bytes], bool | None]) -> Iterator[bytes]:
+    """The record with its pending entries settled: `outcome(job id, email)` is True when that
+    job applied the contact (the mark goes), False when it did not (the entry goes: the contact
+    is sent again), None while the job is still pending (the entry stays as it is)."""
+    for raw in lines:
+        entry = parse_record(raw)
+        if entry is None:
+            continue
+        job = pending_job(entry.extra)
+        if not job:
+            yield raw if raw.endswith(b"\n") else raw + b"\n"
+            continue
+        result = outcome(job, entry.email)
+        if result is None:
+            yield encode_record(*entry)
+        elif result:
+            yield encode_record(entry.email, entry.digest, encode_extra(fields=entry.extra.partition(b";")[0]))

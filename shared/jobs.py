@@ -12,7 +12,12 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import re
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any, Literal, NotRequired, TypedDict
+
+from shared.sendgrid_answers import looks_like_id
 
 JobStatus = Literal["pending", "completed", "errored", "failed"]
 FINAL = ("completed", "errored", "failed")
@@ -25,6 +30,7 @@ class JobEntry(TypedDict):
     contacts: int
     status: str  # a JobStatus, or whatever else SendGrid answered (kept, treated as pending)
     failed: NotRequired[int]
+    reason: NotRequired[str]  # SendGrid's reason for failures, without any quoted value
     results: NotRequired[dict[str, int | float]]
 
 
@@ -52,6 +58,16 @@ def apply_status(job: JobEntry, answer: dict[str, Any]) -> str | None:
     else:
         job["failed"] = 0
     return errors_url if status in ("errored", "failed") and isinstance(errors_url, str) else None
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\S*@\S*")
+
+
+def safe_reason(messages: Iterable[str]) -> str:
+    """The most common of SendGrid's messages, with quoted values and anything like an address
+    replaced by '…' (a message may quote the contact: "email 'x@y' is not valid")."""
+    counted = Counter(_QUOTED.sub("…", message).strip()[:200] for message in messages)
+    return counted.most_common(1)[0][0] if counted else ""
 
 
 def _is_count(value: object) -> bool:
@@ -110,13 +126,20 @@ class Deliveries:
         self._status = {job["job_id"]: job["status"] for job in report_jobs}
 
     def applied(self, position: int, email: bytes) -> bool:
+        return self.outcome(position, email) is True
+
+    def outcome(self, position: int, email: bytes) -> bool | bytes:
+        """True when SendGrid applied the contact at `position`, False when it did not (refused,
+        never sent, failed), or the id of its job while that job is still pending."""
         index = bisect.bisect_right(self._starts, position) - 1
         if index < 0 or position >= self._spans[index][1] or position in self.refused:
             return False  # refused with a 400, or never sent
         job_id = self._spans[index][2]
-        status = self._status.get(job_id)
+        status = self._status.get(job_id, "pending")
         if status == "completed":
             return True
+        if status not in FINAL:  # kept in the record by its id, so only an id that is one
+            return job_id.encode() if looks_like_id(job_id) else False
         failed = self.failures.get(job_id)
         return status == "errored" and failed is not None and email.decode() not in failed
 

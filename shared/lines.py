@@ -7,8 +7,15 @@ metadata, which may hold anything):
   key line       email TAB hash TAB position TAB partition TAB row     one per valid contact, in
                  spill (segment) order; sorted as bytes, they sort by email (TAB < any email byte)
   spill line     partition TAB row TAB encoded contact                 the contacts to send
-  decision line  email TAB new hash TAB old hash TAB action TAB position   what the delta decided
-  record line    email TAB hash                                        the delivered record, sorted
+  decision line  email TAB new hash TAB old hash TAB action TAB position TAB old extra
+                                                                       what the delta decided
+  record line    email TAB hash [TAB extra]                            the delivered record, sorted
+
+A record line's extra says more about the entry: `<fields>;<job id>`, where the job id names an
+import job that was still pending when the line was written (the contact was accepted, not yet
+applied: it is not sent again meanwhile, and the next run settles it), and fields is reserved for
+which fields the export set. A line without extra (every line an earlier release wrote) is a
+settled entry.
 
 A position is the contact's index among the valid contacts of the run (its spill line number).
 """
@@ -33,6 +40,13 @@ class DecisionLine(NamedTuple):
     old_hash: bytes  # b"": never delivered
     action: str  # delta.SAME, SEND or LEAVE
     position: int  # for SEND, the spill position; else -1
+    old_extra: bytes = b""  # the record entry's extra, kept when the entry is
+
+
+class RecordEntry(NamedTuple):
+    email: bytes
+    digest: bytes
+    extra: bytes = b""
 
 
 def _ref(partition: bytes, row: bytes) -> RowRef:
@@ -72,24 +86,36 @@ def parse_spill(line: bytes) -> tuple[RowRef, bytes]:
 
 
 # -- decision lines ----------------------------------------------------------------------------
-def encode_decision(email: bytes, new_hash: bytes | None, old_hash: bytes | None, action: str, position: int) -> bytes:
-    return b"\t".join([email, new_hash or b"", old_hash or b"", action.encode(), str(position).encode()]) + b"\n"
+def encode_decision(email: bytes, new_hash: bytes | None, old_hash: bytes | None, action: str, position: int,
+                    old_extra: bytes = b"") -> bytes:
+    return b"\t".join([email, new_hash or b"", old_hash or b"", action.encode(), str(position).encode(),
+                       old_extra]) + b"\n"
 
 
 def parse_decision(line: bytes) -> DecisionLine:
-    email, new_hash, old_hash, action, position = line.rstrip(b"\n").split(b"\t")
-    return DecisionLine(email, new_hash, old_hash, action.decode(), int(position))
+    email, new_hash, old_hash, action, position, old_extra = line.rstrip(b"\n").split(b"\t")
+    return DecisionLine(email, new_hash, old_hash, action.decode(), int(position), old_extra)
 
 
 # -- record lines ------------------------------------------------------------------------------
-def encode_record(email: bytes, digest: bytes) -> bytes:
-    return email + b"\t" + digest + b"\n"
+def encode_record(email: bytes, digest: bytes, extra: bytes = b"") -> bytes:
+    return email + b"\t" + digest + (b"\t" + extra if extra else b"") + b"\n"
 
 
-def parse_record(line: bytes) -> tuple[bytes, bytes] | None:
-    """(email, hash), or None for a blank line."""
+def parse_record(line: bytes) -> RecordEntry | None:
+    """The entry of a record line, or None for a blank line."""
     line = line.rstrip(b"\n")
     if not line:
         return None
-    email, _, digest = line.partition(b"\t")
-    return email, digest
+    email, _, rest = line.partition(b"\t")
+    digest, _, extra = rest.partition(b"\t")
+    return RecordEntry(email, digest, extra)
+
+
+def encode_extra(fields: bytes = b"", job: bytes = b"") -> bytes:
+    return fields + b";" + job if fields or job else b""
+
+
+def pending_job(extra: bytes) -> bytes:
+    """The pending import job an extra names, or b""."""
+    return extra.partition(b";")[2]

@@ -61,6 +61,8 @@ class RunReport:
     removal_jobs: list[str] = field(default_factory=list)
     streamed: bool = False  # contacts were sent while the segment was read (a first delivery)
     held_back: str | None = None  # why planned removals were not made (the report is then partial)
+    # Contacts of earlier runs whose import jobs were pending, settled before this run planned.
+    settled: dict[str, int] = field(default_factory=lambda: {"applied": 0, "not_applied": 0, "pending": 0})
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def reject(self, reason: str) -> None:
@@ -97,6 +99,7 @@ class RunReport:
             "removal_jobs": self.removal_jobs,
             "streamed": self.streamed,
             "held_back": self.held_back,
+            "settled": dict(self.settled),
             "timings": {stage: round(seconds, 3) for stage, seconds in self.timings.items()},
             "rejects": dict(sorted(self.rejects.items())),
             "rejects_blob": self.rejects_blob,

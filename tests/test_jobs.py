@@ -37,3 +37,18 @@ def test_applied_follows_job_ranges_statuses_and_failures() -> None:
     assert not deliveries.all_applied()
     deliveries.failed("b", None)  # an errors file that could not be read: nothing of b counts
     assert not deliveries.applied(12, b"y@x.io")
+
+
+def test_a_reason_keeps_sendgrids_words_but_no_quoted_value() -> None:
+    messages = ["email 'a@x.io' is not valid", "email 'b@x.io' is not valid", "you have hit your contact limit"]
+    assert jobs.safe_reason(messages) == "email … is not valid"
+    assert jobs.safe_reason(["bad value for e1_T: \"Gold\" at ana@x.io"]) == "bad value for e1_T: … at …"
+    assert jobs.safe_reason([]) == ""
+
+
+def test_an_answer_of_an_unexpected_shape_counts_nothing_as_applied() -> None:
+    job = {"job_id": "j1", "contacts": 10, "status": "pending"}
+    assert jobs.apply_status(job, {"status": "errored", "results": {"errored_count": "n/a"}}) is None
+    assert job["failed"] == 10 and job["results"] == {}
+    jobs.apply_status(job, {"status": None, "results": "nonsense"})
+    assert jobs.is_pending(job)

@@ -88,6 +88,7 @@ def test_a_job_that_fails_whole_fails_all_its_contacts(
     report = run(app).body
     assert report["status"] == "partial" and report["counts"]["failed"] == 15
     assert [j["status"] for j in report["jobs"]] == ["failed", "completed"]
+    assert report["jobs"][0]["reason"] == "you have hit your contact limit"  # SendGrid's word, not just a count
 
 
 def test_pending_jobs_are_checked_again_by_the_status_endpoint_and_the_next_run(

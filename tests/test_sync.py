@@ -138,17 +138,44 @@ def test_the_record_takes_only_what_sendgrid_applied(app_factory: Any, source_co
     assert second["status"] == "succeeded" and len(record_lines(app)) == 10
 
 
-def test_pending_jobs_are_not_taken_as_applied(app_factory: Any, source_container: ContainerClient,
-                                               sandbox: Any) -> None:
+def test_late_imports_settle_and_are_not_sent_again_meanwhile(app_factory: Any, source_container: ContainerClient,
+                                                               sandbox: Any) -> None:
+    from shared.exporter import JobPolling  # noqa: PLC0415
+
+    app = app_factory([definition(**MIRROR)], services=dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01)))
+    write(source_container, [[person(i) for i in range(1, 6)]])
+    sandbox_config(sandbox, job_pending_polls=1000)  # SendGrid takes minutes (recorded: still pending after 33 s)
+    first = run(app).body
+    assert first["jobs"][0]["status"] == "pending"
+    # Accepted, not yet applied: in the record with the job's id, so it is not sent again.
+    assert all(line.endswith(";" + first["jobs"][0]["job_id"]) for line in record_lines(app))
+    still = run(app).body
+    assert still["plan"] == {"upsert": 0, "remove": 0} and still["settled"]["pending"] == 5
+    assert len(sandbox.state.bodies) == 1
+    # The import finishes; person 5 has left meanwhile: the next run settles, then unlinks the leaver.
+    sandbox_config(sandbox, job_pending_polls=0)
+    sandbox_get(sandbox, "contacts")
+    write(source_container, [[person(i) for i in range(1, 5)]])
+    later = run(app).body
+    assert later["settled"] == {"applied": 5, "not_applied": 0, "pending": 0}
+    assert later["plan"] == {"upsert": 0, "remove": 1} and later["counts"]["removed"] == 1
+    assert later["status"] == "succeeded" and on_list(sandbox) == emails(range(1, 5))
+    assert sorted(line.split("\t")[0] for line in record_lines(app)) == sorted(emails(range(1, 5)))
+    assert all(line.count("\t") == 1 for line in record_lines(app))  # settled entries carry no mark
+
+
+def test_a_late_import_that_fails_is_sent_again(app_factory: Any, source_container: ContainerClient,
+                                                sandbox: Any) -> None:
     from shared.exporter import JobPolling  # noqa: PLC0415
 
     app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01)))
     write(source_container, [[person(i) for i in range(1, 6)]])
-    sandbox_config(sandbox, job_pending_polls=1000)
+    sandbox_config(sandbox, job_pending_polls=1000, import_error_emails=["person2@example.com"])
     run(app)
-    assert record_lines(app) == []
     sandbox_config(sandbox, job_pending_polls=0)
-    assert run(app).body["plan"]["upsert"] == 5  # unconfirmed: sent again, which is harmless
+    second = run(app).body
+    assert second["settled"] == {"applied": 4, "not_applied": 1, "pending": 0}
+    assert second["plan"]["upsert"] == 1 and sandbox.state.bodies[-1]["contacts"][0]["email"] == "person2@example.com"
 
 
 def test_a_row_rejected_for_another_value_is_not_removed_in_mirror_mode(

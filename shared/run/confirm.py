@@ -12,10 +12,10 @@ import bisect
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
-from shared import jobs
+from shared import delta, jobs
 from shared.errors import ExportError
 from shared.jobs import JobEntry
-from shared.lines import parse_key
+from shared.lines import parse_key, parse_record, pending_job
 from shared.report import refresh_status
 from shared.run.context import RunContext
 from shared.sendgrid import SendGridClient
@@ -33,17 +33,31 @@ def poll_once(client: SendGridClient, pending: list[JobEntry], deliveries: jobs.
     """Ask once about each pending job and record the answer; the ones still pending. With
     `deliveries`, a job that ended with failures has them recorded (from its errors file)."""
     for job in pending:
-        errors_url = jobs.apply_status(job, client.import_status(job["job_id"]))
-        if jobs.is_pending(job) or job["status"] == "completed":
-            continue
-        log.warning("import job %s ended %s with %d contact(s) not applied", job["job_id"], job["status"],
-                    job.get("failed", 0))
-        if deliveries is not None:
-            text = client.download_errors(errors_url) if errors_url and job["status"] == "errored" else None
-            failures = dict(jobs.parse_errors_file(text)) if text else {}
-            # Unknown which contacts failed (no readable errors file): none of the job counts as applied.
-            deliveries.failed(job["job_id"], failures or None)
+        failures = ask(client, job, errors=deliveries is not None)
+        if deliveries is not None and job["status"] in ("errored", "failed"):
+            deliveries.failed(job["job_id"], failures)
     return [job for job in pending if jobs.is_pending(job)]
+
+
+def ask(client: SendGridClient, job: JobEntry, *, errors: bool = True) -> dict[str, str] | None:
+    """Poll one job once (recorded on `job`). For a job that ended errored or failed, with
+    `errors`: the contacts it did not apply, by email, from its errors file, and SendGrid's most
+    common reason on the job (as `reason`, with any quoted value taken out: the report holds no
+    profile value); None when unknown which (or not asked): then none of the job's contacts
+    counts as applied. SendGrid's status answer has no field for the reason (OpenAPI
+    ContactImport; no recording shows one): the errors file is where it is."""
+    errors_url = jobs.apply_status(job, client.import_status(job["job_id"]))
+    if jobs.is_pending(job) or job["status"] == "completed":
+        return None
+    log.warning("import job %s ended %s with %d contact(s) not applied", job["job_id"], job["status"],
+                job.get("failed", 0))
+    if not errors or not errors_url:
+        return None
+    text = client.download_errors(errors_url)
+    failures = dict(jobs.parse_errors_file(text)) if text else {}
+    if failures:
+        job["reason"] = jobs.safe_reason(failures.values())
+    return failures or None
 
 
 def confirm(ctx: RunContext, deliveries: jobs.Deliveries) -> None:
@@ -62,6 +76,41 @@ def confirm(ctx: RunContext, deliveries: jobs.Deliveries) -> None:
     if pending:
         log.info("export '%s': %d import job(s) still pending; the status endpoint and the next run check them",
                  ctx.name, len(pending))
+
+
+def settle_earlier_jobs(ctx: RunContext) -> None:
+    """Earlier runs left contacts whose import jobs were still pending in the record, marked with
+    the job's id (not sent again meanwhile). Ask about each such job once: applied contacts become
+    settled entries, failed ones leave the record (they are sent again), pending ones stay."""
+    path = ctx.workspace.record
+    with open(path, "rb") as record:
+        if b";" not in record.read():  # no mark anywhere (an email cannot hold ';')
+            return
+    with open(path, "rb") as record:
+        pending = {pending_job(entry.extra) for entry in map(parse_record, record) if entry and entry.extra}
+    pending.discard(b"")
+    client = ctx.sendgrid()
+    answers: dict[bytes, tuple[JobEntry, dict[str, str] | None]] = {}
+    for job_id in sorted(pending):
+        job: JobEntry = {"job_id": job_id.decode(), "contacts": 0, "status": "pending"}
+        answers[job_id] = (job, ask(client, job))
+    settled = ctx.report.settled
+
+    def outcome(job_id: bytes, email: bytes) -> bool | None:
+        job, failures = answers[job_id]
+        if jobs.is_pending(job):
+            settled["pending"] += 1
+            return None
+        ok = job["status"] == "completed" or (job["status"] == "errored" and failures is not None
+                                              and email.decode() not in failures)
+        settled["applied" if ok else "not_applied"] += 1
+        return ok
+
+    settled_path = path.with_suffix(".settled")
+    with open(path, "rb") as record, open(settled_path, "wb") as out:
+        out.writelines(delta.settle_record(record, outcome))
+    settled_path.replace(path)
+    log.info("export '%s': earlier import jobs settled: %s", ctx.name, settled)
 
 
 def list_import_failures(ctx: RunContext, deliveries: jobs.Deliveries, mask: bytearray | None) -> None:

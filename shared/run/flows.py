@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from shared import delta
 from shared.run import mirror
 from shared.run.checkpoint import resume
-from shared.run.confirm import confirm, list_import_failures
+from shared.run.confirm import confirm, list_import_failures, settle_earlier_jobs
 from shared.run.context import RunContext, stage
 from shared.run.delivery import ContactSink
 from shared.run.reading import Prepared, ReadResult, read
@@ -28,6 +28,7 @@ HELD_BACK = ("{n} row(s) could not be read cleanly (damaged file: wrong number o
 
 
 def plan_only(ctx: RunContext, prepared: Prepared) -> None:
+    settle_earlier_jobs(ctx)
     with stage(ctx.report, "read"):
         result = read(ctx, prepared)
     with stage(ctx.report, "compare"):
@@ -63,7 +64,7 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
         deliveries.settle(report.jobs)
         everything = not ctx.progress.refused and deliveries.all_applied()
         with open(workspace.next_record, "wb") as out:
-            out.writelines(delta.first_record(delta.merge_runs(runs), None if everything else deliveries.applied))
+            out.writelines(delta.first_record(delta.merge_runs(runs), None if everything else deliveries.outcome))
         ctx.services.state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag,
                                        ctx.definition.list_ids)
 
@@ -76,6 +77,8 @@ def _finish_and_confirm(ctx: RunContext, sink: ContactSink) -> None:
 
 def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
     report, workspace, state = ctx.report, ctx.workspace, ctx.services.state
+    with stage(report, "settle"):
+        settle_earlier_jobs(ctx)
     with stage(report, "read"):
         result = read(ctx, prepared)
     with stage(report, "compare"):
@@ -115,7 +118,7 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         deliveries.settle(report.jobs)
         gone = (lambda email: email.decode() in removed) if removed is not None else (lambda email: False)
         with open(workspace.decisions, "rb") as decisions, open(workspace.next_record, "wb") as out:
-            out.writelines(delta.next_record(decisions, deliveries.applied, gone))
+            out.writelines(delta.next_record(decisions, deliveries.outcome, gone))
         state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids)
 
 
