@@ -18,7 +18,7 @@ import heapq
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, NamedTuple, cast
 
@@ -32,6 +32,7 @@ from shared.lines import (
     parse_decision,
     parse_record,
     pending_job,
+    unset_of,
 )
 
 # What became of a sent contact: True applied, False not, or the id of its still-pending job.
@@ -118,36 +119,42 @@ class Decision(NamedTuple):  # one per contact: a tuple is cheaper than a datacl
     old_hash: bytes | None  # None: never delivered
     action: Action
     payload: bytes = b""  # for SEND, what the segment side carried (the spill position)
-    old_extra: bytes = b""  # the record entry's extra (a pending job, fields set)
+    old_extra: bytes = b""  # the record entry's extra (fields not set, a pending job)
+    unset: bytes = b""  # the segment's contact: the fields it has no value for
 
 
 def diff(
-    current: Iterator[tuple[bytes, bytes, bytes]],
+    current: Iterator[tuple[bytes, ...]],
     record: Iterator[RecordEntry] | Iterator[tuple[bytes, bytes]],
     *,
     full_refresh: bool = False,
 ) -> Iterator[Decision]:
-    """Merge (email, hash, payload) of the segment with (email, hash) of the record, both sorted
-    by email: new or changed contacts are sent (all of them on a full refresh), unchanged ones
+    """Merge (email, hash, payload[, unset]) of the segment with the record's (email, hash[,
+    extra]), both sorted by email: new or changed contacts are sent (all of them on a full refresh), unchanged ones
     are left alone, and record entries no longer in the segment are leavers."""
     now = next(current, None)
     was = next(record, None)
     while now is not None or was is not None:
         if was is None or (now is not None and now[0] < was[0]):
             assert now is not None
-            yield Decision(now[0], now[1], None, SEND, now[2])
+            yield Decision(now[0], now[1], None, SEND, now[2], b"", _unset(now))
             now = next(current, None)
         elif now is None or was[0] < now[0]:
             yield Decision(was[0], None, was[1], LEAVE, b"", _extra(was))
             was = next(record, None)
         else:
             same = now[1] == was[1] and not full_refresh
-            yield Decision(now[0], now[1], was[1], SAME if same else SEND, b"" if same else now[2], _extra(was))
+            yield Decision(now[0], now[1], was[1], SAME if same else SEND, b"" if same else now[2], _extra(was),
+                           _unset(now))
             now, was = next(current, None), next(record, None)
 
 
 def _extra(entry: tuple[bytes, ...]) -> bytes:
     return entry[2] if len(entry) > 2 else b""
+
+
+def _unset(key: tuple[bytes, ...]) -> bytes:
+    return key[3] if len(key) > 3 else b""
 
 
 @dataclass
@@ -159,6 +166,7 @@ class Plan:
     unchanged: int = 0
     managed: int = 0  # contacts in the delivered record: what this export put on its lists
     send_mask: bytearray | None = None  # spill positions to send; None: all of them
+    clears: dict[int, bytes] = field(default_factory=dict)  # spill position -> fields to send as ""
 
 
 def decide(
@@ -173,11 +181,14 @@ def decide(
     mirror: bool,
     keep: Callable[[bytes], bool],
     full_refresh: bool = False,
+    clears: Callable[[bytes, bytes], bytes] | None = None,
 ) -> Plan:
     """Sort the key lines, merge them with the record lines and write one decision line per email
     of either, and (mirror mode) the leavers to unlink, but not those `keep` protects (rows
     rejected this time for another value, and those whose import job is still pending: they leave
-    once it settled). Only short keys are sorted; contacts stay in the spill."""
+    once it settled). `clears(old extra, unset)` names the fields a changed contact must send as
+    "" (values this export set that are now empty). Only short keys are sorted; contacts stay in
+    the spill."""
     plan = Plan()
     send_all = full_refresh or not has_record
     mask = None if send_all else bytearray(valid)
@@ -191,13 +202,17 @@ def decide(
             plan.upsert += 1
             if mask is not None:
                 mask[position] = 1
+            if clears is not None and decision.old_hash is not None and decision.unset:
+                cleared = clears(decision.old_extra, decision.unset)
+                if cleared:
+                    plan.clears[position] = cleared
         elif decision.action == SAME:
             plan.unchanged += 1
         elif mirror and not keep(decision.email) and not pending_job(decision.old_extra):
             leavers.write(decision.email + b"\n")
             plan.remove += 1
         decisions.write(encode_decision(decision.email, decision.new_hash, decision.old_hash, decision.action, position,
-                                        decision.old_extra))
+                                        decision.old_extra, decision.unset))
     plan.send_mask = mask
     return plan
 
@@ -208,15 +223,15 @@ def next_record(decision_lines: Iterable[bytes], outcome: Outcome, removed: Call
     sent again meanwhile); otherwise it keeps its old entry, or none, and is sent again next time.
     A leaver stays unless it was removed from the lists."""
     for line in decision_lines:
-        email, new_hash, old_hash, action, position, old_extra = parse_decision(line)
+        email, new_hash, old_hash, action, position, old_extra, unset = parse_decision(line)
         if action == SAME:
-            yield encode_record(email, new_hash, old_extra)
+            yield encode_record(email, new_hash, encode_extra(unset, pending_job(old_extra)))
         elif action == SEND:
             result = outcome(position, email)
             if result is True:
-                yield encode_record(email, new_hash)
+                yield encode_record(email, new_hash, encode_extra(unset))
             elif result:
-                yield encode_record(email, new_hash, encode_extra(job=result))
+                yield encode_record(email, new_hash, encode_extra(unset, result))
             elif old_hash:
                 yield encode_record(email, old_hash, old_extra)
         elif not removed(email):
@@ -231,12 +246,12 @@ def first_record(sorted_keys: Iterable[bytes], outcome: Outcome | None) -> Itera
         yield from map(key_as_record, sorted_keys)
         return
     for line in sorted_keys:
-        email, digest, position = key_for_diff(line)
+        email, digest, position, unset = key_for_diff(line)
         result = outcome(int(position), email)
         if result is True:
-            yield encode_record(email, digest)
+            yield encode_record(email, digest, encode_extra(unset))
         elif result:
-            yield encode_record(email, digest, encode_extra(job=result))
+            yield encode_record(email, digest, encode_extra(unset, result))
 
 
 def settle_record(lines: Iterable[bytes], outcome: Callable[[bytes, bytes], bool | None]) -> Iterator[bytes]:
@@ -255,4 +270,4 @@ def settle_record(lines: Iterable[bytes], outcome: Callable[[bytes, bytes], bool
         if result is None:
             yield encode_record(*entry)
         elif result:
-            yield encode_record(entry.email, entry.digest, encode_extra(fields=entry.extra.partition(b";")[0]))
+            yield encode_record(entry.email, entry.digest, encode_extra(unset_of(entry.extra)))

@@ -2,20 +2,23 @@
 
 Nothing else in the app splits these lines on tabs. All are bytes, newline-terminated, and carry
 emails and partition names as UTF-8 with surrogateescape (a partition name comes from the
-metadata, which may hold anything):
+metadata, which may hold anything, a tab included: it is always parsed from the right):
 
-  key line       email TAB hash TAB position TAB partition TAB row     one per valid contact, in
-                 spill (segment) order; sorted as bytes, they sort by email (TAB < any email byte)
+  key line       email TAB hash TAB position TAB unset TAB partition TAB row
+                 one per valid contact, in spill (segment) order; sorted as bytes they sort by
+                 email (TAB sorts before any byte an email may hold)
   spill line     partition TAB row TAB encoded contact                 the contacts to send
-  decision line  email TAB new hash TAB old hash TAB action TAB position TAB old extra
-                                                                       what the delta decided
+  decision line  email TAB new hash TAB old hash TAB action TAB position TAB old extra TAB unset
+                 what the delta decided, one per email of the segment or the record
   record line    email TAB hash [TAB extra]                            the delivered record, sorted
 
-A record line's extra says more about the entry: `<fields>;<job id>`, where the job id names an
-import job that was still pending when the line was written (the contact was accepted, not yet
-applied: it is not sent again meanwhile, and the next run settles it), and fields is reserved for
-which fields the export set. A line without extra (every line an earlier release wrote) is a
-settled entry.
+`unset` names the mapped fields a contact had no value for (codes from `shared.fields`, comma
+separated; empty when every field had one). A record line's extra is `<unset>;<job id>`: the
+fields this export did not set for the contact (so an emptied value can be cleared and a value
+others maintain is never touched), and an import job that was still pending when the line was
+written (the contact was accepted, not yet applied: it is not sent again meanwhile, and the next
+run settles it). A line without extra (every line an earlier release wrote) is a settled entry
+whose fields are not known.
 
 A position is the contact's index among the valid contacts of the run (its spill line number).
 """
@@ -32,6 +35,14 @@ class KeyLine(NamedTuple):
     digest: bytes
     position: int
     ref: RowRef
+    unset: bytes = b""
+
+
+class KeyForDiff(NamedTuple):
+    email: bytes
+    digest: bytes
+    position: bytes
+    unset: bytes
 
 
 class DecisionLine(NamedTuple):
@@ -41,6 +52,7 @@ class DecisionLine(NamedTuple):
     action: str  # delta.SAME, SEND or LEAVE
     position: int  # for SEND, the spill position; else -1
     old_extra: bytes = b""  # the record entry's extra, kept when the entry is
+    unset: bytes = b""  # the segment's contact: fields it has no value for
 
 
 class RecordEntry(NamedTuple):
@@ -54,24 +66,26 @@ def _ref(partition: bytes, row: bytes) -> RowRef:
 
 
 # -- key lines ---------------------------------------------------------------------------------
-def encode_key(email: str, digest: str, position: int, partition: str, row: int) -> bytes:
-    return f"{email}\t{digest}\t{position}\t{partition}\t{row}\n".encode("utf-8", "surrogateescape")
+def encode_key(email: str, digest: str, position: int, partition: str, row: int, unset: str = "") -> bytes:
+    return f"{email}\t{digest}\t{position}\t{unset}\t{partition}\t{row}\n".encode("utf-8", "surrogateescape")
 
 
 def parse_key(line: bytes) -> KeyLine:
-    email, digest, position, partition, row = line.rstrip(b"\n").split(b"\t")
-    return KeyLine(email, digest, int(position), _ref(partition, row))
+    email, digest, position, unset, rest = line.rstrip(b"\n").split(b"\t", 4)
+    partition, row = rest.rsplit(b"\t", 1)
+    return KeyLine(email, digest, int(position), _ref(partition, row), unset)
 
 
-def key_for_diff(line: bytes) -> tuple[bytes, bytes, bytes]:
-    """(email, hash, position) of a key line: what the delta compares (the row is not)."""
-    email, digest, position, _ = line.split(b"\t", 3)
-    return email, digest, position
+def key_for_diff(line: bytes) -> KeyForDiff:
+    """What the delta compares and carries of a key line (the row is not)."""
+    email, digest, position, unset, _ = line.split(b"\t", 4)
+    return KeyForDiff(email, digest, position, unset)
 
 
 def key_as_record(line: bytes) -> bytes:
     """The record line a key line becomes once its contact is applied."""
-    return line[: line.index(b"\t", line.index(b"\t") + 1)] + b"\n"
+    email, digest, _, unset, _ = line.split(b"\t", 4)
+    return email + b"\t" + digest + (b"\t" + unset + b";" if unset else b"") + b"\n"
 
 
 # -- spill lines -------------------------------------------------------------------------------
@@ -80,21 +94,21 @@ def encode_spill(partition: str, row: int, encoded: bytes) -> bytes:
 
 
 def parse_spill(line: bytes) -> tuple[RowRef, bytes]:
-    """(row reference, encoded contact)."""
-    partition, row, encoded = line.rstrip(b"\n").split(b"\t", 2)
+    """(row reference, encoded contact). JSON holds no raw tab, so the contact is the last field."""
+    partition, row, encoded = line.rstrip(b"\n").rsplit(b"\t", 2)
     return _ref(partition, row), encoded
 
 
 # -- decision lines ----------------------------------------------------------------------------
 def encode_decision(email: bytes, new_hash: bytes | None, old_hash: bytes | None, action: str, position: int,
-                    old_extra: bytes = b"") -> bytes:
+                    old_extra: bytes = b"", unset: bytes = b"") -> bytes:
     return b"\t".join([email, new_hash or b"", old_hash or b"", action.encode(), str(position).encode(),
-                       old_extra]) + b"\n"
+                       old_extra, unset]) + b"\n"
 
 
 def parse_decision(line: bytes) -> DecisionLine:
-    email, new_hash, old_hash, action, position, old_extra = line.rstrip(b"\n").split(b"\t")
-    return DecisionLine(email, new_hash, old_hash, action.decode(), int(position), old_extra)
+    email, new_hash, old_hash, action, position, old_extra, unset = line.rstrip(b"\n").split(b"\t")
+    return DecisionLine(email, new_hash, old_hash, action.decode(), int(position), old_extra, unset)
 
 
 # -- record lines ------------------------------------------------------------------------------
@@ -112,10 +126,15 @@ def parse_record(line: bytes) -> RecordEntry | None:
     return RecordEntry(email, digest, extra)
 
 
-def encode_extra(fields: bytes = b"", job: bytes = b"") -> bytes:
-    return fields + b";" + job if fields or job else b""
+def encode_extra(unset: bytes = b"", job: bytes = b"") -> bytes:
+    return unset + b";" + job if unset or job else b""
 
 
 def pending_job(extra: bytes) -> bytes:
     """The pending import job an extra names, or b""."""
     return extra.partition(b";")[2]
+
+
+def unset_of(extra: bytes) -> bytes:
+    """The fields an extra says this export did not set, or b"" (all set, or unknown)."""
+    return extra.partition(b";")[0]

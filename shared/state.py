@@ -36,6 +36,20 @@ TSV = ContentSettings(content_type="text/tab-separated-values")
 WHAT = "the state container"
 
 
+def _record_metadata(list_ids: tuple[str, ...], fields: list[str] | None) -> dict[str, str]:
+    metadata = {"list_ids": ",".join(sorted(list_ids))}
+    if fields is not None:
+        metadata["fields"] = ",".join(fields) or "-"  # "-": mapped no field but the email
+    return metadata
+
+
+def record_fields(properties: object) -> tuple[str, ...] | None:
+    """The field codes a record was written against, from its blob properties (None: unknown,
+    a record an earlier release wrote)."""
+    value = (getattr(properties, "metadata", None) or {}).get("fields")
+    return None if value is None else tuple(code for code in value.split(",") if code and code != "-")
+
+
 class StateStore:
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
@@ -81,6 +95,37 @@ class StateStore:
             raise ExportError("storage_unavailable", f"runs/{export}/latest.json is not a readable run report")
         return report, etag
 
+    def list_reports(self, export: str, limit: int,
+                     before: str | None = None) -> tuple[list[tuple[str, dict[str, Any] | None]], bool]:
+        """The export's newest `limit` run reports older than run id `before` (None: the newest),
+        newest first, as (run_id, report) with None for a blob that is not a readable report; and
+        whether older ones remain. Run ids sort by time, so the order comes from the blob names
+        (listed, names only): only the reports returned are downloaded. latest.json is skipped."""
+        prefix = f"runs/{export}/"
+        with storage_errors(WHAT):
+            try:
+                names = [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
+            except ResourceNotFoundError:  # no state container yet: no runs
+                return [], False
+        run_ids = sorted((n[len(prefix):-len(".json")] for n in names
+                          if n.endswith(".json") and n != f"{prefix}latest.json" and "/" not in n[len(prefix):]),
+                         reverse=True)
+        if before is not None:
+            run_ids = [run_id for run_id in run_ids if run_id < before]
+        found: list[tuple[str, dict[str, Any] | None]] = []
+        for run_id in run_ids[:limit]:
+            with storage_errors(WHAT):
+                try:
+                    data = self._container.download_blob(f"{prefix}{run_id}.json").readall()
+                except ResourceNotFoundError:  # deleted since it was listed
+                    continue
+            try:
+                report = json.loads(data)
+            except (ValueError, RecursionError):
+                report = None
+            found.append((run_id, report if isinstance(report, dict) else None))
+        return found, len(run_ids) > limit
+
     def update_latest_report(self, report: dict[str, Any], etag: str) -> bool:
         """Store a re-checked report, unless `latest.json` changed since it was read (a run wrote
         it meanwhile: that run's word wins). Whether it was stored."""
@@ -119,10 +164,12 @@ class StateStore:
             lists = (downloader.properties.metadata or {}).get("list_ids")
             return str(downloader.properties.etag).strip('"'), tuple(lists.split(",")) if lists else None
 
-    def save_record(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...]) -> None:
+    def save_record(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...],
+                    fields: list[str] | None = None) -> None:
         """Replace the record, only if it is still the one the run read (`read_etag`, "" for none):
-        a record changed meanwhile means another run went on beside this one. `list_ids`: the
-        lists this run delivered to, kept with the record."""
+        a record changed meanwhile means another run went on beside this one. Kept with it:
+        `list_ids`, the lists this run delivered to, and `fields`, the codes of the fields the
+        run mapped (what its entries' unset codes are relative to)."""
         self.ensure()
         if read_etag:
             condition: dict[str, Any] = {"etag": f'"{read_etag}"', "match_condition": MatchConditions.IfNotModified}
@@ -131,7 +178,7 @@ class StateStore:
         with storage_errors(WHAT), open(path, "rb") as stream:
             try:
                 self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True, content_settings=TSV,
-                                            metadata={"list_ids": ",".join(sorted(list_ids))}, **condition)
+                                            metadata=_record_metadata(list_ids, fields), **condition)
             except (ResourceModifiedError, ResourceExistsError):
                 raise ExportError("run_in_progress", f"the delivered record of '{export}' was changed by another run; "
                                                      "this run's record was not stored (the next run compares again)") from None

@@ -18,6 +18,7 @@ Thread ownership (while a sink is open):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import Any
 
 from shared import chunking, jobs
 from shared.errors import ExportError
+from shared.fields import with_cleared
 from shared.jobs import JobEntry
 from shared.lines import RowRef, parse_spill
 from shared.run.checkpoint import REFUSED, Checkpoint
@@ -65,14 +67,18 @@ class ContactSink:
         full = self.packer.add((position, ref), encoded)
         return True if full is None else self._submit(full)
 
-    def add_from_spill(self, spill: Path, start: int = 0, mask: bytearray | None = None) -> bool:
-        """Every spilled contact from position `start` on that `mask` selects (None: all); False
-        once no more may be sent."""
+    def add_from_spill(self, spill: Path, start: int = 0, mask: bytearray | None = None,
+                       clears: dict[int, bytes] | None = None) -> bool:
+        """Every spilled contact from position `start` on that `mask` selects (None: all), with
+        the fields `clears` names for its position sent as "" (values this export set that are
+        empty now); False once no more may be sent."""
         with open(spill, "rb") as lines:
             for position, line in enumerate(lines):
                 if position < start or (mask is not None and not mask[position]):
                     continue
                 ref, encoded = parse_spill(line)
+                if clears and position in clears:
+                    encoded = chunking.encode_contact(with_cleared(json.loads(encoded), clears[position]))
                 if not self.add(position, ref, encoded):
                     return False
         return True
