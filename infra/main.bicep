@@ -55,6 +55,19 @@ param exportDefinitions string = '[]'
 @description('NCRONTAB schedule of the timer that runs every enabled export.')
 param exportSchedule string = '0 0 2 * * *'
 
+@description('E-mail address alerts go to (ALERT_EMAIL). Empty: the action group has no receiver.')
+param alertEmail string = ''
+
+@description('Hours without a succeeded run of an export before the stale-export alert fires (ALERT_STALE_HOURS).')
+@minValue(1)
+@maxValue(47)
+param alertStaleHours int = 26
+
+@description('Percentage of a run\'s rows rejected above which the reject alert fires (ALERT_REJECT_RATE).')
+@minValue(0)
+@maxValue(100)
+param alertRejectRate int = 5
+
 @description('Zone-redundant plan and host storage; set false in a region without availability zones.')
 param zoneRedundant bool = true
 
@@ -89,6 +102,20 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: tags
     publisherPrincipalId: identity.outputs.principalId
+  }
+}
+
+// Alerts on failed, stale and rejecting runs, failed imports and poison messages; the workbook.
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: group
+  params: {
+    insightsId: monitoring.outputs.insightsId
+    location: location
+    tags: tags
+    alertEmail: alertEmail
+    staleHours: alertStaleHours
+    rejectPercent: alertRejectRate
   }
 }
 

@@ -6,6 +6,8 @@ Routes (the function's route is exports/{name?}/{action?}):
   POST /api/exports/{name}/run      run now; options "dry_run", "full_refresh", "confirm_removals"
                                     in a JSON body (booleans) or the query string (true|false)
   GET  /api/exports/{name}/status   the latest run report
+  GET  /api/exports/{name}/runs     run history, newest first: ?limit=N (default 20, max 200)
+                                    and ?before=<run_id> for the next page
 Errors: {"error": {"code", "message"}} with 400/404/405/422/502 (see errors.py).
 
 Nothing in a request is ignored: a query parameter other than the run options (and `code`, the
@@ -16,6 +18,7 @@ a body. A careless `?dry_run=true` must never turn into a real send.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,10 @@ RUN_OPTIONS = {"dry_run", "full_refresh", "confirm_removals"}
 HOST_PARAMETERS = {"code"}
 MAX_BODY_BYTES = 64 * 1024  # a run's options are a few dozen bytes
 _EMPTY: Mapping[str, str] = {}
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 200
+HISTORY_FIELDS = ("run_id", "trigger", "status", "started_at", "finished_at", "counts", "error")
+_RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # report.new_run_id
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ def error_response(error: ExportError, **extra: Any) -> ApiResponse:
 def _summary(app: App, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     try:
         entry: dict[str, Any] = {"valid": True, **parse_definition(raw).to_public_dict()}
+        # Which Key Vault secret holds this export's SendGrid key (its name only, never the key).
+        entry["sendgrid_api_key_secret"] = entry["sendgrid_api_key_secret"] or app.settings.api_key_secret_name
     except ExportError as exc:
         # Show what can be shown of an invalid definition, with the reason it cannot run.
         entry = {"name": name, "valid": False, "problem": exc.to_dict()}
@@ -87,6 +96,27 @@ def _query_options(query: Mapping[str, str]) -> dict[str, bool]:
             raise ExportError("bad_request", f"query parameter '{key}' must be true or false")
         options[key] = query[key] == "true"
     return options
+
+
+def _history(app: App, name: str, query: Mapping[str, str]) -> ApiResponse:
+    unknown = sorted(set(query) - {"limit", "before"} - HOST_PARAMETERS)
+    if unknown:
+        raise ExportError("bad_request", f"unknown query parameter(s) {', '.join(p[:40] for p in unknown)}; "
+                                         "allowed: before, limit")
+    limit_text = query.get("limit", str(DEFAULT_HISTORY))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_HISTORY:
+        raise ExportError("bad_request", f"'limit' must be a whole number from 1 to {MAX_HISTORY}")
+    before = query.get("before")
+    if before is not None and not _RUN_ID_RE.fullmatch(before):  # never echoed
+        raise ExportError("bad_request", "'before' must be a run id such as 20260101T020000Z-0a1b2c")
+    found, more = app.services.state.list_reports(name, int(limit_text), before)
+    runs: list[dict[str, Any]] = []
+    for run_id, report in found:
+        if report is None:
+            runs.append({"run_id": run_id, "problem": "the stored report is not readable"})
+        else:
+            runs.append({key: report.get(key) for key in HISTORY_FIELDS})
+    return ApiResponse(200, {"export": name, "runs": runs, "next_before": found[-1][0] if more and found else None})
 
 
 def _refuse_query(query: Mapping[str, str]) -> None:
@@ -165,6 +195,10 @@ def handle(app: App, method: str, name: str | None, action: str | None, body: by
             if report.error is not None:
                 return error_response(report.error, report=result)
             return ApiResponse(200, result)
-        raise ExportError("not_found", f"unknown action '{action}'; use 'run' or 'status'")
+        if action == "runs":
+            if method != "GET":
+                raise ExportError("method_not_allowed", f"use GET /api/exports/{name}/runs")
+            return _history(app, name, query)
+        raise ExportError("not_found", f"unknown action '{action}'; use 'run', 'status' or 'runs'")
     except ExportError as exc:
         return error_response(exc)

@@ -36,6 +36,13 @@ SyncMode = Literal["upsert", "mirror"]
 Overlength = Literal["truncate", "reject"]
 OVERLENGTH_POLICIES: tuple[Overlength, ...] = get_args(Overlength)
 SYNC_MODES: tuple[SyncMode, ...] = get_args(SyncMode)
+# Which SendGrid API a definition's account lives behind: "eu" is the EU regional subuser
+# endpoint https://api.eu.sendgrid.com (the root itself is a setting, see settings.py).
+Region = Literal["global", "eu"]
+REGIONS: tuple[Region, ...] = get_args(Region)
+# Key Vault secret names: 1-127 characters of letters, digits and '-'.
+# Source: https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#objects-identifiers-and-versioning
+_SECRET_NAME_RE = re.compile(r"[0-9A-Za-z-]{1,127}")
 # Matched whole (fullmatch): with `$`, "vip\n" passed and split every log line it appeared in.
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -60,6 +67,9 @@ class ExportDefinition:
     on_overlength: Overlength = "truncate"
     sync_mode: SyncMode = "upsert"
     max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION
+    # The SendGrid account: its API key's secret name (None: SENDGRID_API_KEY_SECRET_NAME) and region.
+    sendgrid_api_key_secret: str | None = None
+    sendgrid_region: Region = "global"
 
     def to_public_dict(self) -> dict[str, Any]:
         """The definition as JSON, one key per field; it holds no secrets (the API key lives in
@@ -71,9 +81,19 @@ class ExportDefinition:
         return public
 
     def fingerprint(self) -> str:
-        """A stable hash of everything that changes what a run sends."""
+        """A stable hash of everything that changes what a run sends.
+
+        The account counts: a checkpoint made for one account is never resumed for another (its
+        first half was sent elsewhere). Its fields enter the hash only when they are not the
+        defaults, so fingerprints of definitions that name no account stay what they were. A
+        full resend after an account change needs nothing more: list ids belong to one account,
+        so another account means other `list_ids`, and those are part of every delivered hash."""
         public = self.to_public_dict()
         del public["enabled"], public["display_name"]  # these change nothing a run sends
+        if public["sendgrid_api_key_secret"] is None:
+            del public["sendgrid_api_key_secret"]
+        if public["sendgrid_region"] == "global":
+            del public["sendgrid_region"]
         text = json.dumps(public, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -185,6 +205,13 @@ def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
         raise _fail(name, "'max_removal_fraction' must be a number from 0 to 1")
 
+    secret = raw.get("sendgrid_api_key_secret")
+    if secret is not None and (not isinstance(secret, str) or not _SECRET_NAME_RE.fullmatch(secret)):
+        raise _fail(name, "'sendgrid_api_key_secret' must be a Key Vault secret name (1-127 letters, digits or '-')")
+    region = raw.get("sendgrid_region", "global")
+    if region not in REGIONS:
+        raise _fail(name, "'sendgrid_region' must be 'global' or 'eu'")
+
     source_folder = _string(raw, "source_folder", name).strip("/")
     return ExportDefinition(
         name=name,
@@ -200,4 +227,6 @@ def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
         on_overlength=on_overlength,
         sync_mode=sync_mode,
         max_removal_fraction=float(fraction),
+        sendgrid_api_key_secret=secret,
+        sendgrid_region=region,
     )

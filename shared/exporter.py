@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from shared import telemetry
 from shared.definitions import parse_definition
 from shared.errors import ExportError
 from shared.lease import RunLease
@@ -100,6 +101,7 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
                 if ctx.rejects.lines and writes:
                     report.rejects_blob = _save_rejects(services.state, report, ctx.workspace.rejects)
             report.finish()
+            telemetry.record_run(report, services.state)  # the ExportRun event, metrics (when configured)
             if writes:
                 try:
                     services.state.save_report(report.to_dict())

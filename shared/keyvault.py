@@ -1,7 +1,11 @@
-"""The only module that reads Key Vault: the SendGrid API key, cached per process.
+"""The only module that reads Key Vault: the SendGrid API keys, each cached per process.
 
-The key is never logged, returned by the API or written to a report. Without KEY_VAULT_URL
-the SENDGRID_API_KEY setting is used (local development only, see settings.py).
+One vault may hold several keys, one per SendGrid account (a definition names its secret):
+`ApiKeyStores` keeps one `ApiKeyStore` per secret name, so each key is read once, re-read after
+a 401 on its own account only, and a missing or bad key fails only the exports that use it.
+
+A key is never logged, returned by the API or written to a report. Without KEY_VAULT_URL the
+SENDGRID_API_KEY setting is the one key of every export (local development only, settings.py).
 """
 
 from __future__ import annotations
@@ -74,3 +78,32 @@ class ApiKeyStore:
             raise ExportError("keyvault_unavailable", f"secret '{self._secret_name}' is empty")
         log.info("SendGrid API key read from Key Vault (secret '%s')", self._secret_name)
         return value
+
+
+class ApiKeyStores:
+    """One `ApiKeyStore` per secret name, made on first use and kept (warm instances reuse them).
+    `default`: the store of SENDGRID_API_KEY_SECRET_NAME, used by definitions naming no secret
+    (tests may pass a ready one)."""
+
+    def __init__(self, vault_url: str | None, default_secret: str, local_key: str | None = None, *,
+                 default: ApiKeyStore | None = None, client_options: dict[str, Any] | None = None) -> None:
+        self._vault_url = vault_url
+        self._local_key = local_key
+        self._client_options = client_options
+        self.default_secret = default_secret
+        self._stores: dict[str, ApiKeyStore] = {}
+        if default is not None:
+            self._stores[default_secret] = default
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ApiKeyStores(vault={self._vault_url!r}, secrets={sorted(self._stores)!r})"
+
+    def for_secret(self, secret: str | None) -> ApiKeyStore:
+        name = secret or self.default_secret
+        with self._lock:
+            store = self._stores.get(name)
+            if store is None:
+                store = ApiKeyStore(self._vault_url, name, self._local_key, client_options=self._client_options)
+                self._stores[name] = store
+            return store

@@ -1,5 +1,6 @@
 """The clients a run uses (`Services`), built from settings once per process (warm Functions
-instances reuse them)."""
+instances reuse them). A run's SendGrid client is made for its definition's account (API key
+secret and region); the default account's client serves callers that have no definition."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient
 
 from shared import chunking
-from shared.keyvault import ApiKeyStore
+from shared.definitions import ExportDefinition, Region
+from shared.keyvault import ApiKeyStore, ApiKeyStores
 from shared.sendgrid import RetryPolicy, SendGridClient
 from shared.settings import Settings, load_settings
 from shared.source import DOWNLOAD_CHUNK_BYTES, BlobSource
@@ -31,11 +33,22 @@ class JobPolling:
     max_interval: float = 30.0
 
 
+@dataclass(frozen=True)
+class Account:
+    """A SendGrid account as a definition names it: its key's secret (None: the default) and region."""
+
+    secret: str | None = None
+    region: Region = "global"
+
+
 @dataclass
 class Services:
     source: BlobSource
     state: StateStore
-    sendgrid: Callable[[], SendGridClient]  # made on demand: a refused definition needs none
+    sendgrid: Callable[[], SendGridClient]  # the default account's client, made on demand
+    # A client for an account (built services have one; hand-made ones may use `sendgrid` only).
+    sendgrid_for: Callable[[Account], SendGridClient] | None = None
+    accounts: dict[str, Account] = field(default_factory=dict)  # export name -> its account
     workdir: str | None = None
     max_contacts_per_request: int = chunking.MAX_CONTACTS_PER_REQUEST
     max_body_bytes: int = chunking.MAX_BODY_BYTES
@@ -45,6 +58,19 @@ class Services:
     lease_seconds: int = 60
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+
+    def client_for(self, definition: ExportDefinition) -> SendGridClient:
+        """A new client for the definition's account (a refused definition never needs one)."""
+        return self._client(Account(definition.sendgrid_api_key_secret, definition.sendgrid_region))
+
+    def client_for_export(self, name: str) -> SendGridClient:
+        """A new client for a configured export's account, by name (re-checking its import jobs)."""
+        return self._client(self.accounts.get(name, Account()))
+
+    def _client(self, account: Account) -> SendGridClient:
+        if self.sendgrid_for is None or account == Account():
+            return self.sendgrid()
+        return self.sendgrid_for(account)
 
 
 def blob_service(connection_string: str | None, account_url: str | None) -> BlobServiceClient:
@@ -56,17 +82,35 @@ def blob_service(connection_string: str | None, account_url: str | None) -> Blob
     return BlobServiceClient(account_url, credential=DefaultAzureCredential(), **options)
 
 
+def account_of(raw: Mapping[str, Any]) -> Account:
+    """The account a raw definition names; anything malformed is the default account here (the
+    definition itself is refused when it runs, and re-checking jobs of the default is harmless)."""
+    secret, region = raw.get("sendgrid_api_key_secret"), raw.get("sendgrid_region", "global")
+    return Account(secret if isinstance(secret, str) else None, "eu" if region == "eu" else "global")
+
+
 def build_services(
-    settings: Settings, api_keys: ApiKeyStore | None = None, policy: RetryPolicy | None = None
+    settings: Settings, api_keys: ApiKeyStore | ApiKeyStores | None = None, policy: RetryPolicy | None = None
 ) -> Services:
     source = blob_service(settings.source_connection_string, settings.source_account_url)
     # State lives in an account the app owns (the source's when no other is set, for local use).
     state = blob_service(settings.state_connection_string, settings.state_account_url)
-    keys = api_keys or ApiKeyStore(settings.key_vault_url, settings.api_key_secret_name, settings.local_api_key)
+    # One key store per secret; an `api_keys` store (tests) stands for the default secret's.
+    if isinstance(api_keys, ApiKeyStores):
+        keys = api_keys
+    else:
+        keys = ApiKeyStores(settings.key_vault_url, settings.api_key_secret_name, settings.local_api_key, default=api_keys)
+    roots = {"global": settings.sendgrid_base_url, "eu": settings.sendgrid_eu_base_url}
+
+    def client(account: Account) -> SendGridClient:
+        return SendGridClient(roots[account.region], keys.for_secret(account.secret), policy=policy or RetryPolicy())
+
     return Services(
         source=BlobSource(source.get_container_client(settings.source_container)),
         state=StateStore(state.get_container_client(settings.state_container)),
-        sendgrid=lambda: SendGridClient(settings.sendgrid_base_url, keys, policy=policy or RetryPolicy()),
+        sendgrid=lambda: client(Account()),
+        sendgrid_for=client,
+        accounts={name: account_of(raw) for name, raw in settings.definitions.items() if isinstance(raw, dict)},
         time_limit=settings.run_time_limit_seconds,
         job_polling=JobPolling(max_wait=settings.job_wait_seconds),
         lease_seconds=settings.run_lease_seconds,

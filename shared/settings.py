@@ -20,6 +20,9 @@ from shared.definitions import definition_name
 DEFAULT_STATE_CONTAINER = "sendgrid-export-state"
 DEFAULT_SECRET_NAME = "sendgrid-api-key"
 DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
+# EU regional subusers are served only from this root (Twilio SendGrid "Regional EU" docs:
+# https://www.twilio.com/docs/sendgrid/for-developers/sending-email/regional-eu).
+DEFAULT_SENDGRID_EU_BASE_URL = "https://api.eu.sendgrid.com"
 DEFAULT_SCHEDULE = "0 0 2 * * *"
 # host.json sets functionTimeout to 30 minutes; a run stops sending 5 minutes before that.
 DEFAULT_RUN_TIME_LIMIT = 25 * 60
@@ -49,6 +52,9 @@ SETTINGS: dict[str, SettingInfo] = {
                                     local_only=True),
     "SENDGRID_API_BASE_URL": SettingInfo(
         f"SendGrid API root (default {DEFAULT_SENDGRID_BASE_URL}); http:// only for a loopback sandbox"),
+    "SENDGRID_EU_API_BASE_URL": SettingInfo(
+        f"SendGrid API root of definitions with sendgrid_region 'eu' (default {DEFAULT_SENDGRID_EU_BASE_URL}); "
+        "http:// only for a loopback sandbox"),
     "EXPORT_SCHEDULE": SettingInfo(f"NCRONTAB schedule of the timer trigger (default {DEFAULT_SCHEDULE})"),
     "EXPORT_DEFINITIONS": SettingInfo("JSON array of export definitions (required)"),
     "RUN_TIME_LIMIT_SECONDS": SettingInfo(f"Seconds a run may send before it checkpoints (default "
@@ -77,6 +83,7 @@ class Settings:
     api_key_secret_name: str = DEFAULT_SECRET_NAME
     local_api_key: str | None = field(default=None, repr=False)
     sendgrid_base_url: str = DEFAULT_SENDGRID_BASE_URL
+    sendgrid_eu_base_url: str = DEFAULT_SENDGRID_EU_BASE_URL
     schedule: str = DEFAULT_SCHEDULE
     run_time_limit_seconds: int = DEFAULT_RUN_TIME_LIMIT
     job_wait_seconds: int = DEFAULT_JOB_WAIT
@@ -193,6 +200,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         # Honoured only without a vault: a key in app settings is for local development.
         local_api_key=None if key_vault_url else local_key,
         sendgrid_base_url=base_url,
+        sendgrid_eu_base_url=_https_url(env, "SENDGRID_EU_API_BASE_URL", allow_loopback_http=True)
+        or DEFAULT_SENDGRID_EU_BASE_URL,
         schedule=_get(env, "EXPORT_SCHEDULE") or DEFAULT_SCHEDULE,
         run_time_limit_seconds=_whole_number(env, "RUN_TIME_LIMIT_SECONDS", DEFAULT_RUN_TIME_LIMIT, 10, 24 * 3600),
         job_wait_seconds=_whole_number(env, "JOB_WAIT_SECONDS", DEFAULT_JOB_WAIT, 0, 3600),

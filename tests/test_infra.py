@@ -20,6 +20,7 @@ from helpers import ROOT
 from pycep import BicepParser
 
 from shared import settings as app_settings
+from shared import telemetry
 from shared.state import StateStore
 
 INFRA = ROOT / "infra"
@@ -413,3 +414,73 @@ def test_the_lock_pins_every_requirement_at_its_version_with_hashes() -> None:
     # Transitive dependencies are pinned too, and everything carries a hash (--require-hashes).
     assert len(locked) > len(direct)
     assert all(hashes for _, hashes in locked.values()), [n for n, (_, h) in locked.items() if not h]
+
+
+# -- alerts and the workbook query what the app emits ----------------------------------------
+# Where each name the app emits lands in Application Insights (classic table names, as seen
+# from the workspace-based component): the ExportRun event in customEvents (properties in
+# customDimensions, measurements in customMeasurements), metrics in customMetrics, stage spans
+# in dependencies, and the Functions host's log lines (the poison-queue warning) in traces.
+TABLES = {"customEvents", "customMetrics", "dependencies", "traces"}
+KQL_KEYWORDS = {"let", "datatable", "print", "union"}
+
+
+def alert_queries() -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted((INFRA / "alerts").glob("*.kql"))}
+
+
+def workbook_queries() -> dict[str, str]:
+    workbook = json.loads((INFRA / "workbook.json").read_text())
+    return {item["name"]: item["content"]["query"] for item in workbook["items"] if item["type"] == 3}
+
+
+def kql_names(query: str) -> tuple[set[str], set[str], set[str], set[str]]:
+    """(tables, customDimensions keys, customMeasurements keys, `name == "..."` values) of a query."""
+    body = "\n".join(line for line in query.splitlines() if not line.strip().startswith("//"))
+    statements = [s.strip() for s in re.split(r";\s*\n", body) if s.strip()]
+    tables = {re.match(r"[A-Za-z_]\w*", s).group(0) for s in statements if re.match(r"[A-Za-z_]\w*", s)}  # type: ignore[union-attr]
+    dimensions = set(re.findall(r"customDimensions\.(\w+)", body)) | set(re.findall(r'customDimensions\["([^"]+)"\]', body))
+    measurements = set(re.findall(r"customMeasurements\.(\w+)", body)) | set(re.findall(r'customMeasurements\["([^"]+)"\]', body))
+    names = set(re.findall(r'\bname\s*==\s*"([^"]+)"', body))
+    return tables - KQL_KEYWORDS, dimensions, measurements, names
+
+
+def test_five_alerts_each_query_a_table_and_columns_the_app_writes() -> None:
+    queries = alert_queries()
+    assert len(queries) == 5
+    emitted_dimensions = set(telemetry.EVENT_PROPERTIES) | {"export", "status", "outcome"}
+    for name, query in {**queries, **workbook_queries()}.items():
+        tables, dimensions, measurements, names = kql_names(query)
+        assert tables and tables <= TABLES, (name, tables)
+        assert dimensions <= emitted_dimensions, (name, dimensions - emitted_dimensions)
+        assert measurements <= set(telemetry.EVENT_MEASUREMENTS), (name, measurements)
+        assert names <= {telemetry.EVENT_NAME, telemetry.METRIC_RUNS, telemetry.METRIC_CONTACTS,
+                         telemetry.METRIC_DURATION}, (name, names)
+        if "customEvents" in tables:
+            assert names == {telemetry.EVENT_NAME}, name  # every event query picks the app's event
+    # The checker is not vacuous: a misspelt column or table is caught.
+    assert kql_names("customEvent\n| where customDimensions.exprt == 1")[:2] == ({"customEvent"}, {"exprt"})
+    # The poison alert looks for the queue engine's poison queue by name (issue 12).
+    assert "export-runs-poison" in queries["poison-message.kql"]
+
+
+def test_alert_thresholds_are_parameters_wired_to_azd_and_placeholders_are_all_filled() -> None:
+    alerts = parsed("modules/alerts.bicep")
+    parameters = alerts["parameters"]
+    assert parameters["staleHours"]["default"] == 26 and parameters["rejectPercent"]["default"] == 5
+    assert parameters["alertEmail"]["default"] == ""
+    text = (INFRA / "modules" / "alerts.bicep").read_text()
+    for placeholder in set(re.findall(r"\{([A-Za-z]\w*)\}", "".join(alert_queries().values()))):
+        assert f"'{{{placeholder}}}', string({placeholder})" in text, placeholder
+    module = parsed("main.bicep")["modules"]["alerts"]["config"]["params"]
+    assert module_output(module["insightsId"]) == ("monitoring", "insightsId")
+    assert (module["staleHours"], module["rejectPercent"], module["alertEmail"]) == (
+        "alertStaleHours", "alertRejectRate", "alertEmail")
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert mapped["alertStaleHours"] == {"value": "${ALERT_STALE_HOURS=26}"}
+    assert mapped["alertRejectRate"] == {"value": "${ALERT_REJECT_RATE=5}"}
+    assert mapped["alertEmail"] == {"value": "${ALERT_EMAIL=}"}
+    (group,) = resources("modules/alerts.bicep", "Microsoft.Insights/actionGroups")
+    assert group["config"]["properties"]["emailReceivers"] == "receivers"
+    (rules,) = resources("modules/alerts.bicep", "Microsoft.Insights/scheduledQueryRules")
+    assert text_of(rules["config"]).count("actionGroups")

@@ -17,6 +17,7 @@ from pathlib import Path
 import azure.functions as func
 from azure.storage.blob import BlobServiceClient
 
+from shared import telemetry
 from tools import sendgrid_sandbox
 from tools.localstack import start_azurite
 from tools.sample_export import PROFILE_COLUMNS, csv_bytes, profile_rows, write_export
@@ -74,6 +75,9 @@ def main() -> int:
             counts = report.get("counts", {})
             print(f"\n{counts.get('read', 0)} rows in {elapsed:.2f}s ({counts.get('read', 0) / elapsed:,.0f} rows/s); "
                   f"{arrived} contacts now in the sandbox list")
+            # What Application Insights would get for this run (no connection string set here: nothing is sent).
+            print("\nthe ExportRun event of this run (README: Operations):")
+            print(json.dumps(telemetry.last_event(), indent=2))
             ok = response.status_code == 200 and report.get("status") == "succeeded" and arrived == counts.get("sent")
             print("demo: OK" if ok else "demo: FAILED")
             return 0 if ok else 1

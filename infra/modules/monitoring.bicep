@@ -42,3 +42,4 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 output connectionString string = insights.properties.ConnectionString
 output workspaceId string = workspace.id
+output insightsId string = insights.id

@@ -150,7 +150,7 @@ def recheck_jobs(name: str, services: Services) -> dict[str, Any] | None:
     pending = [cast(JobEntry, job) for job in latest.get("jobs", []) if isinstance(job, dict) and jobs.is_pending(job)]
     if latest.get("status") in UNFINISHED or not pending:
         return latest
-    client = services.sendgrid()
+    client = services.client_for_export(name)  # the export's own SendGrid account
     try:
         poll_once(client, pending, None)  # statuses only: which contacts failed is the run's business
     except ExportError as exc:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared import jobs
+from shared import jobs, telemetry
 from shared.definitions import ExportDefinition
 from shared.lease import RunLease
 from shared.rejects import RejectsLog
@@ -98,7 +98,7 @@ class RunContext:
 
     def sendgrid(self) -> SendGridClient:
         if self._client is None:
-            self._client = self.services.sendgrid()
+            self._client = self.services.client_for(self.definition)  # the definition's own account
         return self._client
 
     def may_go_on(self) -> bool:
@@ -128,6 +128,7 @@ def stage(report: RunReport, name: str) -> Iterator[None]:
     """Time a stage of the run into report.timings (shown in the report and the benchmark)."""
     started = time.perf_counter()
     try:
-        yield
+        with telemetry.span(name, report):  # a span carrying run_id, when telemetry is on
+            yield
     finally:
         report.timings[name] = report.timings.get(name, 0.0) + time.perf_counter() - started
