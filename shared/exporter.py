@@ -20,19 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from shared import telemetry
-from shared.definitions import parse_definition
+from shared.definitions import ExportDefinition, parse_definition
 from shared.errors import ExportError
 from shared.lease import RunLease
 from shared.rejects import RejectsLog
 from shared.report import RunReport
-from shared.run import flows
-from shared.run.confirm import recheck_jobs
+from shared.run import flows, unchanged
+from shared.run.confirm import recheck_jobs, settle_record_file
 from shared.run.context import RunContext, RunOptions, Workspace, stage
 from shared.run.reading import prepare
+from shared.sendgrid import SendGridClient
 from shared.services import JobPolling, Services
 from shared.state import StateStore
 
-__all__ = ["JobPolling", "RunOptions", "Services", "recheck_jobs", "run_export"]
+__all__ = ["JobPolling", "RunOptions", "Services", "confirm_jobs", "queued_report", "recheck_jobs", "run_export"]
 
 log = logging.getLogger(__name__)
 
@@ -44,30 +45,40 @@ def run_export(
     *,
     trigger: str,
     options: RunOptions = RunOptions(),
+    run_id: str | None = None,
 ) -> RunReport:
     """Run one export and return its report (stored in the state container, but for a dry run,
     which writes nothing anywhere).
 
     A failed run does not raise: the report's `error` says what went wrong, and its code maps to
     an HTTP status. Only `run_in_progress` (another run holds the export) raises ExportError,
-    since such a run never started and stores no report.
+    since such a run never started and stores no report. With `run_id`, the report keeps that id
+    (a queued run, or the run a continuation goes on with: one report for the whole run).
     """
     if options.dry_run:
-        return _run(name, raw_definition, services, trigger, options, None)
+        return _run(name, raw_definition, services, trigger, options, None, run_id)
     lease = services.state.acquire_run_lease(name, services.lease_seconds)
     try:
         try:
             recheck_jobs(name, services)
         except ExportError as exc:  # an unreadable earlier report must not stop this run
             log.warning("export '%s': earlier import jobs not re-checked: %s", name, exc.message)
-        return _run(name, raw_definition, services, trigger, options, lease)
+        return _run(name, raw_definition, services, trigger, options, lease, run_id)
     finally:
         lease.release()
 
 
+def queued_report(name: str, trigger: str, options: RunOptions = RunOptions()) -> RunReport:
+    """The report of a run that is waiting in the queue (a new run id; store it to show it)."""
+    return RunReport(export=name, trigger=trigger, dry_run=options.dry_run, full_refresh=options.full_refresh,
+                     status="queued")
+
+
 def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger: str, options: RunOptions,
-         lease: RunLease | None) -> RunReport:
+         lease: RunLease | None, run_id: str | None = None) -> RunReport:
     report = RunReport(export=name, trigger=trigger, dry_run=options.dry_run, full_refresh=options.full_refresh)
+    if run_id:
+        report.run_id = run_id
     log.info("export '%s': run %s started (trigger=%s, dry_run=%s, full_refresh=%s)", name, report.run_id, trigger,
              options.dry_run, options.full_refresh)
     writes = not options.dry_run
@@ -75,18 +86,19 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
         ctx: RunContext | None = None
         try:
             definition = parse_definition(raw_definition)
-            report.sync_mode = definition.sync_mode
-            workspace = Workspace(Path(tmp))
-            ctx = RunContext(definition, services, report, options, workspace, RejectsLog(workspace.rejects, report),
-                             lease, services.clock())
-            with stage(report, "prepare"):
-                prepared = prepare(ctx, writes)
-            if not writes:
-                flows.plan_only(ctx, prepared)
-            elif prepared.first_delivery:
-                flows.first_delivery(ctx, prepared)
-            else:
-                flows.delta_delivery(ctx, prepared)
+            report.sync_mode, report.definition = definition.sync_mode, definition.fingerprint()
+            if not (writes and not options.full_refresh and _nothing_to_do(services, report, definition)):
+                workspace = Workspace(Path(tmp))
+                ctx = RunContext(definition, services, report, options, workspace,
+                                 RejectsLog(workspace.rejects, report), lease, services.clock())
+                with stage(report, "prepare"):
+                    prepared = prepare(ctx, writes)
+                if not writes:
+                    flows.plan_only(ctx, prepared)
+                elif prepared.first_delivery:
+                    flows.first_delivery(ctx, prepared)
+                else:
+                    flows.delta_delivery(ctx, prepared)
         except ExportError as exc:
             report.error = exc
         except Exception as exc:  # a bug: keep the type and where, not the message (it may quote data)
@@ -101,7 +113,7 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
                 if ctx.rejects.lines and writes:
                     report.rejects_blob = _save_rejects(services.state, report, ctx.workspace.rejects)
             report.finish()
-            telemetry.record_run(report, services.state)  # the ExportRun event, metrics (when configured)
+            telemetry.record_run(report)  # the ExportRun event, metrics (when configured)
             if writes:
                 try:
                     services.state.save_report(report.to_dict())
@@ -109,6 +121,52 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
                     log.error("export '%s': could not store the run report: %s", name, exc.message)
     _log_summary(report)
     return report
+
+
+def _nothing_to_do(services: Services, report: RunReport, definition: ExportDefinition) -> bool:
+    """Whether the snapshot and definition are those of the last succeeded run (see
+    run/unchanged.py); the report then says so and the run ends without a SendGrid request."""
+    with stage(report, "prepare"):
+        segment = services.source.open_segment(definition.source_folder, definition.segment)
+        previous = unchanged.last_finished(services.state, report.export, report.run_id)
+        if not unchanged.same_as_before(report, segment, previous):
+            return False
+        assert previous is not None
+        report.source = segment.describe()
+        unchanged.finish_unchanged(report, previous)
+        return True
+
+
+def confirm_jobs(name: str, services: Services) -> dict[str, Any] | None:
+    """Poll the pending import jobs of the export's latest report once and store it (see
+    recheck_jobs), then settle the delivered record for jobs now final, under a short lease (a
+    run holding the export settles it itself). Returns the latest report."""
+    latest = recheck_jobs(name, services)
+    try:
+        lease = services.state.acquire_run_lease(name, services.lease_seconds)
+    except ExportError:
+        return latest
+    client: list[SendGridClient] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="sg-settle-", dir=services.workdir) as tmp:
+            path = Path(tmp) / "record.tsv"
+            info = services.state.download_record_info(name, str(path))
+            settled = {"applied": 0, "not_applied": 0, "pending": 0}
+
+            def sendgrid() -> SendGridClient:
+                if not client:
+                    client.append(services.client_for_export(name))
+                return client[0]
+
+            if settle_record_file(sendgrid, path, settled):
+                services.state.save_record(name, str(path), info.etag, info.list_ids or (),
+                                           list(info.fields) if info.fields is not None else None)
+                log.info("export '%s': earlier import jobs settled: %s", name, settled)
+    finally:
+        for made in client:
+            made.close()
+        lease.release()
+    return latest
 
 
 def _save_rejects(state: StateStore, report: RunReport, path: Path) -> str | None:

@@ -61,6 +61,8 @@ class RunReport:
     removal_jobs: list[str] = field(default_factory=list)
     streamed: bool = False  # contacts were sent while the segment was read (a first delivery)
     held_back: str | None = None  # why planned removals were not made (the report is then partial)
+    definition: str = ""  # the definition's fingerprint (what a run sends depends on)
+    unchanged_snapshot: bool = False  # the same snapshot and definition as the last succeeded run: nothing to do
     # Contacts of earlier runs whose import jobs were pending, settled before this run planned.
     settled: dict[str, int] = field(default_factory=lambda: {"applied": 0, "not_applied": 0, "pending": 0})
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
@@ -100,6 +102,8 @@ class RunReport:
             "streamed": self.streamed,
             "held_back": self.held_back,
             "settled": dict(self.settled),
+            "definition": self.definition,
+            "unchanged_snapshot": self.unchanged_snapshot,
             "timings": {stage: round(seconds, 3) for stage, seconds in self.timings.items()},
             "rejects": dict(sorted(self.rejects.items())),
             "rejects_blob": self.rejects_blob,
@@ -109,6 +113,9 @@ class RunReport:
             "resumable": self.resumable,
             "resumed_from": self.resumed_from,
         }
+
+
+FINISHED = ("succeeded", "partial", "failed")  # a run's final statuses (queued and running are not)
 
 
 def status_of(report: dict[str, Any]) -> str:

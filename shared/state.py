@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -34,6 +34,12 @@ JSON = ContentSettings(content_type="application/json")
 CSV = ContentSettings(content_type="text/csv; charset=utf-8")
 TSV = ContentSettings(content_type="text/tab-separated-values")
 WHAT = "the state container"
+
+
+class RecordInfo(NamedTuple):
+    etag: str  # "" when there is no record
+    list_ids: tuple[str, ...] | None  # the lists its contacts were delivered to (None: not known)
+    fields: tuple[str, ...] | None  # the field codes its entries' unset codes are relative to
 
 
 def _record_metadata(list_ids: tuple[str, ...], fields: list[str] | None) -> dict[str, str]:
@@ -152,17 +158,24 @@ class StateStore:
     def download_record(self, export: str, path: str) -> tuple[str, tuple[str, ...] | None]:
         """Stream the export's delivered record into `path`; its etag ("" when there is none: the
         file is then empty) and the list ids it was delivered to (None when not known)."""
+        info = self.download_record_info(export, path)
+        return info.etag, info.list_ids
+
+    def download_record_info(self, export: str, path: str) -> RecordInfo:
+        """Stream the export's delivered record into `path` (empty when there is none); what is
+        kept with it."""
         with storage_errors(WHAT):
             try:
                 downloader = self._container.download_blob(f"delivered/{export}.tsv", max_concurrency=1)
             except ResourceNotFoundError:
                 open(path, "wb").close()
-                return "", None
+                return RecordInfo("", None, None)
             with open(path, "wb") as handle:
                 for chunk in downloader.chunks():
                     handle.write(chunk)
             lists = (downloader.properties.metadata or {}).get("list_ids")
-            return str(downloader.properties.etag).strip('"'), tuple(lists.split(",")) if lists else None
+            return RecordInfo(str(downloader.properties.etag).strip('"'), tuple(lists.split(",")) if lists else None,
+                              record_fields(downloader.properties))
 
     def save_record(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...],
                     fields: list[str] | None = None) -> None:

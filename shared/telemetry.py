@@ -10,7 +10,7 @@
   PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true (the worker configures the distro) or the app
   calling `configure_azure_monitor()` itself: this app does the latter (not both: telemetry would
   be sent twice), so it can pick what is collected.
-- `record_run(report, state)`: at the end of every run, one `ExportRun` custom event (customEvents:
+- `record_run(report)`: at the end of every run, one `ExportRun` custom event (customEvents:
   EVENT_PROPERTIES in customDimensions, EVENT_MEASUREMENTS in customMeasurements), the counters
   `export.runs` and `export.contacts` and the histogram `export.run.duration` (customMetrics).
 - `span(stage, report)`: one span per stage of a run, carrying run_id (dependencies, type InProc).
@@ -36,7 +36,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from shared.report import RunReport
-    from shared.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -167,18 +166,6 @@ def _seconds(report: RunReport) -> float:
         return round(measured, 3)
 
 
-def same_snapshot(previous: Mapping[str, Any] | None, report: RunReport) -> bool:
-    """Whether the run read the very snapshot the export's previous run read (Customer Insights
-    did not export again: the upstream export may have stopped)."""
-    if not isinstance(previous, Mapping) or not report.source:
-        return False
-    before = previous.get("source")
-    if not isinstance(before, Mapping):
-        return False
-    keys = ("metadata", "etag", "last_modified")
-    return all(report.source.get(k) for k in keys) and all(before.get(k) == report.source.get(k) for k in keys)
-
-
 def run_event(report: RunReport, unchanged_snapshot: bool) -> dict[str, Any]:
     """The ExportRun event: name, properties (strings) and measurements (numbers)."""
     counts = report.counts
@@ -200,17 +187,10 @@ def run_event(report: RunReport, unchanged_snapshot: bool) -> dict[str, Any]:
     return {"name": EVENT_NAME, "properties": properties, "measurements": measurements}
 
 
-def record_run(report: RunReport, state: StateStore | None = None) -> dict[str, Any] | None:
+def record_run(report: RunReport) -> dict[str, Any] | None:
     """Emit a finished run's event and metrics. Never raises; returns the event (see last_event)."""
     try:
-        previous = None
-        if state is not None and report.source:
-            try:  # the export's run before this one (run ids sort by time; this run may be stored already)
-                found, _ = state.list_reports(report.export, 1, before=report.run_id)
-                previous = found[0][1] if found else None
-            except Exception:  # an unreadable earlier report: the snapshot is not known to be the same
-                previous = None
-        event = run_event(report, same_snapshot(previous, report))
+        event = run_event(report, report.unchanged_snapshot)
         _state.last_event = event
         if _state.configured:
             _emit(event)

@@ -290,3 +290,35 @@ def test_hash_covers_fields_and_lists() -> None:
     assert delta.contact_hash(contact, ["l1"]) == delta.contact_hash(contact, ["l1"])
     assert delta.contact_hash(contact, ["l1"]) != delta.contact_hash(contact, ["l2"])
     assert delta.contact_hash(contact, ["l1"]) != delta.contact_hash(contact.replace(b"a@", b"b@"), ["l1"])
+
+
+def test_the_same_snapshot_again_costs_no_sendgrid_request(app_factory: Any, source_container: ContainerClient,
+                                                           sandbox: Any) -> None:
+    write(source_container, [[person(i) for i in range(1, 11)]])
+    app = app_factory([definition()])
+    first = run(app).body
+    assert first["status"] == "succeeded" and first["unchanged_snapshot"] is False
+    calls = len(sandbox_get(sandbox, "requests")["requests"])
+    again = run(app).body
+    assert again["status"] == "succeeded" and again["unchanged_snapshot"] is True
+    assert again["counts"]["unchanged"] == 10 and again["counts"]["sent"] == 0
+    assert len(sandbox_get(sandbox, "requests")["requests"]) == calls  # not one request, not even a list check
+    # A changed definition, or full_refresh, does the work.
+    changed = run(app_factory([definition(mapping={"email": "EMail", "first_name": "FirstName"})])).body
+    assert changed["unchanged_snapshot"] is False and changed["counts"]["sent"] == 10
+    assert run(app, body=b'{"full_refresh": true}').body["unchanged_snapshot"] is False
+
+
+def test_a_confirm_settles_the_record_between_runs(app_factory: Any, source_container: ContainerClient,
+                                                   sandbox: Any) -> None:
+    from shared.exporter import JobPolling, confirm_jobs  # noqa: PLC0415
+
+    app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0)))
+    write(source_container, [[person(i) for i in range(1, 6)]])
+    sandbox_config(sandbox, job_pending_polls=1000)
+    first = run(app).body
+    assert first["jobs"][0]["status"] == "pending" and all(";" in line for line in record_lines(app))
+    sandbox_config(sandbox, job_pending_polls=0)
+    latest = confirm_jobs("vip", app.services)
+    assert latest is not None and latest["jobs"][0]["status"] == "completed" and latest["status"] == "succeeded"
+    assert len(record_lines(app)) == 5 and not any(";" in line for line in record_lines(app))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from shared import delta, jobs
@@ -79,22 +81,26 @@ def confirm(ctx: RunContext, deliveries: jobs.Deliveries) -> None:
 
 
 def settle_earlier_jobs(ctx: RunContext) -> None:
+    """Settle the record in the run's workspace before it plans (see `settle_record_file`)."""
+    if settle_record_file(ctx.sendgrid, ctx.workspace.record, ctx.report.settled):
+        log.info("export '%s': earlier import jobs settled: %s", ctx.name, ctx.report.settled)
+
+
+def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled: dict[str, int]) -> bool:
     """Earlier runs left contacts whose import jobs were still pending in the record, marked with
     the job's id (not sent again meanwhile). Ask about each such job once: applied contacts become
-    settled entries, failed ones leave the record (they are sent again), pending ones stay."""
-    path = ctx.workspace.record
+    settled entries, failed ones leave the record (they are sent again), pending ones stay.
+    `settled` counts them; whether the file held any mark (and was rewritten)."""
     with open(path, "rb") as record:
         if b";" not in record.read():  # no mark anywhere (an email cannot hold ';')
-            return
+            return False
     with open(path, "rb") as record:
         pending = {pending_job(entry.extra) for entry in map(parse_record, record) if entry and entry.extra}
     pending.discard(b"")
-    client = ctx.sendgrid()
     answers: dict[bytes, tuple[JobEntry, dict[str, str] | None]] = {}
     for job_id in sorted(pending):
         job: JobEntry = {"job_id": job_id.decode(), "contacts": 0, "status": "pending"}
-        answers[job_id] = (job, ask(client, job))
-    settled = ctx.report.settled
+        answers[job_id] = (job, ask(client(), job))
 
     def outcome(job_id: bytes, email: bytes) -> bool | None:
         job, failures = answers[job_id]
@@ -110,7 +116,7 @@ def settle_earlier_jobs(ctx: RunContext) -> None:
     with open(path, "rb") as record, open(settled_path, "wb") as out:
         out.writelines(delta.settle_record(record, outcome))
     settled_path.replace(path)
-    log.info("export '%s': earlier import jobs settled: %s", ctx.name, settled)
+    return True
 
 
 def list_import_failures(ctx: RunContext, deliveries: jobs.Deliveries, mask: bytearray | None) -> None:
