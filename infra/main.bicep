@@ -14,6 +14,9 @@ param environmentName string
 @metadata({ azd: { type: 'location' } })
 param location string
 
+@description('The run engine\'s queue (RUN_QUEUE, shared/engine.py), in the host\'s storage account.')
+param runQueueName string = 'export-runs'
+
 @description('Object id of the principal deploying; gets Key Vault Secrets Officer to set the SendGrid key. Empty: none.')
 param principalId string = ''
 
@@ -129,7 +132,34 @@ module hostStorage 'modules/host-storage.bicep' = {
     deploymentContainerName: 'app-package-${token}'
     appPrincipalId: identity.outputs.principalId
     skuName: zoneRedundant ? 'Standard_GZRS' : 'Standard_GRS'
+    runQueueName: runQueueName
+    eventGridPrincipalId: sourceEvents.outputs.principalId
   }
+}
+
+// A run on every new Customer Insights export: BlobCreated events of metadata blobs go into the
+// run queue (the system topic lives beside the source account, in the account's region).
+module sourceEvents 'modules/source-events.bicep' = {
+  name: 'source-events'
+  scope: resourceGroup(sourceGroupName)
+  params: {
+    sourceAccountName: sourceAccountName
+    location: location
+    tags: tags
+  }
+  dependsOn: [group, sourceAccount]
+}
+
+module sourceEventSubscription 'modules/source-event-subscription.bicep' = {
+  name: 'source-event-subscription'
+  scope: resourceGroup(sourceGroupName)
+  params: {
+    topicName: sourceEvents.outputs.name
+    sourceContainerName: sourceContainerName
+    hostStorageId: hostStorage.outputs.id
+    runQueueName: hostStorage.outputs.runQueueName
+  }
+  dependsOn: [sourceStorage]
 }
 
 module sourceAccount 'modules/source-account.bicep' = if (createSource) {
@@ -210,7 +240,12 @@ module app 'modules/function-app.bicep' = {
       EXPORT_SCHEDULE: exportSchedule
       // Under host.json's functionTimeout (30 min); the rest are the app's defaults, made visible.
       RUN_TIME_LIMIT_SECONDS: '1500'
-      JOB_WAIT_SECONDS: '300'
+      JOB_WAIT_SECONDS: '21600'
+      // The run engine: its queue (by identity, on the host account) and its delays.
+      RUN_QUEUE: runQueueName
+      AzureWebJobsStorage__queueServiceUri: hostStorage.outputs.queueEndpoint
+      CONFIRM_INTERVAL_SECONDS: '60'
+      SNAPSHOT_SETTLE_SECONDS: '120'
       RUN_LEASE_SECONDS: '60'
       SENDGRID_MAX_CONTACTS_PER_REQUEST: '30000'
     }

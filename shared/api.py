@@ -1,14 +1,20 @@
 """HTTP routes to calls, errors to JSON. Independent of the Functions host, so it is testable.
 
-Routes (the function's route is exports/{name?}/{action?}):
+Routes (the function's route is exports/{name?}/{action?}/{id?}):
   GET  /api/exports                 the definitions, each with its last run status
   GET  /api/exports/{name}          one definition with its last run status
-  POST /api/exports/{name}/run      run now; options "dry_run", "full_refresh", "confirm_removals"
-                                    in a JSON body (booleans) or the query string (true|false)
+  POST /api/exports/{name}/run      queue a run: 202 {"run_id", "status": "queued", "status_url"}
+                                    and a Location header (shared/engine.py); options "dry_run",
+                                    "full_refresh", "confirm_removals", "wait" in a JSON body
+                                    (booleans) or the query string (true|false). "dry_run" and
+                                    "wait" run inline and answer 200 with the report (subject to
+                                    the 230 s HTTP limit: for small exports and local use).
+                                    409 run_in_progress, naming the run, while one is queued or running
   GET  /api/exports/{name}/status   the latest run report
   GET  /api/exports/{name}/runs     run history, newest first: ?limit=N (default 20, max 200)
                                     and ?before=<run_id> for the next page
-Errors: {"error": {"code", "message"}} with 400/404/405/422/502 (see errors.py).
+  GET  /api/exports/{name}/runs/{run_id}  that run's report (queued -> running -> final)
+Errors: {"error": {"code", "message"}} with 400/404/405/409/422/502 (see errors.py).
 
 Nothing in a request is ignored: a query parameter other than the run options (and `code`, the
 function key the host checks) is a 400, as are duplicate keys, huge numbers or deep nesting in
@@ -20,15 +26,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from shared import engine, engine_state
 from shared.definitions import is_export_name, parse_definition
 from shared.errors import ExportError
-from shared.exporter import RunOptions, recheck_jobs, run_export
+from shared.exporter import recheck_jobs
 from shared.services import App
 
-RUN_OPTIONS = {"dry_run", "full_refresh", "confirm_removals"}
+RUN_OPTIONS = {"dry_run", "full_refresh", "confirm_removals", "wait"}
 # The function key (?code=...) is checked by the Functions host before the request gets here.
 HOST_PARAMETERS = {"code"}
 MAX_BODY_BYTES = 64 * 1024  # a run's options are a few dozen bytes
@@ -43,6 +50,7 @@ _RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # report.new_run_id
 class ApiResponse:
     status: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> str:
         return json.dumps(self.body, indent=2)
@@ -157,11 +165,40 @@ def _check_body_options(options: dict[str, Any]) -> dict[str, bool]:
     return options
 
 
+def _run(app: App, name: str, raw: dict[str, Any], body: bytes, query: Mapping[str, str]) -> ApiResponse:
+    options = parse_run_options(body, query)
+    wait = options.pop("wait", False)
+    if options.get("dry_run") or wait:
+        report = engine.run_inline(app, name, raw, options, trigger="http")
+        result = report.to_dict()
+        if report.error is not None:
+            return error_response(report.error, report=result)
+        return ApiResponse(200, result)
+    try:
+        queued = engine.submit(app, name, raw, options, trigger="http")
+    except engine_state.Busy as busy:
+        return error_response(busy, run_id=busy.run_id)
+    url = f"/api/exports/{name}/runs/{queued.run_id}"
+    return ApiResponse(202, {"run_id": queued.run_id, "status": "queued", "status_url": url}, {"Location": url})
+
+
+def _one_run(app: App, name: str, run_id: str) -> ApiResponse:
+    if not _RUN_ID_RE.fullmatch(run_id):  # never echoed
+        raise ExportError("bad_request", "a run id looks like 20260101T020000Z-0a1b2c")
+    report = engine_state.report_of(app.services.state, name, run_id)
+    if report is None:
+        raise ExportError("not_found", f"export '{name}' has no run {run_id}")
+    return ApiResponse(200, engine_state.settle_if_stale(app, report))
+
+
 def handle(app: App, method: str, name: str | None, action: str | None, body: bytes = b"",
-           query: Mapping[str, str] = _EMPTY) -> ApiResponse:
-    """One request: `query` is the query string (the trigger passes req.params)."""
+           query: Mapping[str, str] = _EMPTY, run_id: str | None = None) -> ApiResponse:
+    """One request: `query` is the query string (the trigger passes req.params); `run_id` the
+    route's third part (runs/{run_id})."""
     method = method.upper()
     try:
+        if run_id and action != "runs":
+            raise ExportError("not_found", "only 'runs' takes a run id: /api/exports/{name}/runs/{run_id}")
         if not name:
             if method != "GET":
                 raise ExportError("method_not_allowed", "use GET /api/exports")
@@ -185,19 +222,17 @@ def handle(app: App, method: str, name: str | None, action: str | None, body: by
             latest = recheck_jobs(name, app.services)  # pending import jobs are checked again
             if latest is None:
                 raise ExportError("not_found", f"export '{name}' has not run yet")
-            return ApiResponse(200, latest)
+            return ApiResponse(200, engine_state.settle_if_stale(app, latest))
         if action == "run":
             if method != "POST":
                 raise ExportError("method_not_allowed", f"use POST /api/exports/{name}/run")
-            options = parse_run_options(body, query)
-            report = run_export(name, raw, app.services, trigger="http", options=RunOptions(**options))
-            result = report.to_dict()
-            if report.error is not None:
-                return error_response(report.error, report=result)
-            return ApiResponse(200, result)
+            return _run(app, name, raw, body, query)
         if action == "runs":
             if method != "GET":
                 raise ExportError("method_not_allowed", f"use GET /api/exports/{name}/runs")
+            if run_id:
+                _refuse_query(query)
+                return _one_run(app, name, run_id)
             return _history(app, name, query)
         raise ExportError("not_found", f"unknown action '{action}'; use 'run', 'status' or 'runs'")
     except ExportError as exc:

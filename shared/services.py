@@ -17,6 +17,7 @@ from azure.storage.blob import BlobServiceClient
 from shared import chunking
 from shared.definitions import ExportDefinition, Region
 from shared.keyvault import ApiKeyStore, ApiKeyStores
+from shared.queue import RunQueue, run_queue
 from shared.sendgrid import RetryPolicy, SendGridClient
 from shared.settings import Settings, load_settings
 from shared.source import DOWNLOAD_CHUNK_BYTES, BlobSource
@@ -58,6 +59,7 @@ class Services:
     lease_seconds: int = 60
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    queue: RunQueue | None = None  # the run queue (None: not configured; queued runs are refused)
 
     def client_for(self, definition: ExportDefinition) -> SendGridClient:
         """A new client for the definition's account (a refused definition never needs one)."""
@@ -115,7 +117,16 @@ def build_services(
         job_polling=JobPolling(max_wait=settings.job_wait_seconds),
         lease_seconds=settings.run_lease_seconds,
         max_contacts_per_request=settings.max_contacts_per_request,
+        queue=_queue(settings),
     )
+
+
+def _queue(settings: Settings) -> RunQueue | None:
+    """The run queue: the host account's queue endpoint by identity, or (local use) the state
+    account's connection string, which for Azurite names its QueueEndpoint too."""
+    if not settings.queue_service_url and not settings.state_connection_string:
+        return None
+    return run_queue(settings.run_queue, settings.state_connection_string, settings.queue_service_url)
 
 
 class App:

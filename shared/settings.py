@@ -26,7 +26,12 @@ DEFAULT_SENDGRID_EU_BASE_URL = "https://api.eu.sendgrid.com"
 DEFAULT_SCHEDULE = "0 0 2 * * *"
 # host.json sets functionTimeout to 30 minutes; a run stops sending 5 minutes before that.
 DEFAULT_RUN_TIME_LIMIT = 25 * 60
-DEFAULT_JOB_WAIT = 300
+# A run's SendGrid import jobs are confirmed by delayed queue messages, not by a sleeping run, so
+# the wait can be long: SendGrid says 100,000 contacts "can take up to a few hours" (README).
+DEFAULT_JOB_WAIT = 6 * 3600
+DEFAULT_RUN_QUEUE = "export-runs"
+DEFAULT_CONFIRM_INTERVAL = 60  # seconds before the first `confirm` message; doubling to 15 minutes
+DEFAULT_SNAPSHOT_SETTLE = 120  # seconds an event-triggered run waits for the partitions to land
 DEFAULT_RUN_LEASE = 60  # seconds; Blob Storage leases last 15 to 60 seconds (or forever)
 
 
@@ -59,7 +64,17 @@ SETTINGS: dict[str, SettingInfo] = {
     "EXPORT_DEFINITIONS": SettingInfo("JSON array of export definitions (required)"),
     "RUN_TIME_LIMIT_SECONDS": SettingInfo(f"Seconds a run may send before it checkpoints (default "
                                           f"{DEFAULT_RUN_TIME_LIMIT})"),
-    "JOB_WAIT_SECONDS": SettingInfo(f"Seconds a run waits for SendGrid import jobs (default {DEFAULT_JOB_WAIT})"),
+    "JOB_WAIT_SECONDS": SettingInfo(f"Seconds import jobs are confirmed by delayed queue messages before the run's "
+                                    f"report is final (default {DEFAULT_JOB_WAIT})"),
+    "RUN_QUEUE": SettingInfo(f"Storage queue of the run engine, in the host's storage account (default "
+                             f"{DEFAULT_RUN_QUEUE})"),
+    "AzureWebJobsStorage__queueServiceUri": SettingInfo(
+        "Queue endpoint of the host's storage account, reached with the app's identity; without it the run queue "
+        "is in the state account's connection string (local use)"),
+    "CONFIRM_INTERVAL_SECONDS": SettingInfo(f"Seconds before the first check of a run's import jobs, doubling to "
+                                            f"15 minutes (default {DEFAULT_CONFIRM_INTERVAL})"),
+    "SNAPSHOT_SETTLE_SECONDS": SettingInfo(f"Seconds an event-triggered run waits after the metadata blob is "
+                                           f"written (default {DEFAULT_SNAPSHOT_SETTLE})"),
     "RUN_LEASE_SECONDS": SettingInfo(f"Length of the run lock's blob lease, 15-60 (default {DEFAULT_RUN_LEASE})"),
     "SENDGRID_MAX_CONTACTS_PER_REQUEST": SettingInfo("Contacts per upsert request, 1-30000 (default 30000)"),
 }
@@ -89,6 +104,10 @@ class Settings:
     job_wait_seconds: int = DEFAULT_JOB_WAIT
     run_lease_seconds: int = DEFAULT_RUN_LEASE
     max_contacts_per_request: int = 30_000
+    run_queue: str = DEFAULT_RUN_QUEUE
+    queue_service_url: str | None = None  # None: the queue is in the state account's connection string
+    confirm_interval_seconds: int = DEFAULT_CONFIRM_INTERVAL
+    snapshot_settle_seconds: int = DEFAULT_SNAPSHOT_SETTLE
 
 
 def _get(env: Mapping[str, str], key: str) -> str | None:
@@ -107,6 +126,17 @@ def _container_name(env: Mapping[str, str], key: str, default: str | None) -> st
     ok = ok and all(c.islower() or c.isdigit() or c == "-" for c in value)
     if not ok:
         raise SettingsError(f"{key} '{value}' is not a valid blob container name")
+    return value
+
+
+def _queue_name(env: Mapping[str, str], key: str, default: str) -> str:
+    value = _get(env, key) or default
+    # Azure queue names: 3-63 chars, lowercase letters, digits and single hyphens, no hyphen at
+    # either end; "-poison" is appended for the poison queue, so 56 at most here.
+    ok = 3 <= len(value) <= 56 and value[0].isalnum() and value[-1].isalnum() and "--" not in value
+    ok = ok and all(c.islower() or c.isdigit() or c == "-" for c in value)
+    if not ok:
+        raise SettingsError(f"{key} '{value[:63]}' is not a valid queue name (3-56 of a-z, 0-9 and single hyphens)")
     return value
 
 
@@ -204,8 +234,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         or DEFAULT_SENDGRID_EU_BASE_URL,
         schedule=_get(env, "EXPORT_SCHEDULE") or DEFAULT_SCHEDULE,
         run_time_limit_seconds=_whole_number(env, "RUN_TIME_LIMIT_SECONDS", DEFAULT_RUN_TIME_LIMIT, 10, 24 * 3600),
-        job_wait_seconds=_whole_number(env, "JOB_WAIT_SECONDS", DEFAULT_JOB_WAIT, 0, 3600),
+        job_wait_seconds=_whole_number(env, "JOB_WAIT_SECONDS", DEFAULT_JOB_WAIT, 0, 7 * 24 * 3600),
         run_lease_seconds=_whole_number(env, "RUN_LEASE_SECONDS", DEFAULT_RUN_LEASE, 15, 60),
         # SendGrid's cap is 30,000; smaller requests are gentler on a shared rate limit.
         max_contacts_per_request=_whole_number(env, "SENDGRID_MAX_CONTACTS_PER_REQUEST", 30_000, 1, 30_000),
+        run_queue=_queue_name(env, "RUN_QUEUE", DEFAULT_RUN_QUEUE),
+        queue_service_url=_https_url(env, "AzureWebJobsStorage__queueServiceUri"),
+        confirm_interval_seconds=_whole_number(env, "CONFIRM_INTERVAL_SECONDS", DEFAULT_CONFIRM_INTERVAL, 1, 900),
+        snapshot_settle_seconds=_whole_number(env, "SNAPSHOT_SETTLE_SECONDS", DEFAULT_SNAPSHOT_SETTLE, 0, 3600),
     )

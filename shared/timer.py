@@ -1,4 +1,8 @@
-"""The scheduled run: every enabled export, one after another; one failing stops none."""
+"""Every enabled export run inline, one after another; one failing stops none.
+
+The timer trigger no longer calls this: it queues one run per export (`engine.enqueue_all`), so
+exports run in parallel, each in its own invocations. `run_all` stays for operators and tests
+that want every export run in this process, waiting for each."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient
-from helpers import definition, person, put_requests, write
+from helpers import definition, person, put_requests, run, write
 
 from shared import api
 from shared.services import App
@@ -27,7 +27,7 @@ def test_dry_run_in_the_query_string_sends_nothing(app: App, sandbox: Any) -> No
     assert response.status == 200 and response.body["dry_run"] is True
     assert response.body["plan"] == {"upsert": 5, "remove": 0}
     assert put_requests(sandbox) == []
-    real = api.handle(app, "POST", "vip", "run", query={"dry_run": "false"})
+    real = api.handle(app, "POST", "vip", "run", query={"dry_run": "false", "wait": "true"})
     assert real.status == 200 and real.body["dry_run"] is False and real.body["counts"]["sent"] == 5
 
 
@@ -79,7 +79,7 @@ def test_an_unreadable_report_is_no_report_and_the_listing_still_answers(
         state_container_name: str) -> None:
     write(source_container, [[person(i) for i in range(1, 4)]])
     app = app_factory([definition(name="good"), definition(name="vip"), definition(name="odd")])
-    assert api.handle(app, "POST", "good", "run").status == 200
+    assert run(app, "good").status == 200
     state = blob_service.get_container_client(state_container_name)
     try:
         state.create_container()

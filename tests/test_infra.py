@@ -42,6 +42,8 @@ ROLES = {
     "storage_blob_data_reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "storage_blob_data_contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "storage_blob_data_owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storage_queue_data_contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "storage_queue_data_message_sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
 }
 
 
@@ -266,7 +268,10 @@ def test_state_lives_in_an_account_of_its_own_and_the_app_is_pointed_at_it() -> 
     # Contributor on the state container (reports, records, leases) and nothing wider there.
     assert role_ids("modules/state-storage.bicep") == [ROLES["storage_blob_data_contributor"]]
     # The host account is the app's too (Blob Data Owner, as Flex Consumption needs), but holds no state.
-    assert role_ids("modules/host-storage.bicep") == [ROLES["storage_blob_data_owner"]]
+    # The run queue is there too: the app sends and reads it, Event Grid may only send to it.
+    assert sorted(role_ids("modules/host-storage.bicep")) == sorted(
+        [ROLES["storage_blob_data_owner"], ROLES["storage_queue_data_contributor"],
+         ROLES["storage_queue_data_message_sender"]])
 
 
 def test_state_blobs_are_versioned_and_soft_deleted() -> None:

@@ -73,7 +73,7 @@ def test_every_body_the_exporter_sends_is_valid_for_put_contacts(
                  "address_line_1": "Address", "external_id": "ExternalId"},
         custom_fields={"loyalty_tier": "Tier", "lifetime_value": "Value", "member_since": "Since"},
     )], services=dict(max_contacts_per_request=25))
-    assert api.handle(app, "POST", "vip", "run").body["counts"]["sent"] == 60
+    assert api.handle(app, "POST", "vip", "run", b'{"wait": true}').body["counts"]["sent"] == 60
     check = request_schema("contacts", "/v3/marketing/contacts", "put")
     assert len(sandbox.state.bodies) == 3
     for body in sandbox.state.bodies:

@@ -37,12 +37,17 @@ from shared.errors import ExportError
 trigger = sys.argv[1]
 for i in range(int(sys.argv[2])):
     if trigger == "http":
-        request = func.HttpRequest(method="POST", url="/api/exports/vip/run", body=b"",
+        request = func.HttpRequest(method="POST", url="/api/exports/vip/run", body=b'{"wait": true}',
                                    route_params={"name": "vip", "action": "run"})
         response = export_http.main(request)
         print(json.dumps({"status": response.status_code, "body": json.loads(response.get_body())}), flush=True)
     else:
-        export_timer.main(TimerRequest(past_due=False))
+        export_timer.main(TimerRequest(past_due=False))  # queues the run; the worker runs it
+        import azure.functions.queue as fq, export_worker, os
+        from azure.storage.queue import QueueClient
+        q = QueueClient.from_connection_string(os.environ["SOURCE_STORAGE_CONNECTION_STRING"], os.environ["RUN_QUEUE"])
+        for m in q.receive_messages(max_messages=1):
+            export_worker.main(fq.QueueMessage(id=m.id, body=str(m.content).encode(), dequeue_count=m.dequeue_count))
         print(json.dumps({"status": 0, "body": None}), flush=True)
 print(json.dumps({"configured": telemetry._state.configured}), flush=True)
 """
@@ -62,6 +67,7 @@ def environment(azurite: Any, source_container: ContainerClient, state_container
         "SENDGRID_API_BASE_URL": sandbox.url,
         "SENDGRID_API_KEY": API_KEY,
         "EXPORT_DEFINITIONS": json.dumps([definition()]),
+        "RUN_QUEUE": f"runs-{os.urandom(6).hex()}",
         "JOB_WAIT_SECONDS": "30",
         "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
         "PYTHONPATH": str(ROOT),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import azure.functions as func
@@ -11,11 +13,12 @@ import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import ContainerClient
 from helpers import API_KEY, ROOT, definition, sandbox_get
+from queue_harness import QueueHost
 
 import export_http
 import export_timer
 from shared import api
-from shared.services import reset_app
+from shared.services import get_app, reset_app
 from tools.sample_export import csv_bytes, write_export
 
 
@@ -26,19 +29,22 @@ def function_json(name: str) -> dict[str, Any]:
 def test_function_bindings_and_host() -> None:
     (http_in, http_out) = function_json("export_http")["bindings"]
     assert http_in["type"] == "httpTrigger" and http_in["authLevel"] == "function"
-    assert http_in["route"] == "exports/{name?}/{action?}" and set(http_in["methods"]) == {"get", "post"}
+    assert http_in["route"] == "exports/{name?}/{action?}/{id?}" and set(http_in["methods"]) == {"get", "post"}
     assert http_out == {"type": "http", "direction": "out", "name": "$return"}
     (timer,) = function_json("export_timer")["bindings"]
     assert timer["type"] == "timerTrigger" and timer["schedule"] == "%EXPORT_SCHEDULE%"
     host = json.loads((ROOT / "host.json").read_text())
     assert host["version"] == "2.0" and host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+    (queue_in,) = function_json("export_worker")["bindings"]
+    assert queue_in["type"] == "queueTrigger" and queue_in["queueName"] == "%RUN_QUEUE%"
+    assert queue_in["connection"] == "AzureWebJobsStorage" and queue_in["name"] == "msg"
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     assert {"SOURCE_CONTAINER", "EXPORT_DEFINITIONS", "EXPORT_SCHEDULE", "SENDGRID_API_BASE_URL"} <= set(sample)
 
 
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch, azurite: Any, source_container: ContainerClient,
-                state_container_name: str, sandbox: Any) -> None:
+                state_container_name: str, sandbox: Any) -> Iterator[None]:
     write_export(source_container, "CustomerInsights_test/SendGridExport", "HighValueCustomers",
                  [csv_bytes([["a@example.com"], ["b@example.com"], ["nope"]])], ("EMail",))
     values = {
@@ -48,6 +54,8 @@ def environment(monkeypatch: pytest.MonkeyPatch, azurite: Any, source_container:
         "SENDGRID_API_BASE_URL": sandbox.url,
         "SENDGRID_API_KEY": API_KEY,
         "EXPORT_DEFINITIONS": json.dumps([definition(mapping={"email": "EMail"})]),
+        "RUN_QUEUE": f"runs-{uuid.uuid4().hex[:12]}",
+        "CONFIRM_INTERVAL_SECONDS": "1",
     }
     monkeypatch.delenv("KEY_VAULT_URL", raising=False)
     for name, value in values.items():
@@ -57,25 +65,43 @@ def environment(monkeypatch: pytest.MonkeyPatch, azurite: Any, source_container:
     reset_app()
 
 
-def call_http(method: str, name: str | None = None, action: str | None = None, body: bytes = b"") -> tuple[int, Any]:
-    params = {k: v for k, v in {"name": name, "action": action}.items() if v}
-    url = "/api/exports" + "".join(f"/{v}" for v in params.values())
+def call_http(method: str, name: str | None = None, action: str | None = None, body: bytes = b"",
+              run_id: str | None = None) -> tuple[int, Any]:
+    status, payload, _ = call_http_headers(method, name, action, body, run_id)
+    return status, payload
+
+
+def call_http_headers(method: str, name: str | None = None, action: str | None = None, body: bytes = b"",
+                      run_id: str | None = None) -> tuple[int, Any, dict[str, str]]:
+    params = {k: v for k, v in {"name": name, "action": action, "id": run_id}.items() if v}
+    url = "http://localhost:7071/api/exports" + "".join(f"/{v}" for v in params.values())
     response = export_http.main(func.HttpRequest(method, url, body=body, route_params=params))
     assert response.mimetype == "application/json"
-    return response.status_code, json.loads(response.get_body())
+    return response.status_code, json.loads(response.get_body()), dict(response.headers)
 
 
-def test_http_trigger_runs_and_reports(environment: None) -> None:
+def test_http_trigger_queues_the_run_and_the_worker_runs_it(environment: None,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     status, listing = call_http("GET")
     assert status == 200 and listing["exports"][0]["name"] == "vip" and listing["exports"][0]["last_run"] is None
     assert API_KEY not in json.dumps(listing)
     assert call_http("GET", "vip", "status")[0] == 404  # no run yet
-    status, report = call_http("POST", "vip", "run", b'{"dry_run": false}')
-    assert status == 200 and report["counts"]["sent"] == 2 and report["trigger"] == "http"
+    status, queued, headers = call_http_headers("POST", "vip", "run", b'{"dry_run": false}')
+    run_id = queued["run_id"]
+    assert status == 202 and queued["status"] == "queued"
+    assert queued["status_url"] == headers["Location"] == f"http://localhost:7071/api/exports/vip/runs/{run_id}"
+    assert call_http("GET", "vip", "runs", run_id=run_id) == (200, call_http("GET", "vip", "status")[1])
+    assert call_http("GET", "vip", "runs", run_id=run_id)[1]["status"] == "queued"
+    QueueHost(get_app(), monkeypatch).drain()
+    status, report = call_http("GET", "vip", "runs", run_id=run_id)
+    assert status == 200 and report["status"] == "succeeded" and report["counts"]["sent"] == 2
+    assert report["trigger"] == "http"
     status, latest = call_http("GET", "vip", "status")
-    assert status == 200 and latest["run_id"] == report["run_id"]
+    assert status == 200 and latest["run_id"] == run_id
     status, one = call_http("GET", "vip")
     assert status == 200 and one["last_run"]["status"] == "succeeded" and one["valid"] is True
+    status, inline = call_http("POST", "vip", "run", b'{"wait": true}')  # as before: the report
+    assert status == 200 and inline["status"] == "succeeded" and inline["run_id"] != run_id
 
 
 @pytest.mark.parametrize(
@@ -100,10 +126,14 @@ def test_bad_requests_get_json_errors(environment: None, method: str, name: str 
     assert payload["error"]["message"]
 
 
-def test_timer_trigger_runs_the_exports(environment: None, sandbox: Any) -> None:
+def test_timer_trigger_queues_the_exports(environment: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     export_timer.main(TimerRequest(past_due=True))  # the concrete class the host decodes into
     status, latest = call_http("GET", "vip", "status")
-    assert latest["trigger"] == "timer" and latest["counts"]["sent"] == 2
+    assert latest["trigger"] == "timer" and latest["status"] == "queued"
+    assert not [r for r in sandbox_get(sandbox, "requests")["requests"] if r["method"] == "PUT"]
+    QueueHost(get_app(), monkeypatch).drain()
+    status, latest = call_http("GET", "vip", "status")
+    assert latest["trigger"] == "timer" and latest["status"] == "succeeded" and latest["counts"]["sent"] == 2
 
 
 def test_bad_settings_are_a_json_error_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,8 +151,6 @@ def test_bad_settings_are_a_json_error_naming_the_setting(monkeypatch: pytest.Mo
 
 def test_the_http_trigger_answers_as_the_api_does(environment: None) -> None:
     # Behaviour, not source text: the trigger's answer is the API's answer for the same request.
-    from shared.services import get_app  # noqa: PLC0415
-
     for method, name, action, body in [("GET", None, None, b""), ("GET", "vip", None, b""),
                                        ("POST", "vip", "run", b'{"dry_run": true}'), ("GET", "vip", "explode", b"")]:
         status, payload = call_http(method, name, action, body)
@@ -155,11 +183,13 @@ def test_operator_cli(environment: None, capsys: pytest.CaptureFixture[str]) -> 
     assert dry["dry_run"] is True and dry["plan"] == {"upsert": 2, "remove": 0}
     assert main(["status", "vip"]) == 1  # a dry run stores nothing
     capsys.readouterr()
-    assert main(["run", "vip"]) == 0
-    capsys.readouterr()
+    assert main(["run", "vip"]) == 0  # inline: the report when the run ends
+    assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
     assert main(["status", "vip"]) == 0
     latest = json.loads(capsys.readouterr().out)
     assert latest["dry_run"] is False and latest["counts"]["valid"] == 2 and latest["counts"]["sent"] == 2
+    assert main(["run", "vip", "--queue"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "queued"
     assert main(["status", "nobody"]) == 1
 
 

@@ -1,4 +1,5 @@
-"""Starts and stops the local stand-ins: Azurite (Blob Storage) and the SendGrid sandbox.
+"""Starts and stops the local stand-ins: Azurite (Blob Storage and Queue Storage, the run queue)
+and the SendGrid sandbox.
 
 Used by the test setup and `make demo`; each start picks free loopback ports.
 """
@@ -40,12 +41,14 @@ class Azurite:
     process: subprocess.Popen
     port: int
     location: Path
+    queue_port: int = 0
 
     @property
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
             f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT};"
         )
 
     def stop(self) -> None:
@@ -56,27 +59,32 @@ class Azurite:
 
 
 def azurite_binary() -> str:
-    local = ROOT / "node_modules" / ".bin" / "azurite-blob"
+    """`azurite`: blob, queue and table services in one process (the table one is unused here)."""
+    local = ROOT / "node_modules" / ".bin" / "azurite"
     if local.exists():
         return str(local)
-    found = shutil.which("azurite-blob")
+    found = shutil.which("azurite")
     if found:
         return found
-    raise FileNotFoundError("azurite-blob not found: run 'npm ci' in the project root (make setup does)")
+    raise FileNotFoundError("azurite not found: run 'npm ci' in the project root (make setup does)")
 
 
 def start_azurite(location: Path, port: int | None = None) -> Azurite:
     port = port or free_port()
+    queue_port, table_port = free_port(), free_port()
     location.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
+        [azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+         "--queueHost", "127.0.0.1", "--queuePort", str(queue_port),
+         "--tableHost", "127.0.0.1", "--tablePort", str(table_port), "--location", str(location),
          "--silent", "--skipApiVersionCheck", "--loose"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port)
+        wait_for_port(queue_port)
     except TimeoutError:
         process.kill()
         raise
-    return Azurite(process, port, location)
+    return Azurite(process, port, location, queue_port)
