@@ -58,17 +58,10 @@ def save(app: App, report: dict[str, Any]) -> None:
 def report_of(state: StateStore, name: str, run_id: str) -> dict[str, Any] | None:
     """The stored report of run `run_id` (None: none, or not readable)."""
     try:
-        latest = state.latest_report(name)
-        if isinstance(latest, dict) and latest.get("run_id") == run_id:
-            return latest
-        # Run ids sort by time and hold no '~': the newest report before run_id + '~' is run_id's.
-        found, _ = state.list_reports(name, 1, before=run_id + "~")
+        return state.report(name, run_id)
     except ExportError as exc:
         log.warning("export '%s': report of run %s not read: %s", name, run_id, exc.message)
         return None
-    if found and found[0][0] == run_id and isinstance(found[0][1], dict):
-        return found[0][1]
-    return None
 
 
 def lease_free(app: App, name: str) -> bool:

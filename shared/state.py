@@ -132,6 +132,19 @@ class StateStore:
             found.append((run_id, report if isinstance(report, dict) else None))
         return found, len(run_ids) > limit
 
+    def report(self, export: str, run_id: str) -> dict[str, Any] | None:
+        """One run's stored report (None when there is none, or it is not a readable report)."""
+        with storage_errors(WHAT):
+            try:
+                data = self._container.download_blob(f"runs/{export}/{run_id}.json").readall()
+            except ResourceNotFoundError:
+                return None
+        try:
+            report = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+        return report if isinstance(report, dict) else None
+
     def update_latest_report(self, report: dict[str, Any], etag: str) -> bool:
         """Store a re-checked report, unless `latest.json` changed since it was read (a run wrote
         it meanwhile: that run's word wins). Whether it was stored."""
