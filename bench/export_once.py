@@ -1,22 +1,54 @@
 """One export run, in its own process (for a clean peak RSS): the same path the HTTP function
-takes, shared.api.handle over the app built from settings. Prints a JSON line."""
+takes, shared.api.handle over the app built from settings. Prints a JSON line.
+
+With BENCH_PROFILE=path set, the run is profiled (cProfile, every thread; a profiled run is slower
+and its figures do not count): the main thread's stats go to path, each other thread's to
+path.N, for `python -m pstats`."""
 
 from __future__ import annotations
 
+import cProfile
 import json
+import os
 import sys
+import threading
 import time
+from types import FrameType
+from typing import Any
 
 from bench.memory import peak_rss_mb
 from shared import api
 from shared.services import get_app
 
+_profiles: list[cProfile.Profile] = []
+
+
+def _profile_thread(frame: FrameType, event: str, arg: Any) -> None:
+    """Installed by threading.setprofile: the first event of a new thread starts its profiler."""
+    sys.setprofile(None)
+    profile = cProfile.Profile()
+    _profiles.append(profile)
+    profile.enable()
+
 
 def main() -> None:
     app = get_app()
+    target = os.environ.get("BENCH_PROFILE")
+    profile = cProfile.Profile() if target else None
+    if profile is not None:
+        threading.setprofile(_profile_thread)
+        profile.enable()
     started = time.perf_counter()
-    response = api.handle(app, "POST", sys.argv[1], "run", b"")
+    # Run inline and answer with the report (where runs are queued, "wait" asks for that).
+    body = b'{"wait": true}' if "wait" in getattr(api, "RUN_OPTIONS", ()) else b""
+    response = api.handle(app, "POST", sys.argv[1], "run", body)
     elapsed = time.perf_counter() - started
+    if profile is not None and target:
+        profile.disable()
+        profile.dump_stats(target)
+        for n, other in enumerate(_profiles, start=1):
+            other.disable()
+            other.dump_stats(f"{target}.{n}")
     peak_mb = peak_rss_mb()
     print(json.dumps({"status": response.status, "elapsed": elapsed, "peak_rss_mb": peak_mb, "report": response.body}))
 

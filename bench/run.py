@@ -6,7 +6,7 @@ with 1% of profiles changed. Figures only: nothing here passes or fails on time.
 sandbox run in processes of their own, so their CPU is in neither figure; on a busy machine the
 spread between rounds (printed) says how far to trust the figures.
 
-    python -m bench.run [--profiles 300000] [--small 75000] [--rounds 2]
+    python -m bench.run [--profiles 300000] [--small 75000] [--rounds 2] [--profile PATH]
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def main() -> int:  # noqa: PLR0915 (a straight script: write, run, print)
     parser.add_argument("--profiles", type=int, default=300_000)
     parser.add_argument("--small", type=int, default=75_000, help="a second, smaller run to compare memory")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each; the fastest counts")
+    parser.add_argument("--profile", metavar="PATH", help="then one more export, profiled (bench/export_once.py)")
     parser.add_argument("--changed-every", type=int, default=100, help="the delta run changes every Nth profile")
     args = parser.parse_args()
     print(f"before: {load()}", flush=True)
@@ -137,6 +138,8 @@ def main() -> int:  # noqa: PLR0915 (a straight script: write, run, print)
             # A later snapshot with 1 profile in `changed_every` changed, against that same record.
             changed = run_json(["bench.export_once", "bench"], env_for(changed_folder, env["STATE_CONTAINER"]))
             small = run_json(["bench.export_once", "bench"], env_for(f"Bench_{args.small}/Export"))
+            if args.profile:
+                run_json(["bench.export_once", "bench"], {**env_for(big), "BENCH_PROFILE": args.profile})
         finally:
             sandbox.terminate()
             sandbox.wait()
@@ -193,6 +196,7 @@ def main() -> int:  # noqa: PLR0915 (a straight script: write, run, print)
           f"({changed['elapsed'] / best['elapsed']:.2f} of the first delivery; goal <= 0.8), "
           f"{changed['report']['requests']['upserts']} upserts ({changed_counts.get('sent', 0):,} sent, "
           f"{changed_counts.get('unchanged', 0):,} unchanged), status {changed['report']['status']}")
+    print("  its time per stage (s)      " + ", ".join(f"{k} {v:.2f}" for k, v in changed["report"]["timings"].items()))
     print(f"cold start                    import export_http {started_cold:.3f} s (best of 5; goal < 0.5)")
     print(f"after: {load()}")
     return 0

@@ -75,9 +75,12 @@ class JsonFloat(float):
     __slots__ = ()
 
 
-# The number syntax of Number custom fields (the same as shared.mapping.coerce_number's).
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER_RE = re.compile(r"[+-]?\d+")
+# The number syntax of Number custom fields. Linear: digits may be followed by a fraction only
+# after a literal dot, so no two runs of digits compete for the same characters (`\d+\.?\d*`
+# backtracked quadratically on "999...x"). As `\d` in a str pattern, it takes any Unicode digit.
+# One look says both whether a text is a number and whether it is an integer: group 1 (a
+# fraction), 2 (a leading dot) or 3 (an exponent) match only for non-integers.
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(\.\d*)?|(\.)\d+)([eE][+-]?\d+)?")
 # |x| in [1e-9, 1e-4): repr has a decimal exponent of -5..-9, which orjson writes differently.
 _ORJSON_DIFFERS_BELOW, _ORJSON_DIFFERS_FROM = 1e-4, 1e-9
 
@@ -85,7 +88,7 @@ _ORJSON_DIFFERS_BELOW, _ORJSON_DIFFERS_FROM = 1e-4, 1e-9
 def normalise_number(value: str) -> int | float | None:
     """A Number custom field's text (stripped) as the number to send, or None if it is not one.
 
-    The same values shared.mapping.coerce_number gives (nothing delivered changes), typed so
+    The values Number fields have always had (nothing delivered changes), typed so
     that `encode_contact` writes them as the stdlib encoder does:
     - integers are kept exact at any size (as today). orjson refuses those beyond 64 bits, so
       their contact takes the stdlib path: no digit is lost, no contact is resent. (Turning them
@@ -95,9 +98,10 @@ def normalise_number(value: str) -> int | float | None:
       and NaN (overflowing text such as 1e999) are not numbers, nor are integers of over
       4,300 digits (the mapper rejects values over 4,096 characters before).
     """
-    if not _NUMBER_RE.fullmatch(value):
+    match = _NUMBER_RE.fullmatch(value)
+    if match is None:
         return None
-    if _INTEGER_RE.fullmatch(value):
+    if match.lastindex is None:  # digits, a sign perhaps: an integer
         try:
             return int(value)
         except ValueError:  # over 4,300 digits (sys.int_info): no encoder could write it either
@@ -137,28 +141,32 @@ class Packer(Generic[Ref]):
         self.max_contacts, self.max_body_bytes = max_contacts, max_body_bytes
         self.refs: list[Ref] = []
         self.parts: list[bytes] = []
-        self.size = self.fixed
+        # The body's size were it closed now, counting a comma before every contact and none
+        # before the first: the envelope less one byte, plus each contact and its comma.
+        self.size = self.fixed - 1
 
     def add(self, ref: Ref, encoded: bytes) -> Chunk[Ref] | None:
         """Every contact must fit alone (see `max_contact_bytes`)."""
+        size = self.size + len(encoded) + 1
+        parts = self.parts
+        if size <= self.max_body_bytes and len(parts) < self.max_contacts:  # once per contact: kept short
+            parts.append(encoded)
+            self.refs.append(ref)
+            self.size = size
+            return None
         if self.fixed + len(encoded) > self.max_body_bytes:
             raise ValueError("a contact is larger than a request body may be")
-        full = None
-        extra = len(encoded) + 1  # the comma before it
-        if self.parts and (len(self.parts) >= self.max_contacts or self.size + extra > self.max_body_bytes):
-            full = self.flush()
-        if not self.parts:
-            extra -= 1
-        self.refs.append(ref)
+        full = self.flush()
         self.parts.append(encoded)
-        self.size += extra
+        self.refs.append(ref)
+        self.size += len(encoded) + 1
         return full
 
     def flush(self) -> Chunk[Ref] | None:
         if not self.parts:
             return None
         chunk = Chunk(self.refs, self.parts, self.head + b",".join(self.parts) + self.tail)
-        self.refs, self.parts, self.size = [], [], self.fixed
+        self.refs, self.parts, self.size = [], [], self.fixed - 1
         return chunk
 
 

@@ -107,8 +107,8 @@ class HashSet64:
 
 
 class EmailSet(HashSet64):
-    """Drop-in for `shared.mapping.Deduplicator`: `first_time(email)` and `email in emails`.
-    Emails are compared exactly as given (the mapper lower-cases them before)."""
+    """The run's emails: `first_time(email)` and `email in emails` (it replaced a Python set of
+    hashes). Emails are compared exactly as given (the mapper lower-cases them before)."""
 
     __slots__ = ()
 

@@ -1,4 +1,4 @@
-"""Rows to SendGrid contacts: mapping, validation and de-duplication. Pure, no I/O.
+"""Rows to SendGrid contacts: mapping and validation. Pure, no I/O (memos of date values aside).
 
 A row becomes either a contact dict (the shape of SendGrid's ContactRequest) or a `Rejected`
 with a reason. Reasons are a small fixed vocabulary safe to log and count; `detail` says which
@@ -7,12 +7,12 @@ column and may be stored in the rejects CSV, never logged.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.chunking import normalise_number
 from shared.definitions import RESERVED_FIELD_MAX_LENGTH, ExportDefinition
 from shared.errors import ExportError
 from shared.fields import CustomField
@@ -30,9 +30,6 @@ _EMAIL_RE = re.compile(
 )
 # A top-level label is letters, or an IDN's ASCII form (punycode, RFC 3492: "xn--" then letters,
 # digits, hyphens), as in user@example.xn--p1ai.
-# Linear: digits may be followed by a fraction only after a literal dot, so no two runs of digits
-# compete for the same characters (the old `\d+\.?\d*` backtracked quadratically on "999...x").
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 MAX_NUMBER_CHARS = 64  # longer is not a number a marketing field holds
 _US_DATE_RE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp][Mm])?)?$")
 
@@ -62,12 +59,39 @@ def has_bad_characters(value: str) -> str | None:
 
 
 def coerce_number(value: str) -> int | float | None:
-    if len(value) > MAX_NUMBER_CHARS or not _NUMBER_RE.fullmatch(value):
+    """A Number custom field's value (stripped) as sent, or None: `chunking.normalise_number`
+    (typed so that orjson writes the stdlib encoder's bytes) on at most MAX_NUMBER_CHARS."""
+    if len(value) > MAX_NUMBER_CHARS:
         return None
-    if re.fullmatch(r"[+-]?\d+", value):
-        return int(value)
-    number = float(value)
-    return number if math.isfinite(number) else None
+    return normalise_number(value)
+
+
+def _parse_date(value: str) -> str | None:
+    """The reference parse behind `coerce_date` (its results define what coerce_date returns)."""
+    us = _US_DATE_RE.match(value)
+    try:
+        if us:
+            parsed = datetime(int(us.group(3)), int(us.group(1)), int(us.group(2)))
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.strftime("%Y-%m-%dT00:00:00Z")
+
+
+# Memos for coerce_date, so most rows cost two look-ups instead of a parse and a strftime (~3 us
+# a value; bench/hotpath.py). An ISO value is a day "YYYY-MM-DD" and what follows it; the day
+# alone decides the result (fromisoformat splits date from time at index 10 when a value starts
+# that way, and keeps the date as written, offset or not). So days and suffixes are remembered
+# apart: `_days` maps a day to its result ("" for no date), `_times` holds suffixes seen valid
+# without moving the date. Anything else is memoised whole in `_others`. Each stops learning
+# when full (bounded memory); a miss takes the reference parse. tests/test_mapping.py checks the
+# results equal the reference's on many generated values.
+_MEMO_ENTRIES = 32_768
+_ISO_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_days: dict[str, str] = {}
+_times: set[str] = set()
+_others: dict[str, str] = {}
 
 
 def coerce_date(value: str) -> str | None:
@@ -79,15 +103,28 @@ def coerce_date(value: str) -> str | None:
     Accepts ISO 8601 dates and date-times (what Customer Insights writes for dateTime
     attributes) and US-culture dates such as "8/1/2018 8:30:00 AM", seen in CDM samples.
     """
-    us = _US_DATE_RE.match(value)
-    try:
-        if us:
-            parsed = datetime(int(us.group(3)), int(us.group(1)), int(us.group(2)))
-        else:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.strftime("%Y-%m-%dT00:00:00Z")
+    day = _days.get(value[:10])
+    if day is not None and (len(value) == 10 or value[10:] in _times):
+        return day or None
+    known = _others.get(value)
+    if known is not None:
+        return known or None
+    return _learn_date(value)
+
+
+def _learn_date(value: str) -> str | None:
+    result = _parse_date(value)
+    start = value[:10]
+    if _ISO_DAY_RE.fullmatch(start):
+        if start not in _days and len(_days) < _MEMO_ENTRIES:
+            _days[start] = _parse_date(start) or ""
+        if result is not None and result == _days.get(start):
+            if len(_times) < _MEMO_ENTRIES:
+                _times.add(value[10:])  # valid, and the date unmoved by it: valid after any day
+            return result
+    if len(_others) < _MEMO_ENTRIES:
+        _others[value] = result or ""
+    return result
 
 
 def resolve_custom_fields(
@@ -144,8 +181,11 @@ class ContactMapper:
             for field, column in definition.mapping.items()
             if field != "email"
         ]
+        # (coercion or None for Text, field id, column index, field name), resolved once.
+        kinds = {"Number": coerce_number, "Date": coerce_date}
         self.custom = [
-            (custom_fields[name], _column_index(columns, column, f"custom_fields.{name}"))
+            (kinds.get(custom_fields[name].field_type), custom_fields[name].id,
+             _column_index(columns, column, f"custom_fields.{name}"), custom_fields[name].name)
             for name, column in definition.custom_fields.items()
         ]
         self.columns = columns
@@ -184,58 +224,32 @@ class ContactMapper:
                                         email)
                     value = value[:max_length].rstrip()
                 contact[field] = value
-        if self.custom:
-            result = self._custom(values, contact, careful)
-            if result is not None:
-                return Rejected(result.reason, result.detail, email)
-        return contact
+        return self._custom(values, contact, email, careful) if self.custom else contact
 
-    def _custom(self, values: list[str], contact: dict[str, Any], careful: bool) -> Rejected | None:
+    def _custom(self, values: list[str], contact: dict[str, Any], email: str,
+                careful: bool) -> dict[str, Any] | Rejected:
         """Custom field values, coerced to their SendGrid types, into contact["custom_fields"]."""
         custom: dict[str, Any] = {}
-        for field, index in self.custom:
+        for coerce, field_id, index, name in self.custom:
             value = values[index].strip()
             if not value:
                 continue
             if careful and (len(value) > MAX_VALUE_CHARS or _BAD_CHARACTERS.search(value)):
-                return self._problem(value, index)
-            if field.field_type == "Number":
-                number = coerce_number(value)
-                if number is None:
-                    return Rejected(f"{field.name} is not a number", self.columns[index])
-                custom[field.id] = number
-            elif field.field_type == "Date":
-                date = coerce_date(value)
-                if date is None:
-                    return Rejected(f"{field.name} is not a date", self.columns[index])
-                custom[field.id] = date
+                return self._problem(value, index, email)
+            if coerce is None:
+                custom[field_id] = value
             else:
-                custom[field.id] = value
+                coerced = coerce(value)
+                if coerced is None:
+                    what = "number" if coerce is coerce_number else "date"
+                    return Rejected(f"{name} is not a {what}", self.columns[index], email)
+                custom[field_id] = coerced
         if custom:
             contact["custom_fields"] = custom
-        return None
+        return contact
 
     def _problem(self, value: str, index: int, email: str = "") -> Rejected:
         """Why a value that failed the quick check (too long, or bad characters) is rejected."""
         if len(value) > MAX_VALUE_CHARS:
             return Rejected("value too large", f"{self.columns[index]}: over {MAX_VALUE_CHARS} characters", email)
         return Rejected(has_bad_characters(value) or "invalid encoding", self.columns[index], email)
-
-
-class Deduplicator:
-    """Remembers emails already taken as 64-bit hashes (an int each, not the string), so memory
-    stays small per profile. Python's str hash is stable within a process, which is all a run
-    needs; two emails sharing one (about 1 in 10^8 at a million profiles) would merge them."""
-
-    def __init__(self) -> None:
-        self._seen: set[int] = set()
-
-    def first_time(self, email: str) -> bool:
-        key = hash(email)
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
-
-    def __contains__(self, email: str) -> bool:
-        return hash(email) in self._seen

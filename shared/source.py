@@ -86,22 +86,24 @@ class _Lines:
 
     def __init__(self, text: TextIO, quote: str | None, cap: int) -> None:
         self._text, self._quote, self._cap = text, quote, cap
+        self._readline = text.readline
         self.line, self.record_line, self._used = 0, 1, 0
 
     def __iter__(self) -> _Lines:
         return self
 
-    def __next__(self) -> str:
-        piece = self._text.readline(self._cap - self._used + 1)
+    def __next__(self) -> str:  # once per physical line: kept short
+        used = self._used
+        piece = self._readline(self._cap - used + 1)
         if not piece:
             raise StopIteration
-        if self._used == 0:
+        if not used:
             self.record_line = self.line + 1
-        self._used += len(piece)
-        if self._used > self._cap:
+        used = self._used = used + len(piece)
+        if used > self._cap:
             # Safe to skip only when the record began on this line and no quote can hide a line
             # break: then the end of this physical line is the end of the record.
-            resync = self._used == len(piece) and not (self._quote and self._quote in piece)
+            resync = used == len(piece) and not (self._quote and self._quote in piece)
             raise _RecordTooLarge(resync)
         if piece[-1] in "\r\n":
             self.line += 1

@@ -62,6 +62,17 @@ def test_a_contact_that_cannot_fit_alone_is_refused() -> None:
     assert len(chunk.body) == MAX_BODY_BYTES
 
 
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_a_body_is_closed_only_when_the_next_contact_would_break_the_byte_cap(count: int) -> None:
+    parts = [encode_contact({"email": f"p{i}@example.com"}) for i in range(count)]
+    exact = len(build_body(LISTS, parts))
+    (chunk,) = pack(enumerate(parts), LISTS, max_body_bytes=exact)  # fills the body to the byte
+    assert len(chunk.body) == exact and chunk.count == count
+    first, second = pack(enumerate(parts), LISTS, max_body_bytes=exact - 1)  # one byte short: the last waits
+    assert (first.count, second.count) == (count - 1, 1)
+    assert first.body == build_body(LISTS, parts[:-1]) and second.body == build_body(LISTS, parts[-1:])
+
+
 def test_minimum_requests_is_the_larger_of_the_two_needs() -> None:
     assert minimum_requests(0, 0) == 0
     assert minimum_requests(MAX_CONTACTS_PER_REQUEST + 1, 10) == 2

@@ -91,8 +91,6 @@ def test_contacts_from_the_mapper_encode_as_the_stdlib_does() -> None:
     assert contacts > 6_000  # most rows map; numbers and dates that do not are rejected
 
 
-@pytest.mark.xfail(strict=True, reason="until shared/mapping.py takes Number values from chunking.normalise_number "
-                                       "(issue 14): then this passes and the marker goes")
 def test_numbers_orjson_writes_otherwise_come_from_the_mapper_as_the_stdlib_writes_them() -> None:
     to_map = mapper().map
     for row in generated_rows(500, BAND, seed=2):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import random
+import re
+from datetime import datetime
+
 import pytest
 from helpers import definition
 
+from shared.chunking import JsonFloat, encode_contact
 from shared.definitions import parse_definition
 from shared.errors import ExportError
 from shared.fields import CustomField
 from shared.mapping import (
     MAX_VALUE_CHARS,
     ContactMapper,
-    Deduplicator,
     Rejected,
     coerce_date,
     coerce_number,
@@ -130,9 +134,48 @@ def test_coercions() -> None:
     assert mapper().map(row(EMail="O'Brien+tag@Sub.Example.co.uk"))["email"] == "o'brien+tag@sub.example.co.uk"
 
 
-def test_deduplicator_keeps_the_first_of_each_email() -> None:
-    dedup = Deduplicator()
-    assert [dedup.first_time(e) for e in ["a@x.com", "b@x.com", "a@x.com"]] == [True, True, False]
+def date_reference(value: str) -> str | None:
+    """The Date semantics the exporter has always had: a US-culture date, or whatever
+    datetime.fromisoformat takes (a "Z" read as +00:00), as that day at midnight UTC."""
+    us = re.match(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp][Mm])?)?$", value)
+    try:
+        if us:
+            parsed = datetime(int(us.group(3)), int(us.group(1)), int(us.group(2)))
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.strftime("%Y-%m-%dT00:00:00Z")
+
+
+DAYS = ["2024-01-31", "2024-02-29", "2023-02-29", "2024-02-30", "2024-13-01", "2024-00-10", "0999-03-04",
+        "0001-01-01", "9999-12-31", "2024-1-31", "2024-W05-3", "20240131", "٢٠٢٤-01-31", "2024/01/31", "Z024-01-31"]
+SUFFIXES = ["", "T00:00:00Z", "T10:13:22Z", "T10:13:22.5+05:30", "T23:59:59.999999-11:59", " 10:00", "x10:00",
+            "T10", "T24:00:00", "T24:00", "T23:59:60", "T10:00:00+25:00", "T", "Z", "T10:00:00Z junk", "10:00",
+            "T10:00:00+05:30:15.5", "T1", "TZ", "T10:00:00.1234567Z", "T10:00:00ZZ", " "]
+US = ["8/1/2018 8:30:00 AM", "12/31/2020", "2/30/2020", "13/1/2020", "1/1/2020 25:99", "1/1/2020  7:05 pm",
+      "01/02/0999", "1/1/2020x"]
+
+
+def test_dates_are_what_they_have_always_been_on_first_sight_and_after() -> None:
+    # coerce_date remembers days and what follows them: every answer, the first time a value is
+    # seen and every later time, in any order, is the reference's.
+    values = [day + suffix for day in DAYS for suffix in SUFFIXES] + US + ["", "not a date", "2024-01-31" * 3]
+    rng = random.Random(7)
+    for _ in range(3):
+        rng.shuffle(values)
+        for value in values:
+            assert coerce_date(value) == date_reference(value), value
+    assert coerce_date("2024-03-05T23:30:00-08:00") == "2024-03-05T00:00:00Z"  # the date as written
+
+
+def test_numbers_are_typed_so_that_their_bytes_never_change() -> None:
+    # Number values come from chunking.normalise_number: a float that orjson would write as
+    # 1e-7 (the stdlib writes 1e-07) is marked to take the stdlib encoder's path.
+    contact = mapper().map(row(Value="1e-7"))
+    assert isinstance(contact, dict) and type(contact["custom_fields"]["e2_N"]) is JsonFloat
+    assert encode_contact(contact).endswith(b'"e2_N":1e-07,"e3_D":"2024-03-05T00:00:00Z"}}')
+    assert coerce_number("١٢") == 12 and coerce_number("-" + "9" * 63) == -int("9" * 63)
 
 
 def test_number_checks_take_linear_time_and_refuse_what_no_field_holds() -> None:
