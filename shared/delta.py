@@ -35,6 +35,8 @@ from shared.lines import (
     unset_of,
 )
 
+UNKNOWN = b"?"  # an entry's unset code when which fields the export set is not known
+
 # What became of a sent contact: True applied, False not, or the id of its still-pending job.
 Outcome = Callable[[int, bytes], "bool | bytes"]
 
@@ -217,11 +219,14 @@ def decide(
     return plan
 
 
-def next_record(decision_lines: Iterable[bytes], outcome: Outcome, removed: Callable[[bytes], bool]) -> Iterator[bytes]:
+def next_record(decision_lines: Iterable[bytes], outcome: Outcome, removed: Callable[[bytes], bool],
+                carried_unknown: bool = False) -> Iterator[bytes]:
     """The record after a run, in email order, from its decision lines: a sent contact takes its
     new hash once SendGrid applied it, or with its job's id while that job is pending (it is not
     sent again meanwhile); otherwise it keeps its old entry, or none, and is sent again next time.
-    A leaver stays unless it was removed from the lists."""
+    A leaver stays unless it was removed from the lists. `carried_unknown`: the record was written
+    against other fields (or unknown ones), so an entry carried over as it was says "?" for which
+    fields the export set (nothing is ever cleared for it)."""
     for line in decision_lines:
         email, new_hash, old_hash, action, position, old_extra, unset = parse_decision(line)
         if action == SAME:
@@ -233,9 +238,13 @@ def next_record(decision_lines: Iterable[bytes], outcome: Outcome, removed: Call
             elif result:
                 yield encode_record(email, new_hash, encode_extra(unset, result))
             elif old_hash:
-                yield encode_record(email, old_hash, old_extra)
+                yield encode_record(email, old_hash, _carried(old_extra, carried_unknown))
         elif not removed(email):
-            yield encode_record(email, old_hash, old_extra)
+            yield encode_record(email, old_hash, _carried(old_extra, carried_unknown))
+
+
+def _carried(old_extra: bytes, unknown: bool) -> bytes:
+    return encode_extra(UNKNOWN, pending_job(old_extra)) if unknown else old_extra
 
 
 def first_record(sorted_keys: Iterable[bytes], outcome: Outcome | None) -> Iterator[bytes]:

@@ -9,7 +9,18 @@ from typing import Any
 import pytest
 import requests
 from azure.storage.blob import ContainerClient
-from helpers import API_KEY, LIST_ID, OTHER_LIST_ID, definition, person, run, sandbox_config, sandbox_get, write
+from helpers import (
+    API_KEY,
+    LIST_ID,
+    OTHER_LIST_ID,
+    contacts_by_email,
+    definition,
+    person,
+    run,
+    sandbox_config,
+    sandbox_get,
+    write,
+)
 
 from shared import delta, lines
 from shared.services import App
@@ -322,3 +333,49 @@ def test_a_confirm_settles_the_record_between_runs(app_factory: Any, source_cont
     latest = confirm_jobs("vip", app.services)
     assert latest is not None and latest["jobs"][0]["status"] == "completed" and latest["status"] == "succeeded"
     assert len(record_lines(app)) == 5 and not any(";" in line for line in record_lines(app))
+
+
+def test_an_emptied_value_is_cleared_and_a_value_only_others_set_is_untouched(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    app = app_factory([definition(custom_fields={"loyalty_tier": "Tier"})])
+    write(source_container, [[person(i, PostCode="") if i == 3 else person(i) for i in range(1, 6)]])
+    run(app)
+    # Someone else keeps a postcode for person 3 in SendGrid; the export never set one.
+    body = {"list_ids": [], "contacts": [{"email": "person3@example.com", "postal_code": "9999-001"}]}
+    assert requests.put(f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10,
+                        headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 202
+    sandbox_get(sandbox, "contacts")
+    # In Customer Insights, person 2's first name and person 4's tier are emptied; person 3 moves.
+    write(source_container, [[person(2, FirstName=""), person(3, PostCode="", City="Porto"), person(4, Tier="")]
+                             + [person(i) for i in (1, 5)]])
+    report = run(app).body
+    assert report["status"] == "succeeded" and report["counts"]["sent"] == 3
+    sent = {c["email"]: c for c in sandbox.state.bodies[-1]["contacts"]}
+    tier = next(f["id"] for f in sandbox.state.custom_fields.values() if f["name"] == "loyalty_tier")
+    assert sent["person2@example.com"]["first_name"] == ""
+    assert sent["person4@example.com"]["custom_fields"] == {tier: ""}
+    assert "postal_code" not in sent["person3@example.com"]  # never set by this export: left out
+    stored = contacts_by_email(sandbox)
+    assert not stored["person2@example.com"].get("first_name")
+    assert stored["person3@example.com"]["postal_code"] == "9999-001" and stored["person3@example.com"]["city"] == "Porto"
+    # The same snapshot again sends nothing: the cleared fields are now ones the export does not set.
+    write(source_container, [[person(2, FirstName=""), person(3, PostCode="", City="Porto"), person(4, Tier="")]
+                             + [person(i) for i in (1, 5)]])
+    assert run(app).body["counts"]["sent"] == 0
+
+
+def test_a_leaver_search_cannot_take_or_a_vanished_contact_fails_no_removal(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    long_email = "a" * 64 + "@" + "b" * 30 + ".example.com"  # 107 characters: over search/emails' 100
+    punycode = "user7@example.xn--p1ai"
+    app = app_factory([definition(**MIRROR)])
+    write(source_container, [[person(i) for i in range(1, 7)] + [person(7, email=punycode), person(8, email=long_email)]])
+    first = run(app).body
+    assert first["counts"]["sent"] == 8 and punycode in on_list(sandbox)  # an IDN top-level domain is delivered
+    requests.post(f"{sandbox.url}/_sandbox/delete", json={"emails": ["person6@example.com"]}, timeout=10)
+    write(source_container, [[person(i) for i in range(1, 5)] + [person(7, email=punycode)]])
+    report = run(app, body=b'{"confirm_removals": true}').body  # 3 of 8 leave: over the guard's 20%
+    assert report["error"] is None and report["counts"]["removed"] == 3
+    assert on_list(sandbox) == emails(range(1, 5)) | {punycode}

@@ -144,10 +144,11 @@ class ContactSink:
         ctx.report.jobs.append(entry)
         first, end = parts[0][0][0], parts[-1][0][0] + 1
         self.progress.deliveries.accepted(job_id, first, end)
-        sent = {item[0] for item, _ in parts}
-        for position in range(first, end):  # positions refused earlier inside this span
-            if position not in sent:
-                self.progress.deliveries.refuse(position)
+        if len(parts) != end - first:  # some positions inside this span were refused earlier
+            sent = {item[0] for item, _ in parts}
+            for position in range(first, end):
+                if position not in sent:
+                    self.progress.deliveries.refuse(position)
 
     def _refused(self, parts: list[Part], rejected: SendGridRejected, budget: list[int]) -> None:
         named = {index: message for index, message in rejected.contacts.items() if 0 <= index < len(parts)}

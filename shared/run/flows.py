@@ -13,9 +13,11 @@ checkpoint and leaves the record as it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from shared import delta
+from shared import delta, fields
+from shared.lines import unset_of
 from shared.run import mirror
 from shared.run.checkpoint import resume
 from shared.run.confirm import confirm, list_import_failures, settle_earlier_jobs
@@ -66,7 +68,7 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
         with open(workspace.next_record, "wb") as out:
             out.writelines(delta.first_record(delta.merge_runs(runs), None if everything else deliveries.outcome))
         ctx.services.state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag,
-                                       ctx.definition.list_ids)
+                                       ctx.definition.list_ids, prepared.field_codes)
 
 
 def _finish_and_confirm(ctx: RunContext, sink: ContactSink) -> None:
@@ -96,7 +98,7 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
     sink = ContactSink(ctx, prepared.identity)
     with stage(report, "send"):
         try:
-            sink.add_from_spill(workspace.spill, start, plan.send_mask)
+            sink.add_from_spill(workspace.spill, start, plan.send_mask, plan.clears)
         except BaseException:
             sink.abort()
             raise
@@ -118,8 +120,10 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         deliveries.settle(report.jobs)
         gone = (lambda email: email.decode() in removed) if removed is not None else (lambda email: False)
         with open(workspace.decisions, "rb") as decisions, open(workspace.next_record, "wb") as out:
-            out.writelines(delta.next_record(decisions, deliveries.outcome, gone))
-        state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids)
+            carried_unknown = prepared.record_fields is None or list(prepared.record_fields) != prepared.field_codes
+            out.writelines(delta.next_record(decisions, deliveries.outcome, gone, carried_unknown))
+        state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids,
+                          prepared.field_codes)
 
 
 def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> delta.Plan:
@@ -130,7 +134,28 @@ def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> delta.Pl
         plan = delta.decide(keys, record, workspace.root, decisions, leavers, valid=report.counts.valid,
                             has_record=workspace.record.stat().st_size > 0,
                             mirror=ctx.definition.sync_mode == "mirror",
-                            keep=lambda email: email.decode() in result.kept, full_refresh=ctx.options.full_refresh)
+                            keep=lambda email: email.decode() in result.kept, full_refresh=ctx.options.full_refresh,
+                            clears=_clears(prepared))
     report.plan = {"upsert": plan.upsert, "remove": plan.remove}
     report.counts.unchanged = plan.unchanged
     return plan
+
+
+def _clears(prepared: Prepared) -> Callable[[bytes, bytes], bytes] | None:
+    """The rule for what a changed contact sends as "": fields this export set before (mapped when
+    the record was written, and not unset in the contact's entry) that are empty now, among those
+    that may be cleared (fields.clearable_codes). None when the record does not say which fields
+    it was written against (an earlier release's): then nothing is cleared."""
+    if prepared.record_fields is None:
+        return None
+    allowed = fields.clearable_codes(prepared.reserved, prepared.custom) & {c.encode() for c in prepared.record_fields}
+    if not allowed:
+        return None
+
+    def clears(old_extra: bytes, unset: bytes) -> bytes:
+        before = unset_of(old_extra)
+        if before == delta.UNKNOWN:
+            return b""
+        return b",".join(sorted((set(unset.split(b",")) & allowed) - set(before.split(b","))))
+
+    return clears

@@ -18,6 +18,7 @@ from typing import Any
 from shared import chunking, delta
 from shared.dedup import EmailSet
 from shared.errors import ExportError
+from shared.fields import CustomField, field_codes, unset_code
 from shared.lines import encode_key, encode_spill
 from shared.mapping import STRUCTURAL, ContactMapper, Rejected, resolve_custom_fields
 from shared.run import checkpoint
@@ -41,6 +42,13 @@ class Prepared:
     record_lists: tuple[str, ...]  # the lists the record's contacts were delivered to
     identity: dict[str, Any]  # what a checkpoint of this run records (and must match to resume)
     checkpoint: Checkpoint | None  # an unfinished run of this very identity
+    reserved: tuple[str, ...] = ()  # the reserved fields the definition maps, the email aside
+    custom: tuple[CustomField, ...] = ()  # the definition's custom fields, resolved to the account's ids
+    record_fields: tuple[str, ...] | None = None  # the field codes the record was written against (None: unknown)
+
+    @property
+    def field_codes(self) -> list[str]:
+        return field_codes(self.reserved, self.custom)
 
     @property
     def first_delivery(self) -> bool:
@@ -65,13 +73,16 @@ def prepare(ctx: RunContext, writes: bool) -> Prepared:
     missing = [i for i in definition.list_ids if not ctx.sendgrid().list_exists(i)]
     if missing:
         raise ExportError("unknown_list", f"SendGrid list(s) {', '.join(missing)} do not exist in the account")
-    record_etag, record_lists = services.state.download_record(definition.name, str(ctx.workspace.record))
+    record = services.state.download_record_info(definition.name, str(ctx.workspace.record))
+    record_etag = record.etag
     identity = checkpoint.identity(segment, definition, record_etag, ctx.options.full_refresh)
     stored = services.state.load_checkpoint(definition.name) if writes else None
     found = checkpoint.matching(stored, identity)
     if stored is not None and found is None:
         services.state.clear_checkpoint(definition.name)  # another snapshot, definition or record: start again
-    return Prepared(segment, mapper, record_etag, record_lists or definition.list_ids, identity, found)
+    return Prepared(segment, mapper, record_etag, record.list_ids or definition.list_ids, identity, found,
+                    tuple(name for name in definition.mapping if name != "email"),
+                    tuple(custom[name] for name in definition.custom_fields), record.fields)
 
 
 def _check_time(ctx: RunContext, read_rows: int, valid: int) -> None:
@@ -107,6 +118,10 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
     bytes_left = sum(sizes.values())
     # Sized up front (a row takes 200 bytes or more in real exports): growing the table costs more.
     first_time = EmailSet(expected=min(limit + 1, bytes_left // 200)).first_time
+    # Which mapped fields a contact has no value for (kept in the record, to clear an emptied value
+    # later): a contact with every field set has this many keys, and is by far the usual one.
+    reserved, custom = prepared.reserved, prepared.custom
+    every_key, every_custom = 1 + len(reserved) + (1 if custom else 0), len(custom)
     # Contacts go to the sink once the limit is proven; until then (and without a sink) they spill.
     add = sink.add if sink is not None and _provable(segment, bytes_left, 0, limit) else None
     spilling = add is None
@@ -148,7 +163,9 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                         f"the segment has more than max_profiles ({limit}) valid profiles; "
                         "nothing was sent. Raise max_profiles or narrow the segment",
                     )
-                write_key(encode_key(mapped["email"], contact_hash(encoded, lists), valid, partition, number))
+                unset = "" if len(mapped) == every_key and (not every_custom or len(mapped["custom_fields"]) == every_custom) \
+                    else unset_code(mapped, reserved, custom)
+                write_key(encode_key(mapped["email"], contact_hash(encoded, lists), valid, partition, number, unset))
                 if spilling:
                     write_spill(encode_spill(partition, number, encoded))
                 elif add is not None and not add(valid, (partition, number), encoded):
