@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from shared import jobs
 
 
@@ -52,3 +54,15 @@ def test_an_answer_of_an_unexpected_shape_counts_nothing_as_applied() -> None:
     assert job["failed"] == 10 and job["results"] == {}
     jobs.apply_status(job, {"status": None, "results": "nonsense"})
     assert jobs.is_pending(job)
+
+
+def test_only_a_job_mark_makes_a_record_need_settling(tmp_path: Path) -> None:
+    from shared.run.confirm import _has_pending_marks  # noqa: PLC0415
+
+    record = tmp_path / "record.tsv"
+    record.write_bytes(b"a@x.io\th1\n" + b"b@x.io\th2\tfn,ci;\n" * 5000)
+    assert not _has_pending_marks(record, block=7)  # unset codes only (blocks cut anywhere)
+    record.write_bytes(b"a@x.io\th1\n" * 3000 + b"b@x.io\th2\tfn;job-1\n")
+    assert _has_pending_marks(record, block=7)
+    record.write_bytes(b"b@x.io\th2\t;j\n")
+    assert _has_pending_marks(record, block=11)  # the mark cut between two blocks

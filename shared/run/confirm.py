@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -91,9 +92,8 @@ def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled
     the job's id (not sent again meanwhile). Ask about each such job once: applied contacts become
     settled entries, failed ones leave the record (they are sent again), pending ones stay.
     `settled` counts them; whether the file held any mark (and was rewritten)."""
-    with open(path, "rb") as record:
-        if b";" not in record.read():  # no mark anywhere (an email cannot hold ';')
-            return False
+    if not _has_pending_marks(path):
+        return False
     with open(path, "rb") as record:
         pending = {pending_job(entry.extra) for entry in map(parse_record, record) if entry and entry.extra}
     pending.discard(b"")
@@ -117,6 +117,20 @@ def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled
         out.writelines(delta.settle_record(record, outcome))
     settled_path.replace(path)
     return True
+
+
+_PENDING_MARK = re.compile(rb";[^\n]")  # ";" then a job id; an entry's unset code alone ends ";\n"
+
+
+def _has_pending_marks(path: Path, block: int = 1 << 20) -> bool:
+    """Whether any record line names a pending job, read in blocks (memory stays flat)."""
+    with open(path, "rb") as record:
+        carry = b""
+        while data := record.read(block):
+            if _PENDING_MARK.search(carry + data):
+                return True
+            carry = data[-1:]
+    return False
 
 
 def list_import_failures(ctx: RunContext, deliveries: jobs.Deliveries, mask: bytearray | None) -> None:
