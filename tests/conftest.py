@@ -7,14 +7,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
-from helpers import API_KEY, LIST_ID, OTHER_LIST_ID, make_app
+from helpers import API_KEY, LIST_ID, OTHER_LIST_ID, make_app, tls_files
 
 from shared.services import App
-from tools import sendgrid_sandbox
+from tools import keyvault_standin, sendgrid_sandbox
 from tools.localstack import start_azurite
 
 
@@ -67,3 +68,17 @@ def app_factory(azurite: Any, source_container: ContainerClient, state_container
         return app
 
     return make
+
+
+@pytest.fixture
+def vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[keyvault_standin.KeyVaultStandIn, str]]:
+    """The Key Vault stand-in over HTTPS, and the managed identity environment the Functions host
+    sets (DefaultAzureCredential reads it): (stand-in, CA file to trust)."""
+    cert_file, key_file, ca_file = tls_files(tmp_path)
+    standin = keyvault_standin.start(cert_file, key_file)
+    for name, value in standin.identity_env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    yield standin, ca_file
+    standin.stop()

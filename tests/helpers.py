@@ -144,3 +144,17 @@ def rejects_rows(blob_service: BlobServiceClient, state_container: str, blob: st
 
 
 CUSTOM = {"loyalty_tier": "Tier", "lifetime_value": "Value"}
+
+
+def tls_files(folder: Path) -> tuple[str, str, str]:
+    """A local CA and a certificate for localhost/127.0.0.1 issued by it, written to `folder`:
+    (certificate chain, private key, CA certificate) paths, for the HTTPS stand-ins."""
+    import trustme  # noqa: PLC0415 - tests only
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert_file, key_file, ca_file = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    return str(cert_file), str(key_file), str(ca_file)

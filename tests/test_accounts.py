@@ -5,11 +5,9 @@ plays the EU regional endpoint."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from azure.storage.blob import ContainerClient
 from helpers import LIST_ID, contacts_by_email, definition, make_app, person, run, sandbox_config, write
 
@@ -24,22 +22,9 @@ DEFAULT_SECRET, EU_SECRET = "sendgrid-api-key", "sendgrid-eu-key"
 
 
 @pytest.fixture
-def vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[keyvault_standin.KeyVaultStandIn, str]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    standin = keyvault_standin.start(str(cert_file), str(key_file))
-    for name, value in standin.identity_env.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    standin.state.secrets.update({DEFAULT_SECRET: "SG.global-key", EU_SECRET: "SG.eu-key"})
-    yield standin, str(ca_file)
-    standin.stop()
-
+def accounts_vault(vault: tuple[keyvault_standin.KeyVaultStandIn, str]) -> tuple[keyvault_standin.KeyVaultStandIn, str]:
+    vault[0].state.secrets.update({DEFAULT_SECRET: "SG.global-key", EU_SECRET: "SG.eu-key"})
+    return vault
 
 @pytest.fixture
 def eu_sandbox() -> Iterator[sendgrid_sandbox.SandboxServer]:
@@ -52,9 +37,9 @@ def eu_sandbox() -> Iterator[sendgrid_sandbox.SandboxServer]:
 
 
 @pytest.fixture
-def two_accounts(vault: Any, eu_sandbox: Any, sandbox: Any, azurite: Any, source_container: ContainerClient,
+def two_accounts(accounts_vault: Any, eu_sandbox: Any, sandbox: Any, azurite: Any, source_container: ContainerClient,
                  state_container_name: str) -> Any:
-    standin, ca_file = vault
+    standin, ca_file = accounts_vault
     sandbox_config(sandbox, api_keys=["SG.global-key"])
     write(source_container, [[person(i) for i in range(1, 4)]])
     keys = ApiKeyStores(standin.vault_url, DEFAULT_SECRET,
@@ -65,21 +50,21 @@ def two_accounts(vault: Any, eu_sandbox: Any, sandbox: Any, azurite: Any, source
 
 
 def test_each_export_sends_to_its_own_account_with_its_own_key(two_accounts: Any, sandbox: Any,
-                                                                eu_sandbox: Any, vault: Any) -> None:
+                                                                eu_sandbox: Any, accounts_vault: Any) -> None:
     assert run(two_accounts, "vip").status == 200
     assert run(two_accounts, "eu").status == 200
     assert set(contacts_by_email(sandbox)) == {f"person{i}@example.com" for i in range(1, 4)}
     assert set(contacts_by_email(eu_sandbox)) == {f"person{i}@example.com" for i in range(1, 4)}
-    standin, _ = vault
+    standin, _ = accounts_vault
     assert standin.state.secret_reads == 2  # one read per secret, then cached
     run(two_accounts, "eu")
     assert standin.state.secret_reads == 2
 
 
 def test_one_exports_bad_key_fails_only_that_export_and_a_rotated_key_is_reread_for_it_alone(
-    two_accounts: Any, sandbox: Any, eu_sandbox: Any, vault: Any
+    two_accounts: Any, sandbox: Any, eu_sandbox: Any, accounts_vault: Any
 ) -> None:
-    standin, _ = vault
+    standin, _ = accounts_vault
     standin.state.secrets[EU_SECRET] = "SG.wrong"
     summaries = {s["export"]: s for s in run_all(two_accounts)}
     assert summaries["vip"]["status"] == "succeeded"

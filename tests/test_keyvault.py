@@ -4,12 +4,9 @@ Key Vault stand-in and a managed identity endpoint shaped like a Function App's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from azure.storage.blob import ContainerClient
 from helpers import definition, sandbox_config
 
@@ -20,24 +17,6 @@ from tools import keyvault_standin
 from tools.sample_export import csv_bytes, write_export
 
 SECRET = "sendgrid-api-key"
-
-
-@pytest.fixture
-def vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[keyvault_standin.KeyVaultStandIn, str]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    standin = keyvault_standin.start(str(cert_file), str(key_file))
-    # What the Functions host sets for a managed identity; DefaultAzureCredential reads it.
-    for name, value in standin.identity_env.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    yield standin, str(ca_file)
-    standin.stop()
 
 
 def store_for(vault: tuple[keyvault_standin.KeyVaultStandIn, str], **options: Any) -> ApiKeyStore:

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from azure.storage.blob import ContainerClient
-from helpers import API_KEY, ROOT, definition, person, write
+from helpers import API_KEY, ROOT, definition, person, tls_files, write
 
 from shared import telemetry
 from shared.errors import ExportError
@@ -89,14 +88,9 @@ def captured_text(state: ingestion_standin.IngestionState) -> str:
 
 @pytest.fixture
 def https_standin(tmp_path: Path) -> Any:
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    standin = ingestion_standin.start(str(cert_file), str(key_file))
-    yield standin, str(ca_file)
+    cert_file, key_file, ca_file = tls_files(tmp_path)
+    standin = ingestion_standin.start(cert_file, key_file)
+    yield standin, ca_file
     standin.stop()
 
 
