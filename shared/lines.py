@@ -84,8 +84,11 @@ def key_for_diff(line: bytes) -> KeyForDiff:
 
 def key_as_record(line: bytes) -> bytes:
     """The record line a key line becomes once its contact is applied."""
-    email, digest, _, unset, _ = line.split(b"\t", 4)
-    return email + b"\t" + digest + (b"\t" + unset + b";" if unset else b"") + b"\n"
+    second = line.index(b"\t", line.index(b"\t") + 1)
+    third = line.index(b"\t", second + 1)
+    if line[third + 1] == 9:  # no unset code (the usual contact): "email<TAB>hash" as it stands
+        return line[:second] + b"\n"
+    return line[:second] + b"\t" + line[third + 1:line.index(b"\t", third + 1)] + b";\n"
 
 
 # -- spill lines -------------------------------------------------------------------------------

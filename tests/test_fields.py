@@ -44,3 +44,11 @@ def test_decide_clears_only_what_the_export_set_and_the_record_keeps_what_it_did
     decided = (tmp_path / "d").read_bytes().splitlines(keepends=True)
     record_after = list(delta.next_record(decided, lambda position, email: True, lambda email: False))
     assert record_after == [b"a@x.io\th1\tfn;\n", b"b@x.io\th2\tci;\n", b"c@x.io\th3\n"]
+
+
+def test_a_key_line_becomes_its_record_line_with_or_without_unset_fields() -> None:
+    plain = lines.encode_key("a@x.io", "h1", 3, "odd\tpartition", 7)
+    unset = lines.encode_key("a@x.io", "h1", 3, "p", 7, "fn,+e1_T")
+    assert lines.key_as_record(plain) == b"a@x.io\th1\n"
+    assert lines.key_as_record(unset) == b"a@x.io\th1\tfn,+e1_T;\n"
+    assert lines.parse_key(plain).ref == ("odd\tpartition", 7)  # a tab in a partition name is kept
