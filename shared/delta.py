@@ -32,6 +32,7 @@ from shared.lines import (
     parse_decision,
     parse_record,
     pending_job,
+    restore_entry,
     unset_of,
 )
 
@@ -229,22 +230,35 @@ def next_record(decision_lines: Iterable[bytes], outcome: Outcome, removed: Call
     fields the export set (nothing is ever cleared for it)."""
     for line in decision_lines:
         email, new_hash, old_hash, action, position, old_extra, unset = parse_decision(line)
-        if action == SAME:
-            yield encode_record(email, new_hash, encode_extra(unset, pending_job(old_extra)))
+        if action == SAME:  # the same contact: the same unset fields, and a pending job stays pending
+            yield encode_record(email, new_hash, old_extra if pending_job(old_extra) else encode_extra(unset))
         elif action == SEND:
             result = outcome(position, email)
             if result is True:
                 yield encode_record(email, new_hash, encode_extra(unset))
-            elif result:
-                yield encode_record(email, new_hash, encode_extra(unset, result))
+            elif result:  # pending: keep what SendGrid holds now, to go back to if the job fails
+                yield encode_record(email, new_hash, encode_extra(unset, result, _holds(email, old_hash, old_extra)))
             elif old_hash:
                 yield encode_record(email, old_hash, _carried(old_extra, carried_unknown))
         elif not removed(email):
             yield encode_record(email, old_hash, _carried(old_extra, carried_unknown))
 
 
+def _holds(email: bytes, old_hash: bytes, old_extra: bytes) -> RecordEntry | None:
+    """What SendGrid holds of a contact about to be replaced: its record entry, or (when that
+    entry was itself pending) the one before it; None for a contact it does not hold."""
+    if not old_hash:
+        return None
+    if pending_job(old_extra):
+        return restore_entry(email, old_extra)
+    return RecordEntry(email, old_hash, old_extra)
+
+
 def _carried(old_extra: bytes, unknown: bool) -> bytes:
-    return encode_extra(UNKNOWN, pending_job(old_extra)) if unknown else old_extra
+    if not unknown:
+        return old_extra
+    restore = restore_entry(b"", old_extra)
+    return encode_extra(UNKNOWN, pending_job(old_extra), restore._replace(extra=encode_extra(UNKNOWN)) if restore else None)
 
 
 def first_record(sorted_keys: Iterable[bytes], outcome: Outcome | None) -> Iterator[bytes]:
@@ -265,8 +279,9 @@ def first_record(sorted_keys: Iterable[bytes], outcome: Outcome | None) -> Itera
 
 def settle_record(lines: Iterable[bytes], outcome: Callable[[bytes, bytes], bool | None]) -> Iterator[bytes]:
     """The record with its pending entries settled: `outcome(job id, email)` is True when that
-    job applied the contact (the mark goes), False when it did not (the entry goes: the contact
-    is sent again), None while the job is still pending (the entry stays as it is)."""
+    job applied the contact (the mark goes), False when it did not (the entry goes back to what
+    SendGrid still holds, or goes when it held nothing: the contact is sent again), None while
+    the job is still pending (the entry stays as it is)."""
     for raw in lines:
         entry = parse_record(raw)
         if entry is None:
@@ -280,3 +295,5 @@ def settle_record(lines: Iterable[bytes], outcome: Callable[[bytes, bytes], bool
             yield encode_record(*entry)
         elif result:
             yield encode_record(entry.email, entry.digest, encode_extra(unset_of(entry.extra)))
+        elif (held := restore_entry(entry.email, entry.extra)) is not None:
+            yield encode_record(*held)

@@ -30,7 +30,7 @@ import logging
 import time
 from typing import Any
 
-from shared import engine_state
+from shared import engine_state, jobs
 from shared.definitions import parse_definition
 from shared.engine_messages import BadMessage, BlobCreated, Work, parse
 from shared.errors import ExportError
@@ -151,7 +151,7 @@ def _on_run(app: App, work: Work, dequeue_count: int) -> None:
     if report.error is not None and report.error.code == "internal_error":
         # Unexpected: raise so the queue retries (from the checkpoint); its report says failed.
         raise RuntimeError(f"export '{name}': run {work.run_id} ended in an unexpected error (try {dequeue_count})")
-    if any(job.get("status") == "pending" for job in report.jobs):
+    if any(jobs.is_pending(job) for job in report.jobs):
         interval = float(app.settings.confirm_interval_seconds)
         _send(app, Work("confirm", name, work.run_id, work.trigger, since=time.time(), interval=interval), interval)
 
@@ -175,7 +175,7 @@ def _on_confirm(app: App, work: Work) -> None:
     if latest is None or latest.get("run_id") != work.run_id:
         log.info("export '%s': a newer run than %s took over; it confirms its own jobs", work.export, work.run_id)
         return
-    pending = sum(1 for job in latest.get("jobs", []) if isinstance(job, dict) and job.get("status") == "pending")
+    pending = sum(1 for job in latest.get("jobs", []) if isinstance(job, dict) and jobs.is_pending(job))
     if not pending:
         log.info("export '%s': every import job of run %s is final (%s)", work.export, work.run_id,
                  latest.get("status"))

@@ -26,7 +26,7 @@ from shared.lease import RunLease
 from shared.rejects import RejectsLog
 from shared.report import RunReport
 from shared.run import flows, unchanged
-from shared.run.confirm import recheck_jobs, settle_record_file
+from shared.run.confirm import UNFINISHED, recheck_jobs, settle_record_file
 from shared.run.context import RunContext, RunOptions, Workspace, stage
 from shared.run.reading import prepare
 from shared.sendgrid import SendGridClient
@@ -142,6 +142,8 @@ def confirm_jobs(name: str, services: Services) -> dict[str, Any] | None:
     recheck_jobs), then settle the delivered record for jobs now final, under a short lease (a
     run holding the export settles it itself). Returns the latest report."""
     latest = recheck_jobs(name, services)
+    if latest is not None and latest.get("status") in UNFINISHED:
+        return latest  # a run is queued or going on (perhaps between two invocations): it settles the record
     try:
         lease = services.state.acquire_run_lease(name, services.lease_seconds)
     except ExportError:

@@ -13,12 +13,13 @@ metadata, which may hold anything, a tab included: it is always parsed from the 
   record line    email TAB hash [TAB extra]                            the delivered record, sorted
 
 `unset` names the mapped fields a contact had no value for (codes from `shared.fields`, comma
-separated; empty when every field had one). A record line's extra is `<unset>;<job id>`: the
-fields this export did not set for the contact (so an emptied value can be cleared and a value
-others maintain is never touched), and an import job that was still pending when the line was
-written (the contact was accepted, not yet applied: it is not sent again meanwhile, and the next
-run settles it). A line without extra (every line an earlier release wrote) is a settled entry
-whose fields are not known.
+separated; empty when every field had one). A record line's extra is `<unset>;<job id>[;<hash>;<unset>]`:
+the fields this export did not set for the contact (so an emptied value can be cleared and a
+value others maintain is never touched), and an import job that was still pending when the line
+was written (the contact was accepted, not yet applied: it is not sent again meanwhile, and the
+next run settles it), with the entry to go back to if that job does not apply it (the version
+SendGrid still holds; none for a contact that was new). A line without extra (every line an
+earlier release wrote) is a settled entry whose fields are not known.
 
 A position is the contact's index among the valid contacts of the run (its spill line number).
 """
@@ -129,13 +130,24 @@ def parse_record(line: bytes) -> RecordEntry | None:
     return RecordEntry(email, digest, extra)
 
 
-def encode_extra(unset: bytes = b"", job: bytes = b"") -> bytes:
+def encode_extra(unset: bytes = b"", job: bytes = b"", restore: RecordEntry | None = None) -> bytes:
+    """An entry's extra; `restore` (with a pending job): the entry to go back to if the job fails."""
+    if restore is not None and restore.digest:
+        return b";".join([unset, job, restore.digest, unset_of(restore.extra)])
     return unset + b";" + job if unset or job else b""
 
 
 def pending_job(extra: bytes) -> bytes:
     """The pending import job an extra names, or b""."""
-    return extra.partition(b";")[2]
+    return extra.split(b";", 2)[1] if b";" in extra else b""
+
+
+def restore_entry(email: bytes, extra: bytes) -> RecordEntry | None:
+    """The entry a pending extra says to go back to when its job did not apply the contact."""
+    parts = extra.split(b";")
+    if len(parts) < 4 or not parts[2]:
+        return None
+    return RecordEntry(email, parts[2], encode_extra(parts[3]))
 
 
 def unset_of(extra: bytes) -> bytes:

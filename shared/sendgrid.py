@@ -246,6 +246,11 @@ class SendGridClient(ContactsMixin):
         """SendGrid's answer about an import job, as it is (status, results, job_type...)."""
         path = f"{IMPORTS_PATH}/{checked_id(job_id, 'job id')}"
         response = self.request("GET", path, expected=(200,), endpoint=f"{IMPORTS_PATH}/{{id}}")
+        if response.status_code == 404:
+            # A job SendGrid does not know (another account, or forgotten): nothing of it is known
+            # to be applied, which is what a failed job says; its contacts are sent again.
+            log.warning("SendGrid does not know import job %s; taken as failed", job_id)
+            return {"status": "failed", "results": {}}
         if response.status_code != 200:
             raise ExportError("sendgrid_error", f"GET {IMPORTS_PATH}/<id> answered {response.status_code}")
         answer = response.json()

@@ -100,7 +100,11 @@ def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled
     answers: dict[bytes, tuple[JobEntry, dict[str, str] | None]] = {}
     for job_id in sorted(pending):
         job: JobEntry = {"job_id": job_id.decode(), "contacts": 0, "status": "pending"}
-        answers[job_id] = (job, ask(client(), job))
+        try:
+            answers[job_id] = (job, ask(client(), job))
+        except ExportError as exc:  # one job's trouble does not stop the run: it stays pending
+            log.warning("import job %s not settled: %s", job_id.decode(errors="replace")[:100], exc.message)
+            answers[job_id] = (job, None)
 
     def outcome(job_id: bytes, email: bytes) -> bool | None:
         job, failures = answers[job_id]

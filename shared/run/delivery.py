@@ -121,10 +121,13 @@ class ContactSink:
         self._deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body, budget)
         # While SendGrid took this one, it likely finished importing the one before: asking now
         # (a poll it would get at the end anyway) leaves little to wait for after the last send.
+        self._save_checkpoint(chunk.refs[-1][0] + 1)
         earlier = [job for job in ctx.report.jobs[:-1] if jobs.is_pending(job)]
         if earlier:
-            poll_once(ctx.sendgrid(), earlier[:1], self.progress.deliveries)
-        self._save_checkpoint(chunk.refs[-1][0] + 1)
+            try:
+                poll_once(ctx.sendgrid(), earlier[:1], self.progress.deliveries)
+            except ExportError as exc:  # only a head start: confirm asks again at the end
+                log.warning("export '%s': an early look at an import job failed (%s); going on", ctx.name, exc.code)
         log.info("export '%s': request %d accepted; %d contacts sent", ctx.name, index, ctx.report.counts.sent)
 
     def _deliver(self, parts: list[Part], body: bytes | None, budget: list[int]) -> None:

@@ -60,7 +60,6 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
     list_import_failures(ctx, ctx.progress.deliveries, None)
     if report.resumable:
         return
-    ctx.services.state.clear_checkpoint(ctx.name)
     with stage(report, "record"):
         deliveries = ctx.progress.deliveries
         deliveries.settle(report.jobs)
@@ -69,6 +68,9 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
             out.writelines(delta.first_record(delta.merge_runs(runs), None if everything else deliveries.outcome))
         ctx.services.state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag,
                                        ctx.definition.list_ids, prepared.field_codes)
+    # Only now: a run stopped before its record was stored resumes without resending (the new
+    # record's etag makes the checkpoint stale anyway).
+    ctx.services.state.clear_checkpoint(ctx.name)
 
 
 def _finish_and_confirm(ctx: RunContext, sink: ContactSink) -> None:
@@ -105,7 +107,6 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         sink.finish()
     removed = None
     if not report.resumable:
-        state.clear_checkpoint(ctx.name)
         if mirroring:
             with stage(report, "remove"):
                 removed = mirror.remove_leavers(ctx, plan.remove, prepared.record_lists)
@@ -124,6 +125,7 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
             out.writelines(delta.next_record(decisions, deliveries.outcome, gone, carried_unknown))
         state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids,
                           prepared.field_codes)
+    state.clear_checkpoint(ctx.name)  # only now: a run stopped before this resumes without resending
 
 
 def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> delta.Plan:

@@ -100,8 +100,9 @@ def _check_time(ctx: RunContext, read_rows: int, valid: int) -> None:
 
 def _provable(segment: Segment, bytes_left: int, valid: int, limit: int) -> bool:
     """Whether the rows still to read cannot take the valid count past `limit`: a valid row takes
-    at least a byte per column (values and delimiters, the line end included) plus an email."""
-    return valid + bytes_left // (len(segment.columns) + SMALLEST_EMAIL) <= limit
+    at least a delimiter between each two columns and an email of 6 characters (and a line end,
+    but for a partition's last line)."""
+    return valid + bytes_left // (len(segment.columns) - 1 + SMALLEST_EMAIL) <= limit
 
 
 def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -> ReadResult:

@@ -1,5 +1,6 @@
 """Nothing changed, nothing to do: a run of the same snapshot and definition as the export's last
-succeeded run (its jobs all final, no full_refresh) ends at once, `succeeded` with
+succeeded run (its jobs all final, none of earlier runs left pending in the record, no
+full_refresh) ends at once, `succeeded` with
 `unchanged_snapshot: true`, without a SendGrid request. An event and the timer on the same
 snapshot then cost one metadata read.
 """
@@ -40,7 +41,8 @@ def same_as_before(report: RunReport, segment: Segment, previous: dict[str, Any]
     source = previous.get("source") or {}
     return (source.get("metadata") == segment.metadata_blob and source.get("etag") == segment.etag
             and previous.get("definition") == report.definition
-            and not any(jobs.is_pending(job) for job in previous.get("jobs", []) if isinstance(job, dict)))
+            and not any(jobs.is_pending(job) for job in previous.get("jobs", []) if isinstance(job, dict))
+            and not (previous.get("settled") or {}).get("pending"))  # earlier runs' jobs left in the record
 
 
 def finish_unchanged(report: RunReport, previous: dict[str, Any]) -> None:
