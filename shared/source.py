@@ -287,10 +287,6 @@ class BlobSource:
         # mapping can reject just those rows instead of the whole read failing.
         return io.TextIOWrapper(raw, encoding=partition.fmt.encoding, errors="surrogateescape", newline="")
 
-    def count_rows(self, segment: Segment) -> int:
-        """Data rows in the segment (a cheaper pass: parse only, no mapping)."""
-        return sum(1 for _ in self.rows(segment))
-
     def rows(self, segment: Segment) -> Iterator[SourceRow]:
         """Every data row of the segment, partition by partition, streamed."""
         for partition in segment.partitions:

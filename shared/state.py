@@ -168,12 +168,6 @@ class StateStore:
         return name
 
     # -- the delivered record ------------------------------------------------------------------
-    def download_record(self, export: str, path: str) -> tuple[str, tuple[str, ...] | None]:
-        """Stream the export's delivered record into `path`; its etag ("" when there is none: the
-        file is then empty) and the list ids it was delivered to (None when not known)."""
-        info = self.download_record_info(export, path)
-        return info.etag, info.list_ids
-
     def download_record_info(self, export: str, path: str) -> RecordInfo:
         """Stream the export's delivered record into `path` (empty when there is none); what is
         kept with it."""

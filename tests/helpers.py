@@ -56,6 +56,21 @@ def definition(**overrides: Any) -> dict[str, Any]:
     return base
 
 
+def app_env(azurite: Any, source: ContainerClient, state_container: str, sandbox_url: str,
+            definitions: list[dict[str, Any]]) -> dict[str, str]:
+    """The app settings of a test app on Azurite and the sandbox (a queue of its own: no test
+    sees another's messages)."""
+    return {
+        "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "SOURCE_CONTAINER": source.container_name,
+        "STATE_CONTAINER": state_container,
+        "SENDGRID_API_BASE_URL": sandbox_url,
+        "SENDGRID_API_KEY": API_KEY,
+        "EXPORT_DEFINITIONS": json.dumps(definitions),
+        "RUN_QUEUE": f"runs-{uuid.uuid4().hex[:12]}",
+    }
+
+
 def make_app(
     azurite: Any,
     source: ContainerClient,
@@ -68,13 +83,7 @@ def make_app(
     **extra_env: str,
 ) -> App:
     env = {
-        "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
-        "SOURCE_CONTAINER": source.container_name,
-        "STATE_CONTAINER": state_container,
-        "SENDGRID_API_BASE_URL": sandbox_url,
-        "SENDGRID_API_KEY": API_KEY,
-        "EXPORT_DEFINITIONS": json.dumps(definitions),
-        "RUN_QUEUE": f"runs-{uuid.uuid4().hex[:12]}",  # a queue per app: no test sees another's messages
+        **app_env(azurite, source, state_container, sandbox_url, definitions),
         "CONFIRM_INTERVAL_SECONDS": "1",  # delayed messages in seconds, not minutes
         "SNAPSHOT_SETTLE_SECONDS": "0",
         **extra_env,

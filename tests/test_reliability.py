@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from helpers import (
-    API_KEY,
     FOLDER,
     ROOT,
     SEGMENT,
+    app_env,
     contacts_by_email,
     definition,
     person,
@@ -223,12 +223,7 @@ def test_a_run_killed_halfway_is_completed_by_the_next_resending_at_most_one_req
     sandbox.state.faults.append(_slow_puts(0.25))
     env = {
         **os.environ,
-        "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
-        "SOURCE_CONTAINER": source_container.container_name,
-        "STATE_CONTAINER": state_container_name,
-        "SENDGRID_API_BASE_URL": sandbox.url,
-        "SENDGRID_API_KEY": API_KEY,
-        "EXPORT_DEFINITIONS": json.dumps([definition()]),
+        **app_env(azurite, source_container, state_container_name, sandbox.url, [definition()]),
         "SENDGRID_MAX_CONTACTS_PER_REQUEST": "10",
         "RUN_LEASE_SECONDS": "15",
         "JOB_WAIT_SECONDS": "5",

@@ -142,7 +142,7 @@ def test_an_unterminated_quote_refuses_the_snapshot_naming_partition_and_line(
     source_container.upload_blob("f/Seg/p1.csv", "".join(rows).encode())
     source = BlobSource(source_container)
     with pytest.raises(ExportError) as caught:
-        source.count_rows(source.open_segment("f", "Seg"))
+        list(source.rows(source.open_segment("f", "Seg")))
     assert caught.value.code == "source_invalid"
     assert "partition 'p1'" in caught.value.message and "line 18" in caught.value.message
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import ContainerClient
-from helpers import API_KEY, ROOT, definition, person, tls_files, write
+from helpers import API_KEY, ROOT, app_env, definition, person, tls_files, write
 
 from shared import telemetry
 from shared.errors import ExportError
@@ -60,13 +60,7 @@ def environment(azurite: Any, source_container: ContainerClient, state_container
     write(source_container, [[person(i) for i in range(1, 6)] + [person(9, email="not-an-email")]])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLICATIONINSIGHTS", "OTEL_", "KEY_VAULT"))}
     env.update({
-        "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
-        "SOURCE_CONTAINER": source_container.container_name,
-        "STATE_CONTAINER": state_container_name,
-        "SENDGRID_API_BASE_URL": sandbox.url,
-        "SENDGRID_API_KEY": API_KEY,
-        "EXPORT_DEFINITIONS": json.dumps([definition()]),
-        "RUN_QUEUE": f"runs-{os.urandom(6).hex()}",
+        **app_env(azurite, source_container, state_container_name, sandbox.url, [definition()]),
         "JOB_WAIT_SECONDS": "30",
         "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
         "PYTHONPATH": str(ROOT),
