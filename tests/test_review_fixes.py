@@ -108,3 +108,16 @@ def test_a_failed_early_poll_does_not_stop_the_delivery(
     app = app_factory([definition()], services=dict(max_contacts_per_request=5, **PENDING))
     report = run(app).body
     assert report["counts"]["sent"] == 30 and len(put_requests(sandbox)) == 6
+
+
+def test_the_last_finished_run_is_found_when_two_runs_share_a_second(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    from shared.run.unchanged import last_finished  # noqa: PLC0415
+
+    state = app_factory([definition()]).services.state
+    earlier = {"export": "vip", "run_id": "20261128T120000Z-ffffff", "status": "succeeded", "dry_run": False,
+               "started_at": "2026-11-28T12:00:00.100Z", "finished_at": "2026-11-28T12:00:00.400Z", "jobs": []}
+    state.save_report(earlier)
+    # This run was made in the same second, and its random suffix sorts before the earlier one's.
+    assert last_finished(state, "vip", "20261128T120000Z-000000") == earlier

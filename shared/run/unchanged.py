@@ -20,17 +20,18 @@ log = logging.getLogger(__name__)
 LOOK_BACK = 10  # earlier reports looked at for the last finished run
 
 
-def last_finished(state: StateStore, export: str, before: str) -> dict[str, Any] | None:
-    """The newest report of a finished, sending run before run id `before` (None: none, or it
-    could not be read)."""
+def last_finished(state: StateStore, export: str, this_run: str) -> dict[str, Any] | None:
+    """The report of the export's last finished, sending run other than `this_run` (None: none,
+    or it could not be read). Run ids sort by the second they were made, and two runs may share
+    one: the newest reports are looked at, and the one that finished last wins."""
     try:
-        found, _ = state.list_reports(export, LOOK_BACK, before=before)
+        found, _ = state.list_reports(export, LOOK_BACK)
     except Exception:  # noqa: BLE001 - an unreadable history just means: do the work
         return None
-    for _, report in found:
-        if isinstance(report, dict) and not report.get("dry_run") and report.get("status") in FINISHED:
-            return report
-    return None
+    finished = [report for run_id, report in found
+                if run_id != this_run and isinstance(report, dict) and not report.get("dry_run")
+                and report.get("status") in FINISHED and isinstance(report.get("finished_at"), str)]
+    return max(finished, key=lambda report: report["finished_at"], default=None)
 
 
 def same_as_before(report: RunReport, segment: Segment, previous: dict[str, Any] | None) -> bool:
