@@ -188,6 +188,8 @@ def main() -> int:  # noqa: PLR0915 (a straight script: write, run, print)
           f"ceil(bytes/6,000,000)); goal <= minimum + 1)")
     print(f"bytes per request             {body_bytes / max(floor['requests'], 1):,.0f} (minimal loop, same bodies)")
     print("time per stage (s)            " + ", ".join(f"{k} {v:.2f}" for k, v in report["timings"].items()))
+    print("CPU per stage (s)             " + ", ".join(f"{k} {v:.2f}" for k, v in best["stage_cpu"].items())
+          + f" (of {best['process_cpu']:.2f} in the process)")
     print(f"same snapshot again           {again['elapsed']:.2f} s, {again['cpu']:.2f} s CPU, "
           f"{again['report']['requests']['upserts']} upserts ({again['report']['counts']['unchanged']:,} unchanged; "
           f"peak RSS {again['peak_rss_mb']:.0f} MB)")
@@ -197,6 +199,7 @@ def main() -> int:  # noqa: PLR0915 (a straight script: write, run, print)
           f"{changed['report']['requests']['upserts']} upserts ({changed_counts.get('sent', 0):,} sent, "
           f"{changed_counts.get('unchanged', 0):,} unchanged), status {changed['report']['status']}")
     print("  its time per stage (s)      " + ", ".join(f"{k} {v:.2f}" for k, v in changed["report"]["timings"].items()))
+    print("  its CPU per stage (s)       " + ", ".join(f"{k} {v:.2f}" for k, v in changed["stage_cpu"].items()))
     print(f"cold start                    import export_http {started_cold:.3f} s (best of 5; goal < 0.5)")
     print(f"after: {load()}")
     return 0
