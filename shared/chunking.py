@@ -83,6 +83,7 @@ class JsonFloat(float):
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(\.\d*)?|(\.)\d+)([eE][+-]?\d+)?")
 # |x| in [1e-9, 1e-4): repr has a decimal exponent of -5..-9, which orjson writes differently.
 _ORJSON_DIFFERS_BELOW, _ORJSON_DIFFERS_FROM = 1e-4, 1e-9
+_FAST_MAX_CHARS = 300  # digits and a dot: below 1e300, so float() is finite
 
 
 def normalise_number(value: str) -> int | float | None:
@@ -98,6 +99,15 @@ def normalise_number(value: str) -> int | float | None:
       and NaN (overflowing text such as 1e999) are not numbers, nor are integers of over
       4,300 digits (the mapper rejects values over 4,096 characters before).
     """
+    # The usual forms first, "123" and "12.50" (digits as `\d` takes them, Unicode's Nd, as
+    # int() and float() do), without the pattern; short enough that a float is finite.
+    head, dot, tail = value.partition(".")
+    if head.isdecimal() and len(value) <= _FAST_MAX_CHARS:
+        if not dot:
+            return int(value)
+        if tail.isdecimal():
+            number = float(value)
+            return JsonFloat(number) if _ORJSON_DIFFERS_FROM <= number < _ORJSON_DIFFERS_BELOW else number
     match = _NUMBER_RE.fullmatch(value)
     if match is None:
         return None
