@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from shared.chunking import (
     MAX_BODY_BYTES,
     MAX_CONTACTS_PER_REQUEST,
+    Packer,
     build_body,
     encode_contact,
     max_contact_bytes,
@@ -85,3 +87,26 @@ def test_minimum_requests_is_the_larger_of_the_two_needs() -> None:
 ])
 def test_contacts_encode_exactly_as_compact_json(contact: dict) -> None:
     assert encode_contact(contact) == json.dumps(contact, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_packing_in_batches_closes_the_same_bodies_as_one_by_one() -> None:
+    rng = random.Random(9)
+    for _ in range(300):
+        parts = [b"x" * rng.randint(1, 40) for _ in range(rng.randint(0, 60))]
+        caps = {"max_contacts": rng.randint(1, 12), "max_body_bytes": rng.randint(len(build_body(LISTS, [])) + 40, 300)}
+        one_by_one = list(pack(enumerate(parts), LISTS, **caps))
+        packer: Packer[int] = Packer(LISTS, **caps)
+        batched, start = [], 0
+        while start < len(parts):
+            stop = start + rng.randint(1, 15)
+            batched += packer.extend(list(range(start, min(stop, len(parts)))), parts[start:stop])
+            start = stop
+        last = packer.flush()
+        batched += [last] if last is not None else []
+        assert batched == one_by_one
+
+
+def test_a_batch_refuses_a_contact_too_large_for_any_body() -> None:
+    packer: Packer[int] = Packer(LISTS, max_body_bytes=100)
+    with pytest.raises(ValueError, match="larger than a request body"):
+        list(packer.extend([0, 1], [b"x" * 10, b"x" * 100]))

@@ -38,8 +38,9 @@ from shared.sendgrid import SendGridRejected
 
 log = logging.getLogger(__name__)
 
-Item = tuple[int, RowRef]  # (send position, row)
+Item = tuple[int, str, int]  # (send position, partition, row number)
 Part = tuple[Item, bytes]  # an item with its encoded contact
+BATCH = 1_024  # contacts handed to the packer at a time
 HALVING_BUDGET_MIN = 8  # requests a 400 naming no contact may cost, at the least
 
 
@@ -62,26 +63,39 @@ class ContactSink:
     # -- the calling thread -------------------------------------------------------------------
     def add(self, position: int, ref: RowRef, encoded: bytes) -> bool:
         """Take one contact; False once no more may be sent (the caller stops adding)."""
+        return self.add_batch([(position, *ref)], [encoded])
+
+    def add_batch(self, items: list[Item], parts: list[bytes]) -> bool:
+        """Take contacts in order (`parts[i]` encoded, for `items[i]`); False once no more may be
+        sent (the caller stops adding)."""
         if not self.open:
             return False
-        full = self.packer.add((position, ref), encoded)
-        return True if full is None else self._submit(full)
+        for full in self.packer.extend(items, parts):
+            if not self._submit(full):
+                return False
+        return True
 
     def add_from_spill(self, spill: Path, start: int = 0, mask: bytearray | None = None,
                        clears: dict[int, bytes] | None = None) -> bool:
         """Every spilled contact from position `start` on that `mask` selects (None: all), with
         the fields `clears` names for its position sent as "" (values this export set that are
         empty now); False once no more may be sent."""
+        items: list[Item] = []
+        parts: list[bytes] = []
         with open(spill, "rb") as lines:
             for position, line in enumerate(lines):
                 if position < start or (mask is not None and not mask[position]):
                     continue
-                ref, encoded = parse_spill(line)
+                (partition, row), encoded = parse_spill(line)
                 if clears and position in clears:
                     encoded = chunking.encode_contact(with_cleared(json.loads(encoded), clears[position]))
-                if not self.add(position, ref, encoded):
-                    return False
-        return True
+                items.append((position, partition, row))
+                parts.append(encoded)
+                if len(parts) == BATCH:
+                    if not self.add_batch(items, parts):
+                        return False
+                    items, parts = [], []
+        return self.add_batch(items, parts)
 
     def finish(self) -> None:
         """Send the last body (if the run may go on) and wait for every request; raises what the
@@ -177,9 +191,9 @@ class ContactSink:
         self._deliver(parts[middle:], None, budget)
 
     def _refuse(self, part: Part, message: str) -> None:
-        (_, ref), _ = part
+        (_, partition, row), _ = part
         self.progress.refused += 1
-        self.ctx.rejects.reject(ref, REFUSED, message)
+        self.ctx.rejects.reject((partition, row), REFUSED, message)
 
     def _save_checkpoint(self, position: int) -> None:
         report = self.ctx.report

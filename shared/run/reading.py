@@ -24,7 +24,7 @@ from shared.mapping import STRUCTURAL, ContactMapper, Rejected, resolve_custom_f
 from shared.run import checkpoint
 from shared.run.checkpoint import Checkpoint
 from shared.run.context import RunContext
-from shared.run.delivery import ContactSink
+from shared.run.delivery import BATCH, ContactSink, Item
 from shared.source import Segment
 
 log = logging.getLogger(__name__)
@@ -123,9 +123,11 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
     # later): a contact with every field set has this many keys, and is by far the usual one.
     reserved, custom = prepared.reserved, prepared.custom
     every_key, every_custom = 1 + len(reserved) + (1 if custom else 0), len(custom)
-    # Contacts go to the sink once the limit is proven; until then (and without a sink) they spill.
-    add = sink.add if sink is not None and _provable(segment, bytes_left, 0, limit) else None
-    spilling = add is None
+    # Contacts go to the sink once the limit is proven, a batch at a time; until then (and
+    # without a sink) they spill.
+    spilling = sink is None or not _provable(segment, bytes_left, 0, limit)
+    items: list[Item] = []
+    parts: list[bytes] = []
     current = None
     read_rows = valid = 0
     spill_path = ctx.workspace.spill
@@ -138,7 +140,7 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                 if spilling and sink is not None and _provable(segment, bytes_left, valid, limit):
                     spill.flush()
                     spilling = False
-                    add = sink.add if sink.add_from_spill(spill_path) else None
+                    sink.add_from_spill(spill_path)  # when that stops the sink, its add_batch says no more
             read_rows += 1
             mapped = to_map(values)
             if type(mapped) is not dict:
@@ -169,12 +171,19 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                 write_key(encode_key(mapped["email"], contact_hash(encoded, lists), valid, partition, number, unset))
                 if spilling:
                     write_spill(encode_spill(partition, number, encoded))
-                elif add is not None and not add(valid, (partition, number), encoded):
-                    add = None  # out of time: read on for the counts, send no more
+                else:
+                    items.append((valid, partition, number))
+                    parts.append(encoded)
+                    if len(parts) == BATCH:
+                        assert sink is not None
+                        sink.add_batch(items, parts)  # out of time: read on for the counts, send no more
+                        items, parts = [], []
                 valid += 1
             if not read_rows & CHECK_EVERY_ROWS:
                 _check_time(ctx, read_rows, valid)
         counts.read, counts.valid = read_rows, valid
+    if parts and sink is not None:
+        sink.add_batch(items, parts)
     result.streamed = not spilling  # sending overlapped reading
     if sink is not None and spilling:  # read to the end within the limit: proven now
         sink.add_from_spill(spill_path)
