@@ -66,8 +66,8 @@ class ContactSink:
         return self.add_batch([(position, *ref)], [encoded])
 
     def add_batch(self, items: list[Item], parts: list[bytes]) -> bool:
-        """Take contacts in order (`parts[i]` encoded, for `items[i]`); False once no more may be
-        sent (the caller stops adding)."""
+        """Take contacts in order (`parts[i]` encoded, for `items[i]`; the lists are copied, not
+        kept); False once no more may be sent (the caller stops adding)."""
         if not self.open:
             return False
         for full in self.packer.extend(items, parts):

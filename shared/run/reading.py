@@ -128,6 +128,7 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
     spilling = sink is None or not _provable(segment, bytes_left, 0, limit)
     items: list[Item] = []
     parts: list[bytes] = []
+    add_item, add_part = items.append, parts.append
     current = None
     read_rows = valid = 0
     spill_path = ctx.workspace.spill
@@ -150,14 +151,14 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                     result.structural += 1
                 if mapped.email:
                     kept(mapped.email)
-            elif not first_time(mapped["email"]):
+            elif not first_time(email := mapped["email"]):
                 counts.duplicates += 1
                 rejects.list((partition, number), "duplicate email", "an earlier row has the same email")
             else:
                 encoded = encode(mapped)
                 if len(encoded) > max_contact:
                     rejects.reject((partition, number), "contact too large", f"{len(encoded)} bytes encoded")
-                    kept(mapped["email"])
+                    kept(email)
                     continue
                 if valid == limit:
                     counts.read, counts.valid = read_rows, valid + 1
@@ -168,16 +169,17 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                     )
                 unset = "" if len(mapped) == every_key and (not every_custom or len(mapped["custom_fields"]) == every_custom) \
                     else unset_code(mapped, reserved, custom)
-                write_key(encode_key(mapped["email"], contact_hash(encoded, lists), valid, partition, number, unset))
+                write_key(encode_key(email, contact_hash(encoded, lists), valid, partition, number, unset))
                 if spilling:
                     write_spill(encode_spill(partition, number, encoded))
                 else:
-                    items.append((valid, partition, number))
-                    parts.append(encoded)
+                    add_item((valid, partition, number))
+                    add_part(encoded)
                     if len(parts) == BATCH:
                         assert sink is not None
                         sink.add_batch(items, parts)  # out of time: read on for the counts, send no more
-                        items, parts = [], []
+                        items.clear()  # the sink keeps copies
+                        parts.clear()
                 valid += 1
             if not read_rows & CHECK_EVERY_ROWS:
                 _check_time(ctx, read_rows, valid)
