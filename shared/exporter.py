@@ -127,11 +127,12 @@ def _nothing_to_do(services: Services, report: RunReport, definition: ExportDefi
     """Whether the snapshot and definition are those of the last succeeded run (see
     run/unchanged.py); the report then says so and the run ends without a SendGrid request."""
     with stage(report, "prepare"):
-        segment = services.source.open_segment(definition.source_folder, definition.segment)
         previous = unchanged.last_finished(services.state, report.export, report.run_id)
+        if previous is None or previous.get("status") != "succeeded":
+            return False  # nothing to compare with: the segment is opened once, by prepare, not twice
+        segment = services.source.open_segment(definition.source_folder, definition.segment)
         if not unchanged.same_as_before(report, segment, previous):
             return False
-        assert previous is not None
         report.source = segment.describe()
         unchanged.finish_unchanged(report, previous)
         return True

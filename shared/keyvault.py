@@ -15,8 +15,6 @@ import threading
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.identity import DefaultAzureCredential
-from azure.keyvault.secrets import SecretClient
 
 from shared.errors import ExportError
 
@@ -62,6 +60,11 @@ class ApiKeyStore:
         try:
             if self._client is None:
                 assert self._vault_url, "no vault: a local key is used instead"
+                # Imported on the first read: without KEY_VAULT_URL (a local key) a process never
+                # needs azure-keyvault-secrets or azure-identity (~50 ms of CPU to import, -X importtime).
+                from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - lazy: cold start
+                from azure.keyvault.secrets import SecretClient  # noqa: PLC0415 - lazy: cold start
+
                 self._client = SecretClient(self._vault_url, DefaultAzureCredential(), **self._client_options)
             value = self._client.get_secret(self._secret_name).value
         except ResourceNotFoundError:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.identity import DefaultAzureCredential
-from azure.storage.queue import QueueClient
 
 from shared.errors import ExportError
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +28,25 @@ WHAT = "the run queue"
 
 
 class RunQueue:
-    """Sends work to the run queue (`RUN_QUEUE`); made once per process."""
+    """Sends work to the run queue (`RUN_QUEUE`); made once per process. Its client is made by
+    `connect` on the first send: a process that never queues (a run, a GET) never loads the
+    queue SDK."""
 
-    def __init__(self, client: QueueClient) -> None:
-        self._client = client
+    def __init__(self, name: str, connect: Callable[[], QueueClient]) -> None:
+        self._name = name
+        self._connect = connect
+        self._made: QueueClient | None = None
         self._ready = False
 
     @property
     def name(self) -> str:
-        return str(self._client.queue_name)
+        return self._name
+
+    @property
+    def _client(self) -> QueueClient:
+        if self._made is None:  # two threads racing here make two equal clients: harmless
+            self._made = self._connect()
+        return self._made
 
     @property
     def poison_name(self) -> str:
@@ -67,8 +79,19 @@ class RunQueue:
 def run_queue(name: str, connection_string: str | None, account_url: str | None) -> RunQueue:
     """The queue client: by identity on the host account's queue endpoint in Azure, by connection
     string locally (Azurite's, with its QueueEndpoint). No encode policy: text goes as it is."""
-    if account_url:
-        return RunQueue(QueueClient(account_url, name, credential=DefaultAzureCredential()))
-    if not connection_string:
+    if not account_url and not connection_string:
         raise ExportError("internal_error", "no run queue: set AzureWebJobsStorage__queueServiceUri")
-    return RunQueue(QueueClient.from_connection_string(connection_string, name))
+
+    def connect() -> QueueClient:
+        # Imported here, on the first send: azure-storage-queue (and azure-identity) cost ~75 ms of
+        # CPU to import (-X importtime), which a process that never queues should not pay.
+        from azure.storage.queue import QueueClient  # noqa: PLC0415 - lazy: cold start
+
+        if account_url:
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - lazy: cold start
+
+            return QueueClient(account_url, name, credential=DefaultAzureCredential())
+        assert connection_string is not None
+        return QueueClient.from_connection_string(connection_string, name)
+
+    return RunQueue(name, connect)

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient
 
 from shared import chunking
@@ -83,6 +82,10 @@ def blob_service(connection_string: str | None, account_url: str | None) -> Blob
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string, **options)
     assert account_url
+    # Imported only here: azure-identity costs ~40 ms of CPU to import (-X importtime), for nothing where a
+    # connection string is used (local use, tests, the bench).
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - lazy: cold start
+
     return BlobServiceClient(account_url, credential=DefaultAzureCredential(), **options)
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, NamedTuple
 
 from azure.core import MatchConditions
@@ -106,18 +108,10 @@ class StateStore:
         """The export's newest `limit` run reports older than run id `before` (None: the newest),
         newest first, as (run_id, report) with None for a blob that is not a readable report; and
         whether older ones remain. Run ids sort by time, so the order comes from the blob names
-        (listed, names only): only the reports returned are downloaded. latest.json is skipped."""
+        (listed, names only, newest months first: `_newest_run_ids`): only the reports returned
+        are downloaded. latest.json is skipped."""
         prefix = f"runs/{export}/"
-        with storage_errors(WHAT):
-            try:
-                names = [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
-            except ResourceNotFoundError:  # no state container yet: no runs
-                return [], False
-        run_ids = sorted((n[len(prefix):-len(".json")] for n in names
-                          if n.endswith(".json") and n != f"{prefix}latest.json" and "/" not in n[len(prefix):]),
-                         reverse=True)
-        if before is not None:
-            run_ids = [run_id for run_id in run_ids if run_id < before]
+        run_ids = self._newest_run_ids(prefix, limit + 1, before)
         found: list[tuple[str, dict[str, Any] | None]] = []
         for run_id in run_ids[:limit]:
             with storage_errors(WHAT):
@@ -131,6 +125,47 @@ class StateStore:
                 report = None
             found.append((run_id, report if isinstance(report, dict) else None))
         return found, len(run_ids) > limit
+
+    def _newest_run_ids(self, prefix: str, wanted: int, before: str | None) -> list[str]:
+        """The newest `wanted` run ids older than `before` (all of them when fewer), newest first.
+
+        Blob names list in ascending order only, and each listed name costs ~0.16 ms of CPU in
+        the SDK (measured on Azurite: 1,000 reports, 160 ms a listing), so listing every report to
+        find the newest ten made each run slower as history grew. A run id starts with the year and
+        month it was made (report.new_run_id), so the newest months are listed first, then whole
+        years, down to the month of the oldest report, until `wanted` are found: everything newer
+        than what is listed is always listed, so the answer is the full listing's."""
+        with storage_errors(WHAT):
+            try:
+                oldest = next(iter(self._container.list_blobs(name_starts_with=prefix + "2", results_per_page=1)),
+                              None)
+            except ResourceNotFoundError:  # no state container yet: no runs
+                return []
+        if oldest is None:
+            return []
+        floor = oldest.name[len(prefix):len(prefix) + 6]
+        # Another instance's clock may be a little ahead: its run ids may be in the next month.
+        top = (before or (datetime.now(UTC) + timedelta(days=1)).strftime("%Y%m"))[:6]
+        if not (floor.isdigit() and len(floor) == 6 and top.isdigit() and len(top) == 6):
+            return _newest_first(self._run_ids(prefix, ""), before)  # not run ids: list them all
+        seen: set[str] = set()
+        newest: list[str] = []
+        for part in _months_then_years(top, floor):
+            seen.update(self._run_ids(prefix, part))
+            newest = _newest_first(seen, before)
+            if len(newest) >= wanted:
+                break
+        return newest
+
+    def _run_ids(self, prefix: str, part: str) -> list[str]:
+        """The run ids whose report names start with prefix + part (latest.json is not one)."""
+        with storage_errors(WHAT):
+            try:
+                names = [blob.name for blob in self._container.list_blobs(name_starts_with=prefix + part)]
+            except ResourceNotFoundError:
+                return []
+        return [n[len(prefix):-len(".json")] for n in names
+                if n.endswith(".json") and n != f"{prefix}latest.json" and "/" not in n[len(prefix):]]
 
     def report(self, export: str, run_id: str) -> dict[str, Any] | None:
         """One run's stored report (None when there is none, or it is not a readable report)."""
@@ -234,3 +269,20 @@ class StateStore:
         """Hold the export's lease while a run goes on, or raise ExportError("run_in_progress")."""
         self.ensure()
         return acquire_run_lease(self._container, export, seconds)
+
+
+def _newest_first(run_ids: Iterable[str], before: str | None) -> list[str]:
+    return sorted((run_id for run_id in run_ids if before is None or run_id < before), reverse=True)
+
+
+def _months_then_years(top: str, floor: str) -> Iterator[str]:
+    """Name parts covering every month from `top` down to `floor` (both YYYYMM), newest first: a
+    year's twelve months one by one, then whole years (a year may repeat months already listed)."""
+    year, month = int(top[:4]), int(top[4:])
+    for _ in range(12):
+        if f"{year:04d}{month:02d}" < floor:
+            return
+        yield f"{year:04d}{month:02d}"
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    for older in range(year, int(floor[:4]) - 1, -1):
+        yield f"{older:04d}"
