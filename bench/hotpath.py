@@ -1,5 +1,5 @@
 """The read loop's CPU, piece by piece, in one process (no Azurite, no sandbox, no threads): the
-bench's rows as CSV in memory, parsed by `shared.source.read_records`, mapped, de-duplicated,
+bench's rows as CSV in memory, parsed by `shared.records.read_records`, mapped, de-duplicated,
 encoded, hashed and written as key and spill lines (to memory), as `shared.run.reading.read` does
 per row; beside it, what the minimal loop does per row (csv.reader, its own contact building,
 orjson). Figures only, to see where a run's CPU goes; `--profile` prints cProfile's top entries.
@@ -29,7 +29,7 @@ from shared.definitions import parse_definition
 from shared.fields import CustomField
 from shared.lines import encode_key, encode_spill
 from shared.mapping import ContactMapper
-from shared.source import read_records
+from shared.records import read_records
 
 LIST_ID = "3f1c5a7e-9b2d-4e6f-8a1c-2b3d4e5f6a7b"
 

@@ -1,24 +1,25 @@
 """Reads a Customer Insights export (a CDM folder) from Blob Storage as a stream of rows.
 
 Only this module talks to the source container. Metadata parsing is in `cdm.py`; the CSV records
-of a partition are read here (`read_records`), strictly as its CDM settings say and with bounded
+of a partition are read by `records.py`, strictly as its CDM settings say and with bounded
 memory: a partition that does not parse is refused (`source_invalid`, naming partition and line),
 never guessed at, so a broken snapshot cannot look like a smaller segment.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from shared import cdm
 from shared.errors import ExportError
+from shared.records import BUFFER_BYTES, ChunkStream, GuardedStream, guarded_records
 from shared.storage_errors import storage_errors
 
 MODEL_JSON = "model.json"
@@ -28,11 +29,6 @@ DOWNLOAD_CHUNK_BYTES = 4 * 1024 * 1024
 # model.json, a manifest or an entity document larger than this is refused before it is parsed
 # (Customer Insights' own are a few KB; a metadata file is read whole).
 MAX_METADATA_BYTES = 16 * 1024 * 1024
-# One CSV record (all its lines) may hold at most this many characters; mapping rejects any value
-# over 4,096 characters anyway. A longer record is skipped as a rejected row when the reader can
-# find the next record for sure, else the partition is refused. Memory stays near this bound.
-MAX_RECORD_CHARS = 1024 * 1024
-csv.field_size_limit(MAX_RECORD_CHARS + 1)  # never the binding limit: records are capped first
 
 
 @dataclass(frozen=True)
@@ -66,130 +62,6 @@ class Segment:
 
 # (partition name, record number in it, values in column order): a plain tuple, made per row.
 SourceRow = tuple[str, int, list[str]]
-
-
-class OversizedRecord(list[str]):
-    """Stands in for a record over MAX_RECORD_CHARS that was skipped: it holds no values, so
-    mapping rejects it as a row with the wrong number of columns (a structural reject)."""
-
-
-class _RecordTooLarge(Exception):
-    """args[0]: whether the reader can find the next record for sure."""
-
-
-class _Lines:
-    """The physical lines of a partition for csv.reader, at most `cap` characters per record.
-
-    csv.reader pulls one line at a time and never reads ahead, so `start_record()` (called after
-    each record) marks where the next one begins; `line` counts physical lines for messages.
-    """
-
-    def __init__(self, text: TextIO, quote: str | None, cap: int) -> None:
-        self._text, self._quote, self._cap = text, quote, cap
-        self._readline = text.readline
-        self.line, self.record_line, self._used = 0, 1, 0
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:  # once per physical line: kept short
-        used = self._used
-        piece = self._readline(self._cap - used + 1)
-        if not piece:
-            raise StopIteration
-        if not used:
-            self.record_line = self.line + 1
-        used = self._used = used + len(piece)
-        if used > self._cap:
-            # Safe to skip only when the record began on this line and no quote can hide a line
-            # break: then the end of this physical line is the end of the record.
-            resync = used == len(piece) and not (self._quote and self._quote in piece)
-            raise _RecordTooLarge(resync)
-        if piece[-1] in "\r\n":
-            self.line += 1
-        return piece
-
-    def start_record(self) -> None:
-        self._used = 0
-
-    def skip_line(self) -> bool:
-        """Read to the end of the current physical line; False if a quote char was on it."""
-        while True:
-            piece = self._text.readline(64 * 1024)
-            if self._quote and self._quote in piece:
-                return False
-            if not piece or piece[-1] in "\r\n":
-                self.line += 1
-                return True
-
-
-def read_records(
-    text: TextIO, fmt: cdm.CsvFormat, columns: tuple[str, ...], what: str = "partition",
-    max_record_chars: int = MAX_RECORD_CHARS,
-) -> Iterator[tuple[int, list[str]]]:
-    """Yield (record number from 1, values in `columns` order) for each data record.
-
-    Blank lines and a header row are not counted; a header naming the columns in another order
-    puts values back in `columns` order (any other header is informational). A record over the
-    cap comes out as an `OversizedRecord`; anything that does not parse as `fmt` says (an
-    unterminated quote, text after a closing quote, undecodable UTF-16) raises source_invalid.
-    """
-    lines = _Lines(text, '"' if fmt.quoting else None, max_record_chars)
-    reader = csv.reader(lines, delimiter=fmt.delimiter, strict=True,
-                        quoting=csv.QUOTE_MINIMAL if fmt.quoting else csv.QUOTE_NONE)
-    order: list[int] | None = None
-    number, header = 0, fmt.header
-    while True:
-        lines.start_record()
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except _RecordTooLarge as exc:
-            if not exc.args[0] or not lines.skip_line():
-                raise cdm.invalid(f"{what}: the record at line {lines.record_line} is over {max_record_chars} "
-                                  "characters and its end cannot be found for sure; nothing was read from it")
-            number += 1
-            yield number, OversizedRecord()
-            continue
-        except (csv.Error, UnicodeDecodeError) as exc:
-            problem = f"{exc}" if isinstance(exc, csv.Error) else f"not valid {fmt.encoding}"
-            raise cdm.invalid(f"{what} is not valid CSV from line {lines.record_line}: {problem}") from None
-        if header:
-            header = False
-            names = [h.strip() for h in values]
-            if names != list(columns) and sorted(names) == sorted(columns):
-                order = [names.index(c) for c in columns]
-            continue
-        if not values:
-            continue
-        number += 1
-        if order is not None and len(values) == len(order):
-            yield number, [values[i] for i in order]
-        else:
-            yield number, values
-
-
-class _ChunkStream(io.RawIOBase):
-    """A readable binary stream over an iterator of byte chunks, without copying them whole."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._view = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._view:
-            try:
-                self._view = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        count = min(len(buffer), len(self._view))
-        buffer[:count] = self._view[:count]
-        self._view = self._view[count:]
-        return count
 
 
 class BlobSource:
@@ -279,18 +151,36 @@ class BlobSource:
             return "default" + MANIFEST_SUFFIX
         return manifests[0] if manifests else None
 
-    def open_partition(self, partition: Partition) -> io.TextIOWrapper:
-        with storage_errors("reading a source partition"):
-            downloader = self._container.download_blob(partition.blob_name, max_concurrency=1)
-        raw = io.BufferedReader(_ChunkStream(downloader.chunks()), buffer_size=64 * 1024)
-        # surrogateescape: bytes invalid in the declared encoding survive as lone surrogates, so
-        # mapping can reject just those rows instead of the whole read failing.
-        return io.TextIOWrapper(raw, encoding=partition.fmt.encoding, errors="surrogateescape", newline="")
+    def _opener(self, partition: Partition, what: str) -> Callable[[bool], tuple[TextIO, list[int] | None]]:
+        """Opens the partition as text for `records.guarded_records`; a second opening reads the
+        version the first one read, or refuses the partition if it changed meanwhile."""
+        versions: list[str] = []
+
+        def open_text(guarded: bool) -> tuple[TextIO, list[int] | None]:
+            condition: dict[str, Any] = {}
+            if versions:
+                condition = {"etag": versions[0], "match_condition": MatchConditions.IfNotModified}
+            with storage_errors("reading a source partition"):
+                try:
+                    downloader = self._container.download_blob(partition.blob_name, max_concurrency=1, **condition)
+                except ResourceModifiedError:
+                    raise cdm.invalid(f"{what} changed while it was being read; nothing after its first "
+                                      "records was read (run again once the snapshot is complete)") from None
+            versions.append(str(downloader.properties.etag))
+            stream = GuardedStream(downloader.chunks()) if guarded else ChunkStream(downloader.chunks())
+            # surrogateescape: bytes invalid in the declared encoding survive as lone surrogates, so
+            # mapping can reject just those rows instead of the whole read failing.
+            text = io.TextIOWrapper(io.BufferedReader(stream, buffer_size=BUFFER_BYTES), encoding=partition.fmt.encoding,
+                                    errors="surrogateescape", newline="")
+            return text, stream.progress if isinstance(stream, GuardedStream) else None
+
+        return open_text
 
     def rows(self, segment: Segment) -> Iterator[SourceRow]:
         """Every data row of the segment, partition by partition, streamed."""
         for partition in segment.partitions:
             what = f"partition '{partition.name}'"
-            with self.open_partition(partition) as text, storage_errors("reading a source partition"):
-                for number, values in read_records(text, partition.fmt, segment.columns, what):
+            with storage_errors("reading a source partition"):
+                for number, values in guarded_records(self._opener(partition, what), partition.fmt, segment.columns,
+                                                      what):
                     yield partition.name, number, values

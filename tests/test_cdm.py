@@ -11,7 +11,7 @@ from helpers import reference_dir
 
 from shared import cdm
 from shared.errors import ExportError
-from shared.source import OversizedRecord, read_records
+from shared.records import OversizedRecord, read_records
 
 
 def records(text: str, fmt: cdm.CsvFormat, columns: tuple[str, ...], **cap: int) -> list[tuple[int, list[str]]]:
