@@ -26,11 +26,13 @@ class Opener:
     def __call__(self, guarded: bool) -> tuple[TextIO, list[int] | None]:
         self.openings += 1
         chunks = (self.data[i:i + 1000] for i in range(0, len(self.data), 1000))
-        stream = GuardedStream(chunks, self.limit) if guarded and self.limit else GuardedStream(chunks) if guarded \
-            else io.BytesIO(self.data)
-        text = io.TextIOWrapper(io.BufferedReader(stream, 4096) if guarded else stream, encoding=self.encoding,
-                                errors="surrogateescape", newline="")
-        return text, stream.progress if isinstance(stream, GuardedStream) else None
+        if not guarded:
+            return io.TextIOWrapper(io.BytesIO(self.data), encoding=self.encoding, errors="surrogateescape",
+                                    newline=""), None
+        stream = GuardedStream(chunks, self.limit) if self.limit else GuardedStream(chunks)
+        text = io.TextIOWrapper(io.BufferedReader(stream, 4096), encoding=self.encoding, errors="surrogateescape",
+                                newline="")
+        return text, stream.progress
 
 
 def both(data: bytes, fmt: cdm.CsvFormat = cdm.CsvFormat(), limit: int | None = None) -> tuple[list, list, int]:
