@@ -4,12 +4,17 @@ Nothing else in the app splits these lines on tabs. All are bytes, newline-termi
 emails and partition names as UTF-8 with surrogateescape (a partition name comes from the
 metadata, which may hold anything, a tab included: it is always parsed from the right):
 
-  key line       email TAB hash TAB position TAB unset TAB partition TAB row
-                 one per valid contact, in spill (segment) order; sorted as bytes they sort by
-                 email (TAB sorts before any byte an email may hold)
+  key line       email TAB hash [TAB unset ;] NUL position TAB partition TAB row
+                 one per valid contact, in spill (segment) order. What comes before the NUL is
+                 the contact's record line once SendGrid applied it (no email, hash or unset code
+                 holds a NUL), so the usual contact's entry is copied, never re-encoded. Sorted as
+                 bytes, key lines sort by email (TAB sorts before any byte an email may hold)
   spill line     partition TAB row TAB encoded contact                 the contacts to send
-  decision line  email TAB new hash TAB old hash TAB action TAB position TAB old extra TAB unset
-                 what the delta decided, one per email of the segment or the record
+  decisions file what the delta decided, in email order, one line per email of the segment or
+                 the record: an unchanged contact's next record line as it will be stored, or
+                 (for a contact to send, or a leaver: its entry depends on how the run goes) a
+                 decision line, NUL action TAB position TAB email TAB new hash TAB old hash TAB
+                 unset TAB old extra (no record line starts with a NUL: no email does)
   record line    email TAB hash [TAB extra]                            the delivered record, sorted
 
 `unset` names the mapped fields a contact had no value for (codes from `shared.fields`, comma
@@ -26,6 +31,7 @@ A position is the contact's index among the valid contacts of the run (its spill
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 RowRef = tuple[str, int]  # (partition name, row number): where a row came from
@@ -37,13 +43,6 @@ class KeyLine(NamedTuple):
     position: int
     ref: RowRef
     unset: bytes = b""
-
-
-class KeyForDiff(NamedTuple):
-    email: bytes
-    digest: bytes
-    position: bytes
-    unset: bytes
 
 
 class DecisionLine(NamedTuple):
@@ -68,28 +67,34 @@ def _ref(partition: bytes, row: bytes) -> RowRef:
 
 # -- key lines ---------------------------------------------------------------------------------
 def encode_key(email: str, digest: str, position: int, partition: str, row: int, unset: str = "") -> bytes:
-    return f"{email}\t{digest}\t{position}\t{unset}\t{partition}\t{row}\n".encode("utf-8", "surrogateescape")
+    if unset:
+        return f"{email}\t{digest}\t{unset};\0{position}\t{partition}\t{row}\n".encode("utf-8", "surrogateescape")
+    return f"{email}\t{digest}\0{position}\t{partition}\t{row}\n".encode("utf-8", "surrogateescape")
 
 
 def parse_key(line: bytes) -> KeyLine:
-    email, digest, position, unset, rest = line.rstrip(b"\n").split(b"\t", 4)
-    partition, row = rest.rsplit(b"\t", 1)
-    return KeyLine(email, digest, int(position), _ref(partition, row), unset)
+    email, digest, unset, position = key_fields(line)
+    where = line.rstrip(b"\n").partition(b"\0")[2].partition(b"\t")[2]  # partition TAB row
+    partition, row = where.rsplit(b"\t", 1)
+    return KeyLine(email, digest, position, _ref(partition, row), unset)
 
 
-def key_for_diff(line: bytes) -> KeyForDiff:
-    """What the delta compares and carries of a key line (the row is not)."""
-    email, digest, position, unset, _ = line.split(b"\t", 4)
-    return KeyForDiff(email, digest, position, unset)
+def key_fields(line: bytes) -> tuple[bytes, bytes, bytes, int]:
+    """(email, hash, unset, position) of a key line: what the delta compares and carries."""
+    body, _, rest = line.partition(b"\0")
+    email, digest, *unset = body.split(b"\t", 2)
+    return email, digest, unset[0][:-1] if unset else b"", int(rest[:rest.index(b"\t")])
 
 
 def key_as_record(line: bytes) -> bytes:
     """The record line a key line becomes once its contact is applied."""
-    second = line.index(b"\t", line.index(b"\t") + 1)
-    third = line.index(b"\t", second + 1)
-    if line[third + 1] == 9:  # no unset code (the usual contact): "email<TAB>hash" as it stands
-        return line[:second] + b"\n"
-    return line[:second] + b"\t" + line[third + 1:line.index(b"\t", third + 1)] + b";\n"
+    return line.partition(b"\0")[0] + b"\n"
+
+
+def keys_as_records(lines: list[bytes]) -> list[bytes]:
+    """`key_as_record` of each line without its newline, in one pass (the hot path of the delta
+    and of the record: join them with newlines)."""
+    return [line.partition(b"\0")[0] for line in lines]
 
 
 # -- spill lines -------------------------------------------------------------------------------
@@ -103,16 +108,42 @@ def parse_spill(line: bytes) -> tuple[RowRef, bytes]:
     return _ref(partition, row), encoded
 
 
-# -- decision lines ----------------------------------------------------------------------------
+# -- the decisions file ------------------------------------------------------------------------
 def encode_decision(email: bytes, new_hash: bytes | None, old_hash: bytes | None, action: str, position: int,
                     old_extra: bytes = b"", unset: bytes = b"") -> bytes:
-    return b"\t".join([email, new_hash or b"", old_hash or b"", action.encode(), str(position).encode(),
-                       old_extra, unset]) + b"\n"
+    return b"\t".join([b"\0" + action.encode(), str(position).encode(), email, new_hash or b"", old_hash or b"",
+                       unset, old_extra]) + b"\n"
 
 
 def parse_decision(line: bytes) -> DecisionLine:
-    email, new_hash, old_hash, action, position, old_extra, unset = line.rstrip(b"\n").split(b"\t")
+    """A decision line; a record line of the decisions file reads as the unchanged contact it is."""
+    if not line.startswith(b"\0"):
+        entry = parse_record(line)
+        if entry is None:
+            raise ValueError("a blank line in a decisions file")
+        return DecisionLine(entry.email, entry.digest, entry.digest, "same", -1, entry.extra, unset_of(entry.extra))
+    action, position, email, new_hash, old_hash, unset, old_extra = line[1:].rstrip(b"\n").split(b"\t", 6)
     return DecisionLine(email, new_hash, old_hash, action.decode(), int(position), old_extra, unset)
+
+
+def split_decisions(piece: bytes) -> Iterator[tuple[bool, bytes]]:
+    """A piece of a decisions file (whole lines) as (is a decision line, bytes): each decision line
+    on its own, the record lines between them together, as they stand."""
+    start, end = 0, len(piece)
+    at = 0 if piece.startswith(b"\0") else _decision_after(piece, 0)
+    while at >= 0:
+        if at > start:
+            yield False, piece[start:at]
+        start = piece.find(b"\n", at) + 1 or end
+        yield True, piece[at:start]
+        at = _decision_after(piece, start - 1)  # from the newline that ended it
+    if start < end:
+        yield False, piece[start:]
+
+
+def _decision_after(piece: bytes, start: int) -> int:
+    found = piece.find(b"\n\0", start)
+    return found + 1 if found >= 0 else -1
 
 
 # -- record lines ------------------------------------------------------------------------------

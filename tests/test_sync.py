@@ -22,7 +22,7 @@ from helpers import (
     write,
 )
 
-from shared import delta, lines
+from shared import delta, extsort, lines
 from shared.services import App
 
 MIRROR = {"sync_mode": "mirror"}
@@ -264,7 +264,7 @@ def test_removals_search_at_most_100_emails_and_keep_urls_short(
 # -- the pure parts --------------------------------------------------------------------------
 def test_external_sort_merges_runs_from_disk(tmp_path: Path) -> None:
     lines = [f"user{(i * 7919) % 1000}@x.io\t{i}\n".encode() for i in range(1000)]
-    assert list(delta.external_sort(lines, tmp_path, lines_per_run=64)) == sorted(lines)
+    assert list(extsort.external_sort(lines, tmp_path, lines_per_run=64)) == sorted(lines)
     assert list(tmp_path.iterdir()) == []  # the runs are cleaned up
 
 
@@ -273,14 +273,19 @@ def test_sorting_lines_sorts_by_email() -> None:
     assert [line.split(b"\t")[0] for line in sorted(lines)] == sorted(line.split(b"\t")[0] for line in lines)
 
 
-def test_diff_and_next_record() -> None:
-    current = iter([(b"a@x.io", b"h1", b"pa"), (b"b@x.io", b"h2", b"pb"), (b"d@x.io", b"h4", b"pd")])
-    record = iter([(b"b@x.io", b"h2"), (b"c@x.io", b"h3"), (b"d@x.io", b"old")])
-    decisions = list(delta.diff(current, record))
-    assert [(d.email, d.action) for d in decisions] == [(b"a@x.io", "send"), (b"b@x.io", "same"),
-                                                       (b"c@x.io", "leave"), (b"d@x.io", "send")]
-    refreshed = list(delta.diff(iter([(b"b@x.io", b"h2", b"pb")]), iter([(b"b@x.io", b"h2")]), full_refresh=True))
-    assert refreshed[0].action == "send"
+def test_diff_and_next_record(tmp_path: Path) -> None:
+    keys = [lines.encode_key(email, digest, position, "p", position + 1)
+            for position, (email, digest) in enumerate([("a@x.io", "h1"), ("b@x.io", "h2"), ("d@x.io", "h4")])]
+    record = [b"b@x.io\th2\n", b"c@x.io\th3\n", b"d@x.io\told\n"]
+
+    def decided(full_refresh: bool = False) -> list[tuple[bytes, str]]:
+        with open(tmp_path / "d", "wb") as out, open(tmp_path / "l", "wb") as leavers:
+            delta.decide(keys, record, tmp_path, out, leavers, valid=3, has_record=True, mirror=False,
+                         keep=lambda email: False, full_refresh=full_refresh)
+        return [(d.email, d.action) for d in map(lines.parse_decision, (tmp_path / "d").read_bytes().splitlines(True))]
+
+    assert decided() == [(b"a@x.io", "send"), (b"b@x.io", "same"), (b"c@x.io", "leave"), (b"d@x.io", "send")]
+    assert decided(full_refresh=True)[1] == (b"b@x.io", "send")
     rows = [lines.encode_decision(*row) for row in [
         (b"a@x.io", b"h1", b"", "send", 0), (b"b@x.io", b"h2", b"h2", "same", -1),
         (b"c@x.io", b"", b"h3", "leave", -1), (b"d@x.io", b"h4", b"old", "send", 1)]]
@@ -291,9 +296,10 @@ def test_diff_and_next_record() -> None:
         b"a@x.io\th1\n", b"b@x.io\th2\n", b"c@x.io\th3\n", b"d@x.io\th4\n"]
 
 
-def test_an_unsorted_record_is_refused() -> None:
-    with pytest.raises(ValueError):
-        list(delta.read_record([b"b@x.io\th\n", b"a@x.io\th\n"]))
+def test_an_unsorted_record_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError), open(tmp_path / "d", "wb") as out, open(tmp_path / "l", "wb") as leavers:
+        delta.decide([], [b"b@x.io\th\n", b"a@x.io\th\n"], tmp_path, out, leavers, valid=0, has_record=True,
+                     mirror=False, keep=lambda email: False)
 
 
 def test_hash_covers_fields_and_lists() -> None:

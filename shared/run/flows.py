@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from shared import delta, fields
+from shared import delta, extsort, fields
 from shared.lines import unset_of
 from shared.run import mirror
 from shared.run.checkpoint import resume
@@ -54,7 +54,7 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
         confirming = pool.submit(_finish_and_confirm, ctx, sink)
         try:
             with open(workspace.keys, "rb") as keys:
-                runs = delta.sorted_runs(keys, workspace.root)
+                runs = extsort.sorted_runs(keys, workspace.root)
         finally:
             confirming.result()
     list_import_failures(ctx, ctx.progress.deliveries, None)
@@ -65,7 +65,7 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
         deliveries.settle(report.jobs)
         everything = not ctx.progress.refused and deliveries.all_applied()
         with open(workspace.next_record, "wb") as out:
-            out.writelines(delta.first_record(delta.merge_runs(runs), None if everything else deliveries.outcome))
+            out.writelines(delta.first_record(extsort.merged(runs), None if everything else deliveries.outcome))
         ctx.services.state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag,
                                        ctx.definition.list_ids, prepared.field_codes)
     # Only now: a run stopped before its record was stored resumes without resending (the new
@@ -122,7 +122,7 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         gone = (lambda email: email.decode() in removed) if removed is not None else (lambda email: False)
         with open(workspace.decisions, "rb") as decisions, open(workspace.next_record, "wb") as out:
             carried_unknown = prepared.record_fields is None or list(prepared.record_fields) != prepared.field_codes
-            out.writelines(delta.next_record(decisions, deliveries.outcome, gone, carried_unknown))
+            out.writelines(delta.next_record(extsort.pieces(decisions), deliveries.outcome, gone, carried_unknown))
         state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids,
                           prepared.field_codes)
     state.clear_checkpoint(ctx.name)  # only now: a run stopped before this resumes without resending
