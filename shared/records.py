@@ -179,11 +179,12 @@ class GuardedStream(ChunkStream):
 
 def guarded_records(
     open_text: Callable[[bool], tuple[TextIO, list[int] | None]], fmt: cdm.CsvFormat, columns: tuple[str, ...],
-    what: str = "partition",
-) -> Iterator[tuple[int, list[str]]]:
-    """What `read_records` yields for a partition. `open_text(guarded)` opens it: with a
-    GuardedStream under the text and its `progress` list (guarded=True), or plainly (False, for
-    the exact reader, from the start)."""
+    what: str = "partition", name: str = "",
+) -> Iterator[tuple[str, int, list[str]]]:
+    """What `read_records` yields for a partition, each with `name` before it (the source's row
+    tuple, made once). `open_text(guarded)` opens the partition: with a GuardedStream under the
+    text and its `progress` list (guarded=True), or plainly (False, for the exact reader, from
+    the start)."""
     text, progress = open_text(True)
     assert progress is not None
     done = 0
@@ -200,7 +201,7 @@ def guarded_records(
                     order = _order(values, columns)
                 elif values:
                     done += 1
-                    yield done, values if order is None or len(values) != len(order) else [values[i] for i in order]
+                    yield name, done, values if order is None or len(values) != len(order) else [values[i] for i in order]
         return
     except (_Unsure, csv.Error, UnicodeDecodeError):
         pass
@@ -208,7 +209,7 @@ def guarded_records(
     with exact:
         for number, values in read_records(exact, fmt, columns, what):
             if number > done:
-                yield number, values
+                yield name, number, values
 
 
 def _order(header: list[str], columns: tuple[str, ...]) -> list[int] | None:

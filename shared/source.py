@@ -181,6 +181,5 @@ class BlobSource:
         for partition in segment.partitions:
             what = f"partition '{partition.name}'"
             with storage_errors("reading a source partition"):
-                for number, values in guarded_records(self._opener(partition, what), partition.fmt, segment.columns,
-                                                      what):
-                    yield partition.name, number, values
+                yield from guarded_records(self._opener(partition, what), partition.fmt, segment.columns, what,
+                                           partition.name)

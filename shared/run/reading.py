@@ -134,7 +134,7 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
     spill_path = ctx.workspace.spill
     with open(spill_path, "wb") as spill, open(ctx.workspace.keys, "wb") as keys:
         write_spill, write_key = spill.write, keys.write
-        for partition, number, values in ctx.services.source.rows(segment):
+        for read_rows, (partition, number, values) in enumerate(ctx.services.source.rows(segment), 1):
             if partition != current:  # a partition starts: the bytes left shrink, perhaps enough
                 bytes_left -= sizes.get(current, 0) if current is not None else 0
                 current = partition
@@ -142,7 +142,6 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                     spill.flush()
                     spilling = False
                     sink.add_from_spill(spill_path)  # when that stops the sink, its add_batch says no more
-            read_rows += 1
             mapped = to_map(values)
             if type(mapped) is not dict:
                 assert isinstance(mapped, Rejected)
