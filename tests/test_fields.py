@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from shared import delta, fields, lines
@@ -52,3 +53,19 @@ def test_a_key_line_becomes_its_record_line_with_or_without_unset_fields() -> No
     assert lines.key_as_record(plain) == b"a@x.io\th1\n"
     assert lines.key_as_record(unset) == b"a@x.io\th1\tfn,+e1_T;\n"
     assert lines.parse_key(plain).ref == ("odd\tpartition", 7)  # a tab in a partition name is kept
+
+
+def test_remembered_unset_codes_are_those_of_unset_code_for_every_shape() -> None:
+    codes = fields.UnsetCodes(RESERVED, [TIER, VALUE])
+    rng = random.Random(2)
+    for _ in range(2000):
+        contact: dict[str, object] = {"email": "a@x.io"}
+        contact.update({name: "x" for name in RESERVED if rng.random() < 0.7})
+        custom = {f.id: "y" for f in (TIER, VALUE) if rng.random() < 0.5}
+        if custom or rng.random() < 0.5:
+            contact["custom_fields"] = custom
+        assert codes(contact) == fields.unset_code(contact, RESERVED, [TIER, VALUE])
+    few = fields.UnsetCodes(RESERVED, [TIER, VALUE])
+    few.MAX_SHAPES = 2  # a full memo still answers, it only stops learning
+    for contact in ({"email": "a"}, {"email": "a", "city": "c"}, {"email": "a", "first_name": "f"}):
+        assert few(contact) == fields.unset_code(contact, RESERVED, [TIER, VALUE])

@@ -18,7 +18,7 @@ from typing import Any
 from shared import chunking, delta
 from shared.dedup import EmailSet
 from shared.errors import ExportError
-from shared.fields import CustomField, field_codes, unset_code
+from shared.fields import CustomField, UnsetCodes, field_codes
 from shared.lines import encode_key, encode_spill
 from shared.mapping import STRUCTURAL, ContactMapper, Rejected, resolve_custom_fields
 from shared.run import checkpoint
@@ -123,6 +123,7 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
     # later): a contact with every field set has this many keys, and is by far the usual one.
     reserved, custom = prepared.reserved, prepared.custom
     every_key, every_custom = 1 + len(reserved) + (1 if custom else 0), len(custom)
+    unset_of = UnsetCodes(reserved, custom)
     # Contacts go to the sink once the limit is proven, a batch at a time; until then (and
     # without a sink) they spill.
     spilling = sink is None or not _provable(segment, bytes_left, 0, limit)
@@ -167,7 +168,7 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                         "nothing was sent. Raise max_profiles or narrow the segment",
                     )
                 unset = "" if len(mapped) == every_key and (not every_custom or len(mapped["custom_fields"]) == every_custom) \
-                    else unset_code(mapped, reserved, custom)
+                    else unset_of(mapped)
                 write_key(encode_key(email, contact_hash(encoded, lists), valid, partition, number, unset))
                 if spilling:
                     write_spill(encode_spill(partition, number, encoded))
