@@ -61,11 +61,12 @@ def test_remembered_unset_codes_are_those_of_unset_code_for_every_shape() -> Non
     for _ in range(2000):
         contact: dict[str, object] = {"email": "a@x.io"}
         contact.update({name: "x" for name in RESERVED if rng.random() < 0.7})
-        custom = {f.id: "y" for f in (TIER, VALUE) if rng.random() < 0.5}
+        custom: dict[str, object] = {f.id: "y" for f in (TIER, VALUE) if rng.random() < 0.5}
         if custom or rng.random() < 0.5:
             contact["custom_fields"] = custom
         assert codes(contact) == fields.unset_code(contact, RESERVED, [TIER, VALUE])
     few = fields.UnsetCodes(RESERVED, [TIER, VALUE])
     few.MAX_SHAPES = 2  # a full memo still answers, it only stops learning
-    for contact in ({"email": "a"}, {"email": "a", "city": "c"}, {"email": "a", "first_name": "f"}):
+    shapes: list[dict[str, object]] = [{"email": "a"}, {"email": "a", "city": "c"}, {"email": "a", "first_name": "f"}]
+    for contact in shapes:
         assert few(contact) == fields.unset_code(contact, RESERVED, [TIER, VALUE])
