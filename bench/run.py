@@ -1,5 +1,5 @@
 """`make bench`: writes synthetic exports to Azurite, runs the export (the same code the functions
-call) and a minimal streaming loop against the SendGrid sandbox, each in its own process, and
+call) and a minimal streaming loop, each in its own process against a fresh SendGrid sandbox, and
 prints the figures: wall time, CPU time (user+sys of the child process, all its threads, from
 getrusage(RUSAGE_CHILDREN) deltas) and peak RSS of each, their ratios, the cold start, a delta run
 with 1% of profiles changed. Figures only: nothing here passes or fails on time. Azurite and the
@@ -63,12 +63,19 @@ def children_cpu() -> float:
 
 
 def run_json(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run `python -m args` and return its JSON line, with "cpu": the child's user+sys seconds
-    (all threads; counted once the child is waited for, so only this child is in the delta)."""
-    before = children_cpu()
-    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            check=False)
-    cpu = children_cpu() - before
+    """Run `python -m args` against a fresh sandbox of its own and return its JSON line, with
+    "cpu": the child's user+sys seconds (all threads; counted once the child is waited for, so
+    only this child is in the delta). A sandbox holding earlier runs' contacts answers slower
+    (its memory grows by every contact sent), which favoured whichever side ran first."""
+    sandbox, url = start_sandbox()
+    try:
+        before = children_cpu()
+        result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env={**env, "SENDGRID_API_BASE_URL": url},
+                                capture_output=True, text=True, check=False)
+        cpu = children_cpu() - before
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
     if result.returncode != 0:
         raise RuntimeError(f"{args[0]} failed:\n{result.stderr[-3000:]}")
     return {**json.loads(result.stdout.strip().splitlines()[-1]), "cpu": cpu}
@@ -103,8 +110,10 @@ def main() -> int:  # noqa: PLR0915 (a straight script: write, run, print)
 
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         azurite = start_azurite(Path(tmp) / "azurite")
-        sandbox, sandbox_url = start_sandbox()
+        sandbox, sandbox_url = start_sandbox()  # every sandbox has these field ids (made in --field order)
         try:
+            ids = field_ids(sandbox_url)
+            sandbox.terminate()
             service = BlobServiceClient.from_connection_string(azurite.connection_string)
             container = service.create_container("bench-source")
             for count, folder, every in ((args.profiles, f"Bench_{args.profiles}/Export", 0),
@@ -114,7 +123,6 @@ def main() -> int:  # noqa: PLR0915 (a straight script: write, run, print)
                 size = data.write(container, folder, SEGMENT, count, changed_every=every)
                 print(f"wrote {count:,} profiles ({size / 1e6:.1f} MB of CSV) to {folder} in "
                       f"{time.perf_counter() - started:.1f}s", flush=True)
-            ids = field_ids(sandbox_url)
 
             def env_for(folder: str, state: str | None = None) -> dict[str, str]:
                 definition = {
@@ -123,7 +131,7 @@ def main() -> int:  # noqa: PLR0915 (a straight script: write, run, print)
                     "mapping": data.MAPPING, "custom_fields": data.CUSTOM_FIELDS,
                 }
                 env = {**os.environ, "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
-                       "SOURCE_CONTAINER": "bench-source", "SENDGRID_API_BASE_URL": sandbox_url,
+                       "SOURCE_CONTAINER": "bench-source",
                        "SENDGRID_API_KEY": API_KEY, "EXPORT_DEFINITIONS": json.dumps([definition]),
                        # a fresh state container each run: no delivered record, everything is sent
                        "STATE_CONTAINER": state or f"bench-state-{uuid.uuid4().hex[:10]}"}
