@@ -185,9 +185,10 @@ class Packer(Generic[Ref]):
             room = self.max_body_bytes - self.size + ends[start]  # the largest `ends` that fits
             stop = min(bisect_right(ends, room, start) - 1, start + self.max_contacts - len(self.parts))
             if stop == start:  # the next contact does not fit: this body is full
-                full = self.flush()
-                if full is None:
+                if self.fixed + len(parts[start]) > self.max_body_bytes:  # nor would any: refused before a send
                     raise ValueError("a contact is larger than a request body may be")
+                full = self.flush()
+                assert full is not None
                 yield full
                 continue
             self.parts += parts[start:stop]

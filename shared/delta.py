@@ -156,6 +156,8 @@ def decide(
                     leavers.write(entry.email + b"\n")
                     plan.remove += 1
                 append(encode_decision(entry.email, b"", entry.digest, LEAVE, -1, entry.extra)[:-1])
+                if len(out) >= FLUSH_LINES:  # leavers may run long between two keys: memory stays flat
+                    _write_lines(decisions, out)
                 taken = now
             now = take()
         return None
@@ -183,6 +185,9 @@ def decide(
     plan.managed += seen - slow  # every contact taken at once was in the record
     plan.send_mask = mask
     return plan
+
+
+FLUSH_LINES = 8_192  # decision lines held at most before they are written
 
 
 def _write_lines(out: BinaryIO, lines: list[bytes]) -> None:

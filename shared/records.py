@@ -205,6 +205,7 @@ def guarded_records(
         return
     except (_Unsure, csv.Error, UnicodeDecodeError):
         pass
+    del text, reader  # and the download piece they hold, before the partition is read again
     exact, _ = open_text(False)
     with exact:
         for number, values in read_records(exact, fmt, columns, what):

@@ -10,6 +10,7 @@ import pytest
 from shared.chunking import (
     MAX_BODY_BYTES,
     MAX_CONTACTS_PER_REQUEST,
+    Chunk,
     Packer,
     build_body,
     encode_contact,
@@ -106,7 +107,9 @@ def test_packing_in_batches_closes_the_same_bodies_as_one_by_one() -> None:
         assert batched == one_by_one
 
 
-def test_a_batch_refuses_a_contact_too_large_for_any_body() -> None:
+def test_a_batch_refuses_a_contact_too_large_for_any_body_before_closing_a_body() -> None:
     packer: Packer[int] = Packer(LISTS, max_body_bytes=100)
+    closed: list[Chunk[int]] = []
     with pytest.raises(ValueError, match="larger than a request body"):
-        list(packer.extend([0, 1], [b"x" * 10, b"x" * 100]))
+        closed.extend(packer.extend([0, 1], [b"x" * 10, b"x" * 100]))
+    assert closed == []  # as `add`: nothing is handed out to send first

@@ -13,10 +13,11 @@ import pytest
 from azure.storage.blob import BlobLeaseClient
 from helpers import ROOT, definition
 
-from shared import delta, lines
+from shared import chunking, delta, lines
 from shared.definitions import parse_definition
 from shared.errors import ExportError
 from shared.lease import acquire_run_lease
+from shared.lines import encode_spill
 from shared.rejects import RejectsLog
 from shared.report import RunReport
 from shared.run import checkpoint
@@ -170,3 +171,20 @@ def test_a_run_that_lost_its_lease_stops_sending(tmp_path: Path, blob_service: A
         assert ctx.report.resumable and ctx.report.counts.sent == 0
     finally:
         lease.release()
+
+
+def test_a_contact_that_clearing_takes_over_the_size_cap_is_rejected_and_the_rest_sent(tmp_path: Path) -> None:
+    # Clearing adds `"field":""` entries; a contact just under the cap can end up over it.
+    client = ScriptedSendGrid([])
+    contacts = [{"email": f"c{i}@example.com", "first_name": "x" * (40 if i == 1 else 1)} for i in range(3)]
+    encoded = [json.dumps(c, separators=(",", ":")).encode() for c in contacts]
+    envelope = len(chunking.build_body(definition()["list_ids"], []))
+    ctx = context(tmp_path, client, max_body_bytes=envelope + len(encoded[1]) + 5)
+    spill = tmp_path / "spill"
+    spill.write_bytes(b"".join(encode_spill("p_1", i + 1, e) for i, e in enumerate(encoded)))
+    sink = ContactSink(ctx, {"snapshot": "s"}, lambda checkpoint: None)
+    assert sink.add_from_spill(spill, clears={1: b"ln,ci"})  # last_name and city go out as ""
+    sink.finish()
+    ctx.rejects.close()
+    assert rejected_rows(ctx) == [("2", "contact too large")]
+    assert [c["email"] for body in client.bodies for c in body["contacts"]] == ["c0@example.com", "c2@example.com"]

@@ -226,3 +226,18 @@ def test_rejects_csv_cells_cannot_run_as_formulas(app_factory: Any, source_conta
     lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
     assert [line["partition"] for line in lines] == ["'" + name] * 2
     assert all(not value.startswith(("=", "+", "-", "@", "\t", "\r")) for line in lines for value in line.values())
+
+
+def test_a_partition_that_changes_while_it_is_read_again_is_refused(source_container: ContainerClient) -> None:
+    # The oversized line makes the reader go back to the partition's start (see records.py); by
+    # then the blob was replaced: its new rows must not be read as the rest of the old ones.
+    source_container.upload_blob("f/model.json", one_partition_model())
+    data = b"a@example.com,A\r\n" + b"z" * (3 * 1024 * 1024) + b",Z\r\nb@example.com,B\r\n"
+    source_container.upload_blob("f/Seg/p1.csv", data)
+    source = BlobSource(source_container)
+    rows = source.rows(source.open_segment("f", "Seg"))
+    assert next(rows) == ("p1", 1, ["a@example.com", "A"])
+    source_container.upload_blob("f/Seg/p1.csv", b"a@example.com,A\r\nc@example.com,C\r\n", overwrite=True)
+    with pytest.raises(ExportError) as caught:
+        list(rows)
+    assert caught.value.code == "source_invalid" and "changed while it was being read" in caught.value.message

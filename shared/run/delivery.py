@@ -55,6 +55,7 @@ class ContactSink:
         services = ctx.services
         self.packer: chunking.Packer[Item] = chunking.Packer(ctx.definition.list_ids, services.max_contacts_per_request,
                                                              services.max_body_bytes)
+        self.max_contact = chunking.max_contact_bytes(ctx.definition.list_ids, services.max_body_bytes)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender")
         self.in_flight: Future[None] | None = None
         self.requests = 0
@@ -89,6 +90,9 @@ class ContactSink:
                 (partition, row), encoded = parse_spill(line)
                 if clears and position in clears:
                     encoded = chunking.encode_contact(with_cleared(json.loads(encoded), clears[position]))
+                    if len(encoded) > self.max_contact:  # the cleared fields took it over the cap
+                        self.ctx.rejects.reject((partition, row), "contact too large", f"{len(encoded)} bytes encoded")
+                        continue
                 items.append((position, partition, row))
                 parts.append(encoded)
                 if len(parts) == BATCH:
