@@ -30,7 +30,7 @@ EMAIL_MAX_LENGTH = 254  # ContactRequest schema: email maxLength
 _LOCAL_RE = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_RE = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})")
 LOCAL_MAX_LENGTH = 64
-_DOMAIN_MEMO_ENTRIES = 4_096  # domains remembered (at most ~1 MB; a miss only costs the pattern)
+_DOMAIN_MEMO_ENTRIES = 4_096  # domains remembered at most (~1 MB); a miss only costs the pattern
 _domains: dict[str, bool] = {}
 # A top-level label is letters, or an IDN's ASCII form (punycode, RFC 3492: "xn--" then letters,
 # digits, hyphens), as in user@example.xn--p1ai.
@@ -70,8 +70,9 @@ def valid_email(email: str) -> bool:
     known = _domains.get(domain)
     if known is None:
         known = _DOMAIN_RE.fullmatch(domain) is not None  # an "@" in the domain fails it too
-        if len(_domains) < _DOMAIN_MEMO_ENTRIES:
-            _domains[domain] = known
+        if len(_domains) >= _DOMAIN_MEMO_ENTRIES:
+            _domains.clear()  # start over: the memo follows what a worker's runs see now
+        _domains[domain] = known
     return known
 
 
