@@ -232,7 +232,7 @@ class StateStore:
             condition = {"match_condition": MatchConditions.IfMissing}
         with storage_errors(WHAT), open(path, "rb") as stream:
             try:
-                self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True, content_settings=TSV,
+                self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True, content_settings=TSV, max_concurrency=2,
                                             metadata=_record_metadata(list_ids, fields), **condition)
             except (ResourceModifiedError, ResourceExistsError):
                 raise ExportError("run_in_progress", f"the delivered record of '{export}' was changed by another run; "
