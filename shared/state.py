@@ -232,8 +232,10 @@ class StateStore:
             condition = {"match_condition": MatchConditions.IfMissing}
         with storage_errors(WHAT), open(path, "rb") as stream:
             try:
-                self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True, content_settings=TSV, max_concurrency=2,
-                                            metadata=_record_metadata(list_ids, fields), **condition)
+                # Two blocks in flight at a time; the condition applies when the block list is committed.
+                self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True, content_settings=TSV,
+                                            max_concurrency=2, metadata=_record_metadata(list_ids, fields),
+                                            **condition)
             except (ResourceModifiedError, ResourceExistsError):
                 raise ExportError("run_in_progress", f"the delivered record of '{export}' was changed by another run; "
                                                      "this run's record was not stored (the next run compares again)") from None
