@@ -193,15 +193,22 @@ def guarded_records(
             reader = csv.reader(text, delimiter=fmt.delimiter, strict=True,
                                 quoting=csv.QUOTE_MINIMAL if fmt.quoting else csv.QUOTE_NONE)
             order: list[int] | None = None
-            header = fmt.header
-            for values in reader:
+            if fmt.header:  # the first record, whatever it holds
+                first = next(reader, None)
                 progress[0] += 1
-                if header:
-                    header = False
-                    order = _order(values, columns)
-                elif values:
-                    done += 1
-                    yield name, done, values if order is None or len(values) != len(order) else [values[i] for i in order]
+                order = None if first is None else _order(first, columns)
+            if order is None:  # the usual: values in column order (the loop runs once a row: kept bare)
+                for values in reader:
+                    progress[0] += 1
+                    if values:
+                        done += 1
+                        yield name, done, values
+            else:
+                for values in reader:
+                    progress[0] += 1
+                    if values:
+                        done += 1
+                        yield name, done, values if len(values) != len(order) else [values[i] for i in order]
         return
     except (_Unsure, csv.Error, UnicodeDecodeError):
         pass
