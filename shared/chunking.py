@@ -144,8 +144,9 @@ def build_body(list_ids: Sequence[str], encoded: Iterable[bytes]) -> bytes:
 
 
 class Packer(Generic[Ref]):
-    """Push-style packing: `add` each contact; it hands back a full body when the contact would
-    not fit in the current one. Greedy, so no more bodies than the caps need."""
+    """Push-style packing: `extend` with contacts in order; it hands back each body as it fills,
+    closed when the next contact would not fit. Greedy, so no more bodies than the caps need.
+    Every contact must fit alone (see `max_contact_bytes`)."""
 
     def __init__(self, list_ids: Sequence[str], max_contacts: int = MAX_CONTACTS_PER_REQUEST,
                  max_body_bytes: int = MAX_BODY_BYTES) -> None:
@@ -158,26 +159,10 @@ class Packer(Generic[Ref]):
         # before the first: the envelope less one byte, plus each contact and its comma.
         self.size = self.fixed - 1
 
-    def add(self, ref: Ref, encoded: bytes) -> Chunk[Ref] | None:
-        """Every contact must fit alone (see `max_contact_bytes`)."""
-        size = self.size + len(encoded) + 1
-        parts = self.parts
-        if size <= self.max_body_bytes and len(parts) < self.max_contacts:  # once per contact: kept short
-            parts.append(encoded)
-            self.refs.append(ref)
-            self.size = size
-            return None
-        if self.fixed + len(encoded) > self.max_body_bytes:
-            raise ValueError("a contact is larger than a request body may be")
-        full = self.flush()
-        self.parts.append(encoded)
-        self.refs.append(ref)
-        self.size += len(encoded) + 1
-        return full
-
     def extend(self, refs: Sequence[Ref], parts: Sequence[bytes]) -> Iterator[Chunk[Ref]]:
-        """`add` for a batch of contacts (the hot path: a few C-level passes a batch instead of a
-        call a contact); yields each full body, closed exactly where `add` would close it."""
+        """Take a batch of contacts (a few C-level passes a batch, not a call a contact); yield
+        each body that fills up, closed when the next contact would not fit. A contact too large
+        for any body raises ValueError before anything is yielded for it."""
         # ends[k]: the bytes the batch's first k contacts add to a body (each with its comma).
         ends = list(map(add, accumulate(map(len, parts), initial=0), range(len(parts) + 1)))
         start, count = 0, len(parts)
@@ -213,9 +198,7 @@ def pack(
     """Yield request bodies in order, for an iterable of (ref, encoded contact)."""
     packer: Packer[Ref] = Packer(list_ids, max_contacts, max_body_bytes)
     for ref, encoded in items:
-        full = packer.add(ref, encoded)
-        if full is not None:
-            yield full
+        yield from packer.extend([ref], [encoded])
     last = packer.flush()
     if last is not None:
         yield last

@@ -91,6 +91,8 @@ def test_contacts_encode_exactly_as_compact_json(contact: dict) -> None:
 
 
 def test_packing_in_batches_closes_the_same_bodies_as_one_by_one() -> None:
+    # One by one (`pack`) closes a body exactly when the next contact would break a cap (the
+    # tests above pin where); batches of any size must close the same bodies.
     rng = random.Random(9)
     for _ in range(300):
         parts = [b"x" * rng.randint(1, 40) for _ in range(rng.randint(0, 60))]
@@ -112,4 +114,4 @@ def test_a_batch_refuses_a_contact_too_large_for_any_body_before_closing_a_body(
     closed: list[Chunk[int]] = []
     with pytest.raises(ValueError, match="larger than a request body"):
         closed.extend(packer.extend([0, 1], [b"x" * 10, b"x" * 100]))
-    assert closed == []  # as `add`: nothing is handed out to send first
+    assert closed == []  # nothing is handed out to send first

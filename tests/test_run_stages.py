@@ -63,7 +63,7 @@ def send(ctx: RunContext, count: int) -> list[Checkpoint]:
     saved: list[Checkpoint] = []
     sink = ContactSink(ctx, {"snapshot": "s"}, saved.append)
     for i in range(count):
-        assert sink.add(i, ("p_1", i + 1), json.dumps({"email": f"c{i}@example.com"}).encode())
+        assert sink.add_batch([(i, "p_1", i + 1)], [json.dumps({"email": f"c{i}@example.com"}).encode()])
     sink.finish()
     ctx.rejects.close()
     return saved
@@ -165,7 +165,7 @@ def test_a_run_that_lost_its_lease_stops_sending(tmp_path: Path, blob_service: A
         ctx = context(tmp_path, client, max_contacts_per_request=2)
         ctx.lease = lease
         sink = ContactSink(ctx, {"snapshot": "s"}, lambda checkpoint: None)
-        added = [sink.add(i, ("p_1", i + 1), b'{"email":"c%d@example.com"}' % i) for i in range(6)]
+        added = [sink.add_batch([(i, "p_1", i + 1)], [b'{"email":"c%d@example.com"}' % i]) for i in range(6)]
         sink.finish()
         assert added == [True, True, False, False, False, False] and client.bodies == []
         assert ctx.report.resumable and ctx.report.counts.sent == 0

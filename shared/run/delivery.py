@@ -30,7 +30,7 @@ from shared import chunking, jobs
 from shared.errors import ExportError
 from shared.fields import with_cleared
 from shared.jobs import JobEntry
-from shared.lines import RowRef, parse_spill
+from shared.lines import parse_spill
 from shared.run.checkpoint import REFUSED, Checkpoint
 from shared.run.confirm import poll_once
 from shared.run.context import RunContext
@@ -62,10 +62,6 @@ class ContactSink:
         self.open = True  # False once the run must stop sending (time limit, lost lease)
 
     # -- the calling thread -------------------------------------------------------------------
-    def add(self, position: int, ref: RowRef, encoded: bytes) -> bool:
-        """Take one contact; False once no more may be sent (the caller stops adding)."""
-        return self.add_batch([(position, *ref)], [encoded])
-
     def add_batch(self, items: list[Item], parts: list[bytes]) -> bool:
         """Take contacts in order (`parts[i]` encoded, for `items[i]`; the lists are copied, not
         kept); False once no more may be sent (the caller stops adding)."""
