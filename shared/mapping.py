@@ -22,16 +22,13 @@ from shared.fields import CustomField
 MAX_VALUE_CHARS = 4096
 EMAIL_MAX_LENGTH = 254  # ContactRequest schema: email maxLength
 
-# Pragmatic address syntax: dot-atom local part (1 to 64 characters) @ a domain of LDH labels
-# with an alphabetic top-level label. SendGrid lower-cases emails; so do we before comparing.
-# Checked in two parts (see `valid_email`): a segment's emails share few domains, so a domain's
-# verdict is remembered, and the domain pattern (which backtracks over each label) runs once a
-# domain instead of once a row (~1.8 us of a row's ~6; bench/hotpath.py).
-_LOCAL_RE = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_DOMAIN_RE = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})")
-LOCAL_MAX_LENGTH = 64
-_DOMAIN_MEMO_ENTRIES = 4_096  # domains remembered at most (~1 MB); a miss only costs the pattern
-_domains: dict[str, bool] = {}
+# Pragmatic address syntax: dot-atom local part (max 64) @ a domain of LDH labels with an
+# alphabetic top-level label. SendGrid lower-cases emails; so do we before comparing.
+# (Splitting it, with each domain's verdict remembered, measured 0.45 -> 0.43 us a row: not kept.)
+_EMAIL_RE = re.compile(
+    r"^(?=.{1,64}@)[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
+)
 # A top-level label is letters, or an IDN's ASCII form (punycode, RFC 3492: "xn--" then letters,
 # digits, hyphens), as in user@example.xn--p1ai.
 MAX_NUMBER_CHARS = 64  # longer is not a number a marketing field holds
@@ -60,20 +57,6 @@ def has_bad_characters(value: str) -> str | None:
     if not _BAD_CHARACTERS.search(value):
         return None
     return "NUL byte" if "\x00" in value else "invalid encoding"
-
-
-def valid_email(email: str) -> bool:
-    """Whether a (lower-cased, stripped) email has the syntax above."""
-    local, at, domain = email.partition("@")
-    if not at or not 0 < len(local) <= LOCAL_MAX_LENGTH or _LOCAL_RE.fullmatch(local) is None:
-        return False
-    known = _domains.get(domain)
-    if known is None:
-        known = _DOMAIN_RE.fullmatch(domain) is not None  # an "@" in the domain fails it too
-        if len(_domains) >= _DOMAIN_MEMO_ENTRIES:
-            _domains.clear()  # start over: the memo follows what a worker's runs see now
-        _domains[domain] = known
-    return known
 
 
 def coerce_number(value: str) -> int | float | None:
@@ -228,7 +211,7 @@ class ContactMapper:
             return Rejected("missing email", self.columns[self.email_index])
         if len(email) > EMAIL_MAX_LENGTH:
             return Rejected("email too long", self.columns[self.email_index])
-        if not valid_email(email):
+        if not _EMAIL_RE.match(email):
             return Rejected("invalid email", self.columns[self.email_index])
         contact: dict[str, Any] = {"email": email}
         for field, index, max_length in self.reserved:  # the hot loop of a run: kept flat
