@@ -140,7 +140,19 @@ def max_contact_bytes(list_ids: Sequence[str], max_body_bytes: int = MAX_BODY_BY
 
 def build_body(list_ids: Sequence[str], encoded: Iterable[bytes]) -> bytes:
     head, tail = body_envelope(list_ids)
-    return head + b",".join(encoded) + tail
+    return enveloped(head, list(encoded), tail)
+
+
+def enveloped(head: bytes, parts: list[bytes], tail: bytes) -> bytes:
+    """`head + b",".join(parts) + tail` made in one allocation the size of the body: each of the
+    two concatenations copied the whole body again (a 6 MB body: three fresh 6 MB blocks, each
+    page-faulted in, measured 1.35 -> 0.70 ms in a loop that reuses memory, more in a run)."""
+    if not parts:
+        return head + tail
+    seq = parts.copy()  # the caller's parts stay the bare contacts (a 400 is answered from them)
+    seq[0] = head + seq[0]
+    seq[-1] = seq[-1] + tail  # one part: seq[0] is seq[-1], head already in it
+    return b",".join(seq)
 
 
 class Packer(Generic[Ref]):
@@ -184,7 +196,7 @@ class Packer(Generic[Ref]):
     def flush(self) -> Chunk[Ref] | None:
         if not self.parts:
             return None
-        chunk = Chunk(self.refs, self.parts, self.head + b",".join(self.parts) + self.tail)
+        chunk = Chunk(self.refs, self.parts, enveloped(self.head, self.parts, self.tail))
         self.refs, self.parts, self.size = [], [], self.fixed - 1
         return chunk
 

@@ -14,6 +14,7 @@ from shared.chunking import (
     Packer,
     build_body,
     encode_contact,
+    enveloped,
     max_contact_bytes,
     minimum_requests,
     pack,
@@ -74,6 +75,16 @@ def test_a_body_is_closed_only_when_the_next_contact_would_break_the_byte_cap(co
     first, second = pack(enumerate(parts), LISTS, max_body_bytes=exact - 1)  # one byte short: the last waits
     assert (first.count, second.count) == (count - 1, 1)
     assert first.body == build_body(LISTS, parts[:-1]) and second.body == build_body(LISTS, parts[-1:])
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5])
+def test_a_body_is_its_envelope_around_the_contacts_joined_by_commas(count: int) -> None:
+    parts = [encode_contact({"email": f"p{i}@example.com"}) for i in range(count)]
+    kept = list(parts)
+    body = enveloped(b"<head>", parts, b"<tail>")
+    assert body == b"<head>" + b",".join(kept) + b"<tail>"
+    assert parts == kept  # the caller's contacts are left bare (a refused request is split from them)
+    assert json.loads(build_body(LISTS, parts)) == {"list_ids": LISTS, "contacts": [json.loads(p) for p in parts]}
 
 
 def test_minimum_requests_is_the_larger_of_the_two_needs() -> None:
