@@ -5,12 +5,15 @@ values, searches, removals)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
 import pytest
 import requests
 from helpers import API_KEY, LIST_ID, sandbox_config, sandbox_get
+
+from tools.sandbox_state import IMPORT_SLICE, SandboxState, process_job
 
 CONTACTS = "/v3/marketing/contacts"
 
@@ -174,3 +177,31 @@ def test_date_fields_take_iso_8601(sandbox: Any, value: str) -> None:
     job = settled_job(sandbox, put(sandbox, {"email": "a@example.com", "custom_fields": {date: value}}).json()["job_id"])
     assert job["status"] == "completed"
     assert stored(sandbox, "a@example.com")["custom_fields"][date] in ("2024-03-05T00:00:00Z", "2024-03-05T08:00:00Z")
+
+
+def test_an_import_lets_other_requests_in_between_its_slices() -> None:
+    """SendGrid answers polls and PUTs while it imports: the sandbox applies a job a slice at a
+    time, and a request taking the account's lock between two slices sees part of it applied,
+    the job still pending (not a poll held for the whole import)."""
+    state = SandboxState()
+    count = 2 * IMPORT_SLICE + IMPORT_SLICE // 2
+    job: dict[str, Any] = {"contacts": [{"email": f"p{i}@example.com"} for i in range(count)], "list_ids": [],
+                           "polls": 0}
+    seen: list[tuple[int, bool]] = []  # what a request would find, each time the import takes the lock
+
+    class Watching:
+        def __init__(self) -> None:
+            self.inner = threading.RLock()
+
+        def __enter__(self) -> Watching:
+            self.inner.acquire()
+            seen.append((len(state.contacts), "outcome" in job))
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.release()
+
+    state.lock = Watching()  # type: ignore[assignment]
+    process_job(state, job, "job-1")
+    assert seen == [(0, False), (0, False), (IMPORT_SLICE, False), (2 * IMPORT_SLICE, False), (count, False)]
+    assert job["outcome"]["status"] == "completed" and job["outcome"]["results"]["created_count"] == count

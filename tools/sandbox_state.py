@@ -229,46 +229,62 @@ def _apply(existing: dict[str, Any], contact: dict[str, Any], state: SandboxStat
             existing[key] = value
 
 
+# Contacts an import applies per hold of the account's lock: between slices the sandbox answers
+# other requests (a status poll, the next PUT), as SendGrid answers while it imports; holding the
+# lock for a whole job made a poll wait ~0.2 s behind a 20,000-contact import.
+IMPORT_SLICE = 1_000
+
+
 def process_job(state: SandboxState, job: dict[str, Any], job_id: str) -> None:
-    """Apply an accepted import, as SendGrid does on its side after the 202. The outcome becomes
-    visible to status polls after `job_pending_polls` of them."""
+    """Apply an accepted import, as SendGrid does on its side after the 202, a slice at a time
+    under the account's lock (a request between two slices sees part of it applied). The outcome
+    becomes visible to status polls after `job_pending_polls` of them."""
     created = updated = 0
     now = now_iso()
-    if state.fail_jobs > 0:
-        state.fail_jobs -= 1
+    with state.lock:
+        failing = state.fail_jobs > 0
+        if failing:
+            state.fail_jobs -= 1
+    if failing:
         # The status answer has no field for a reason (OpenAPI ContactImport; no recording):
         # the docs point at the errors_url file, so the reason is there, on every line.
-        job["errors_csv"] = "email,error\r\n" + "".join(
+        errors_csv = "email,error\r\n" + "".join(
             f"{c.get('email', '')},{state.fail_reason}\r\n" for c in job["contacts"])
-        job["outcome"] = {"status": "failed", "finished_at": now, "results": {
-            "requested_count": len(job["contacts"]), "created_count": 0, "updated_count": 0, "deleted_count": 0,
-            "errored_count": len(job["contacts"]),
-            "errors_url": f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"}}
+        with state.lock:
+            job["errors_csv"] = errors_csv
+            job["outcome"] = {"status": "failed", "finished_at": now, "results": {
+                "requested_count": len(job["contacts"]), "created_count": 0, "updated_count": 0,
+                "deleted_count": 0, "errored_count": len(job["contacts"]),
+                "errors_url": f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"}}
         return
     errored: list[tuple[dict[str, Any], str]] = []
-    for contact in job["contacts"]:
-        failure = _contact_failure(state, contact)
-        if failure:
-            errored.append((contact, failure))
-            continue
-        email = contact["email"].lower()  # SendGrid lower-cases emails
-        existing = state.contacts.get(email)
-        if existing is None:
-            existing = state.contacts[email] = {"id": str(uuid.uuid4()), "list_ids": set(), "custom_fields": {},
-                                                "created_at": now}
-            created += 1
-        else:
-            updated += 1
-        _apply(existing, contact, state)
-        existing["email"] = email
-        existing["updated_at"] = now
-        existing["list_ids"].update(job["list_ids"])
-    results = {"requested_count": len(job["contacts"]), "created_count": created,
+    contacts = job["contacts"]
+    for start in range(0, len(contacts), IMPORT_SLICE):
+        with state.lock:
+            for contact in contacts[start:start + IMPORT_SLICE]:
+                failure = _contact_failure(state, contact)
+                if failure:
+                    errored.append((contact, failure))
+                    continue
+                email = contact["email"].lower()  # SendGrid lower-cases emails
+                existing = state.contacts.get(email)
+                if existing is None:
+                    existing = state.contacts[email] = {"id": str(uuid.uuid4()), "list_ids": set(),
+                                                        "custom_fields": {}, "created_at": now}
+                    created += 1
+                else:
+                    updated += 1
+                _apply(existing, contact, state)
+                existing["email"] = email
+                existing["updated_at"] = now
+                existing["list_ids"].update(job["list_ids"])
+    results = {"requested_count": len(contacts), "created_count": created,
                "updated_count": updated, "deleted_count": 0, "errored_count": len(errored)}
-    if errored:
-        # The real errors_url is a pre-signed download link; its layout is NOT documented or
-        # recorded. This one is a CSV with a header, one line per contact that failed.
-        job["errors_csv"] = "email,error\r\n" + "".join(
-            f"{c['email']},{why.replace(',', ' ')}\r\n" for c, why in errored)
-        results["errors_url"] = f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"
-    job["outcome"] = {"status": "errored" if errored else "completed", "results": results, "finished_at": now}
+    with state.lock:
+        if errored:
+            # The real errors_url is a pre-signed download link; its layout is NOT documented or
+            # recorded. This one is a CSV with a header, one line per contact that failed.
+            job["errors_csv"] = "email,error\r\n" + "".join(
+                f"{c['email']},{why.replace(',', ' ')}\r\n" for c, why in errored)
+            results["errors_url"] = f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"
+        job["outcome"] = {"status": "errored" if errored else "completed", "results": results, "finished_at": now}

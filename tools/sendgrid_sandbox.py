@@ -253,7 +253,8 @@ class SandboxServer(ThreadingHTTPServer):
             job_id = self.state.imports.get()
             try:
                 with self.state.lock:
-                    process_job(self.state, self.state.jobs[job_id], job_id)
+                    job = self.state.jobs[job_id]
+                process_job(self.state, job, job_id)  # takes the lock a slice at a time
             finally:
                 self.state.imports.task_done()
 
