@@ -38,14 +38,29 @@ def is_pending(job: JobEntry | dict[str, Any]) -> bool:
     return job.get("status", "pending") not in FINAL
 
 
+def _status_of(answer: Any) -> str:
+    raw = answer.get("status", "pending") if isinstance(answer, dict) else "pending"
+    return raw if isinstance(raw, str) and raw else "pending"
+
+
+def _results_of(answer: Any) -> dict[str, Any]:
+    raw = answer.get("results") if isinstance(answer, dict) else None
+    return dict(raw) if isinstance(raw, dict) else {}
+
+
+def errors_url(answer: Any) -> str | None:
+    """The errors_url of a status answer for a job that ended with errors, else None (a
+    pre-signed URL: read, never kept)."""
+    url = _results_of(answer).get("errors_url")
+    return url if _status_of(answer) in ("errored", "failed") and isinstance(url, str) else None
+
+
 def apply_status(job: JobEntry, answer: dict[str, Any]) -> str | None:
     """Record a status answer on a report's job entry. Returns the errors_url of a job that just
     ended with errors (None otherwise); the link is a pre-signed URL and is not kept."""
-    raw_status = answer.get("status", "pending") if isinstance(answer, dict) else "pending"
-    status = raw_status if isinstance(raw_status, str) and raw_status else "pending"
-    raw_results = answer.get("results") if isinstance(answer, dict) else None
-    results = dict(raw_results) if isinstance(raw_results, dict) else {}
-    errors_url = results.pop("errors_url", None)
+    status = _status_of(answer)
+    results = _results_of(answer)
+    results.pop("errors_url", None)
     job["status"] = status
     job["results"] = {str(k): v for k, v in results.items() if _is_count(v)}
     if status == "failed":
@@ -57,7 +72,7 @@ def apply_status(job: JobEntry, answer: dict[str, Any]) -> str | None:
         job["failed"] = min(int(count), job["contacts"]) if known else job["contacts"]  # type: ignore[arg-type]
     else:
         job["failed"] = 0
-    return errors_url if status in ("errored", "failed") and isinstance(errors_url, str) else None
+    return errors_url(answer)
 
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\S*@\S*")
@@ -76,18 +91,22 @@ def _is_count(value: object) -> bool:
 
 def parse_errors_file(text: str) -> list[tuple[str, str]]:
     """(identifier, message) pairs from an errors file: a CSV with a header in which one column
-    names the contact (email or identifier) and one the error. Unknown layouts give []."""
+    names the contact (email or identifier) and one the error. Unknown layouts, and files csv
+    cannot read (a field over its limit), give []."""
     reader = csv.reader(io.StringIO(text))
-    header = [h.strip().lower() for h in next(reader, [])]
-    who = next((i for i, h in enumerate(header) if "email" in h or "identifier" in h), None)
-    why = next((i for i, h in enumerate(header) if any(w in h for w in ("error", "message", "reason"))), None)
-    if who is None:
-        return []
     pairs = []
-    for row in reader:
-        if len(row) > who and row[who].strip():
-            message = row[why].strip() if why is not None and len(row) > why else "import error"
-            pairs.append((row[who].strip().lower(), message))
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+        who = next((i for i, h in enumerate(header) if "email" in h or "identifier" in h), None)
+        why = next((i for i, h in enumerate(header) if any(w in h for w in ("error", "message", "reason"))), None)
+        if who is None:
+            return []
+        for row in reader:
+            if len(row) > who and row[who].strip():
+                message = row[why].strip() if why is not None and len(row) > why else "import error"
+                pairs.append((row[who].strip().lower(), message))
+    except csv.Error:  # a field over csv's limit, a NUL: which contacts failed is not known
+        return []
     return pairs
 
 

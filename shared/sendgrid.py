@@ -18,6 +18,7 @@ import ipaddress
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from shared.errors import ExportError
 from shared.fields import FIELD_TYPES, CustomField
@@ -111,6 +113,8 @@ class SendGridClient(ContactsMixin):
         self._sleep = sleep
         self._clock = clock
         self._pacer = Pacer(clock, policy.max_rate_limit_wait, policy.pace_reserve)
+        # Counted under a lock: a run's sender and poller threads share the client.
+        self._counting = threading.Lock()
         self.retries = 0  # retried attempts over this client's life, for the run report
         self.waited_seconds = 0.0  # retry and pacing waits together
         self.paced_seconds = 0.0  # waits before a request because the window was spent
@@ -135,16 +139,18 @@ class SendGridClient(ContactsMixin):
         return random.uniform(0, min(self._policy.max_delay, self._policy.base_delay * 2**attempt))
 
     def _wait(self, seconds: float) -> None:
-        self.retries += 1
-        self.waited_seconds += seconds
+        with self._counting:
+            self.retries += 1
+            self.waited_seconds += seconds
         self._sleep(seconds)
 
     def _pace(self, endpoint: str) -> None:
         delay = self._pacer.delay(endpoint)
         if delay > 0:
             log.info("SendGrid rate-limit window spent; waiting %.1fs for its reset before the next request", delay)
-            self.paced_seconds += delay
-            self.waited_seconds += delay
+            with self._counting:
+                self.paced_seconds += delay
+                self.waited_seconds += delay
             self._sleep(delay)
 
     def request(self, method: str, path: str, *, expected: tuple[int, ...], endpoint: str | None = None,
@@ -281,8 +287,8 @@ class SendGridClient(ContactsMixin):
                     if response.status_code < 500:
                         log.warning("a job's errors file answered %d; not read", response.status_code)
                         return None
-            except (requests.ConnectionError, requests.Timeout):
-                pass
+            except (requests.RequestException, urllib3.exceptions.HTTPError):
+                pass  # raw.read() raises urllib3's own errors (a body cut short): requests wraps none there
             if attempt + 1 < attempts:
                 self._wait(self._backoff(attempt))
         log.warning("a job's errors file could not be downloaded")

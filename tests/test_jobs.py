@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from shared import jobs
@@ -23,6 +24,22 @@ def test_errors_files_are_read_leniently() -> None:
     assert jobs.parse_errors_file(text) == [("a@x.io", "bad"), ("b@x.io", "import error")]
     assert jobs.parse_errors_file("id,reason\r\n1,x\r\n") == []  # no contact column: nothing known
     assert jobs.parse_errors_file("") == []
+
+
+def test_an_errors_file_csv_cannot_read_names_no_contact() -> None:
+    # A field over csv's limit (an unterminated quote makes the rest of the file one field) used
+    # to raise csv.Error out of the run; which contacts failed is then simply not known.
+    unterminated = 'email,error\r\na@x.io,"' + "x" * (csv.field_size_limit() + 1) + "\r\nb@x.io,bad\r\n"
+    assert jobs.parse_errors_file(unterminated) == []
+    assert jobs.parse_errors_file("email,error\r\na@x.io,b\0ad\r\n") in ([], [("a@x.io", "b\0ad")])
+
+
+def test_only_a_job_that_ended_with_errors_has_an_errors_url_to_read() -> None:
+    answer = {"status": "errored", "results": {"errored_count": 1, "errors_url": "https://x.example/e.csv"}}
+    assert jobs.errors_url(answer) == "https://x.example/e.csv"
+    assert jobs.errors_url({**answer, "status": "completed"}) is None
+    assert jobs.errors_url({"status": "failed", "results": {"errors_url": 5}}) is None
+    assert jobs.errors_url("not an object") is None
 
 
 def test_applied_follows_job_ranges_statuses_and_failures() -> None:

@@ -8,7 +8,18 @@ import time
 from typing import Any
 
 from azure.storage.blob import ContainerClient
-from helpers import LIST_ID, contacts_by_email, definition, person, put_requests, run, sandbox_config, write
+from helpers import (
+    LIST_ID,
+    contacts_by_email,
+    definition,
+    person,
+    put_requests,
+    rejects_rows,
+    run,
+    sandbox_config,
+    sandbox_get,
+    write,
+)
 
 from shared.services import JobPolling
 
@@ -121,3 +132,38 @@ def test_the_last_finished_run_is_found_when_two_runs_share_a_second(
     state.save_report(earlier)
     # This run was made in the same second, and its random suffix sorts before the earlier one's.
     assert last_finished(state, "vip", "20261128T120000Z-000000") == earlier
+
+
+def test_a_status_poll_never_holds_up_the_next_request(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    """The early poll after a request is asked by a poller thread: the sender makes the next
+    request while SendGrid (here, the sandbox, holding the first poll 3 s) has not answered it."""
+    write(source_container, [[person(i) for i in range(1, 31)]])
+    sandbox_config(sandbox, job_pending_polls=1000, faults=[
+        {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 0, "delay": 3.0, "times": 1}])
+    app = app_factory([definition()], services=dict(max_contacts_per_request=5, **PENDING))
+    report = run(app).body
+    assert report["counts"]["sent"] == 30
+    requests = sandbox_get(sandbox, "requests")["requests"]
+    held = next(r for r in requests if r["method"] == "GET" and "/imports/" in r["path"])
+    meanwhile = [r for r in requests if r["method"] == "PUT" and held["seq"] < r["seq"] < held["answered_seq"]]
+    assert meanwhile, "no request was made while the poll was being answered"
+
+
+def test_the_answer_to_the_last_early_poll_is_recorded_not_asked_again(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: Any, state_container_name: str
+) -> None:
+    """An early poll still unanswered when the last request is accepted: finish() records its
+    answer (a job that failed one contact) before confirm looks at what is still pending."""
+    write(source_container, [[person(i) for i in range(1, 31)]])
+    sandbox_config(sandbox, job_pending_polls=0, import_error_emails=["person2@example.com"], faults=[
+        {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 0, "delay": 1.0, "times": 1}])
+    app = app_factory([definition()], services=dict(max_contacts_per_request=5, **PENDING))
+    report = run(app).body
+    requests = sandbox_get(sandbox, "requests")["requests"]
+    held = next(r for r in requests if r["method"] == "GET" and "/imports/" in r["path"])
+    assert [r["path"] for r in requests].count(held["path"]) == 1  # its answer was kept, not asked for again
+    assert report["counts"]["failed"] == 1
+    rows = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
+    assert [(r["row"], r["reason"]) for r in rows] == [("2", "failed in SendGrid import")]

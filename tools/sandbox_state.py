@@ -5,6 +5,7 @@ for what the sandbox follows and where it guesses."""
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import queue
 import re
@@ -127,6 +128,9 @@ class SandboxState:
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # email -> contact
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # One count for arrivals and answers: a request's "seq" (when it came) and "answered_seq"
+    # (when its answer went) say which requests overlapped, without reading clocks.
+    events: itertools.count = field(default_factory=itertools.count)
     bodies: list[Any] = field(default_factory=list)  # parsed PUT contacts bodies, in order
     record_bodies: bool = True
     faults: list[Fault] = field(default_factory=list)

@@ -16,6 +16,8 @@ SendGrid's OpenAPI description (twilio/sendgrid-oai, tsg_mc_*_v3.json):
   202 and fail in the import job (errored, errored_count, errors file), as recorded.
 - Import jobs: `job_type: "upsert_contacts"`; pending for `job_pending_polls` polls, then
   pending with counts filled for `pending_polls_after_counts` more polls, then final.
+  Applied in the background a slice at a time, so polls and the next PUT are answered while a
+  job imports (a request between slices may see part of a job applied).
 - An omitted field keeps its value; `""` clears it (the sandbox also clears Number and Date
   fields on "": what SendGrid does there is unknown). Date fields are read back as
   `YYYY-MM-DDTHH:MM:SSZ`.
@@ -28,10 +30,11 @@ Unknown, and the sandbox's own choice: the layout of the file behind errors_url 
 `email,error`), where a failed job's reason shows (here: in that file; the status answer has no
 field for it), and any limit on concurrent imports (none here).
 
-Test helpers live under /_sandbox/ (no auth): state, contacts, requests, config (faults and
-the knobs in CONFIG_KEYS), delete (a contact vanishing), errors/<job>.csv. The account and the
-import processing are in sandbox_state.py, the API answers in sandbox_api.py. Standard library
-only; never imported by the app.
+Test helpers live under /_sandbox/ (no auth): state, contacts, requests (each with "seq" when
+it came and "answered_seq" when its answer went, from one count: which requests overlapped),
+config (faults and the knobs in CONFIG_KEYS), delete (a contact vanishing), errors/<job>.csv.
+The account and the import processing are in sandbox_state.py, the API answers in
+sandbox_api.py. Standard library only; never imported by the app.
 
     python tools/sendgrid_sandbox.py --port 3001 --api-key SG.local --list <uuid> --field tier:Text
 """
@@ -112,7 +115,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 fault.times -= 1
                 if fault.times <= 0:
                     state.faults.remove(fault)
-            record = {"method": self.command, "path": path, "query": url.query, "bytes": len(body), "at": time.time()}
+            record = {"method": self.command, "path": path, "query": url.query, "bytes": len(body), "at": time.time(),
+                      "seq": next(state.events)}
             state.requests.append(record)
         if fault and fault.delay:
             time.sleep(fault.delay)
@@ -125,6 +129,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             status, payload, extra = self._handle(endpoint, path, query, body, fault)
             rate_headers, window_end = state.rate_headers(endpoint)
         record["status"] = status
+        record["answered_seq"] = next(state.events)
         if status == 429:
             record["reset"] = window_end  # when the window resets (an epoch), whatever the header form
             record["reset_header"] = rate_headers["X-RateLimit-Reset"]

@@ -12,6 +12,7 @@ import bisect
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,35 +33,56 @@ IMPORT_FAILED = "failed in SendGrid import"
 UNFINISHED = ("running", "queued")  # a report some run is still writing: never rewritten here
 
 
-def poll_once(client: SendGridClient, pending: list[JobEntry], deliveries: jobs.Deliveries | None) -> list[JobEntry]:
-    """Ask once about each pending job and record the answer; the ones still pending. With
-    `deliveries`, a job that ended with failures has them recorded (from its errors file)."""
-    for job in pending:
-        failures = ask(client, job, errors=deliveries is not None)
-        if deliveries is not None and job["status"] in ("errored", "failed"):
-            deliveries.failed(job["job_id"], failures)
-    return [job for job in pending if jobs.is_pending(job)]
+@dataclass(frozen=True)
+class JobAnswer:
+    """What SendGrid said about one import job: its status answer as it came, and for a job that
+    ended with failures, the contacts its errors file names, by email, with SendGrid's message
+    ({}: none named, not asked for, or the file unreadable)."""
+
+    status: Any
+    failures: dict[str, str] = field(default_factory=dict)
 
 
-def ask(client: SendGridClient, job: JobEntry, *, errors: bool = True) -> dict[str, str] | None:
-    """Poll one job once (recorded on `job`). For a job that ended errored or failed, with
-    `errors`: the contacts it did not apply, by email, from its errors file, and SendGrid's most
-    common reason on the job (as `reason`, with any quoted value taken out: the report holds no
-    profile value); None when unknown which (or not asked): then none of the job's contacts
-    counts as applied. SendGrid's status answer has no field for the reason (OpenAPI
+def fetch(client: SendGridClient, job_id: str, *, errors: bool = True) -> JobAnswer:
+    """Ask about one job once, and read its errors file when it ended with failures (with
+    `errors`). Only asks: nothing is recorded, so any thread may fetch (the sink's poller does)."""
+    status = client.import_status(job_id)
+    url = jobs.errors_url(status) if errors else None
+    text = client.download_errors(url) if url else None
+    return JobAnswer(status, dict(jobs.parse_errors_file(text)) if text else {})
+
+
+def record(job: JobEntry, answer: JobAnswer, deliveries: jobs.Deliveries | None) -> dict[str, str] | None:
+    """Record an answer on the job's entry (and, with `deliveries`, the failures of a job that
+    ended errored or failed). Returns the contacts it did not apply, by email, with SendGrid's
+    most common reason kept on the job (as `reason`, any quoted value taken out: the report
+    holds no profile value); None when unknown which (or not asked): then none of the job's
+    contacts counts as applied. SendGrid's status answer has no field for the reason (OpenAPI
     ContactImport; no recording shows one): the errors file is where it is."""
-    errors_url = jobs.apply_status(job, client.import_status(job["job_id"]))
+    jobs.apply_status(job, answer.status)
     if jobs.is_pending(job) or job["status"] == "completed":
         return None
     log.warning("import job %s ended %s with %d contact(s) not applied", job["job_id"], job["status"],
                 job.get("failed", 0))
-    if not errors or not errors_url:
-        return None
-    text = client.download_errors(errors_url)
-    failures = dict(jobs.parse_errors_file(text)) if text else {}
+    failures = answer.failures
     if failures:
         job["reason"] = jobs.safe_reason(failures.values())
+    if deliveries is not None:
+        deliveries.failed(job["job_id"], failures or None)
     return failures or None
+
+
+def poll_once(client: SendGridClient, pending: list[JobEntry], deliveries: jobs.Deliveries | None) -> list[JobEntry]:
+    """Ask once about each pending job and record the answer; the ones still pending. With
+    `deliveries`, a job that ended with failures has them recorded (from its errors file)."""
+    for job in pending:
+        record(job, fetch(client, job["job_id"], errors=deliveries is not None), deliveries)
+    return [job for job in pending if jobs.is_pending(job)]
+
+
+def ask(client: SendGridClient, job: JobEntry) -> dict[str, str] | None:
+    """Poll one job once and record the answer on it (see `record`)."""
+    return record(job, fetch(client, job["job_id"]), None)
 
 
 def confirm(ctx: RunContext, deliveries: jobs.Deliveries) -> None:

@@ -3,14 +3,20 @@ from one sender thread, one request in flight, so the caller reads (or packs) th
 SendGrid takes this one. Both flows use it: the streamed first delivery adds contacts as they are
 read; the delta delivery adds them from the spill.
 
-After each accepted request the sender polls the oldest earlier pending job once and saves the
-checkpoint, so checkpoints stay in request order. A 400 that names the contacts SendGrid refuses
+After each accepted request the sender saves the checkpoint (so checkpoints stay in request
+order) and has the oldest earlier pending job asked about once by a poller thread, while it goes
+on to the next request: the answer is recorded by the sender when it comes back, so a status
+poll never holds up a request. A 400 that names the contacts SendGrid refuses
 drops exactly those (they become rejects) and resends the rest in one request; a 400 that names
 none is split in halves, within a request budget and the run's time limit.
 
 Thread ownership (while a sink is open):
-- the sender thread alone writes `report.counts.sent`, `report.jobs`, `report.upserts`,
-  `ctx.progress` (refused, deliveries) and the checkpoint blob;
+- the sender thread writes `report.counts.sent`, `report.jobs`, `report.upserts`,
+  `ctx.progress` (refused, deliveries), `self.polling` and the checkpoint blob; `finish()`
+  writes them too (the last poll's answer), on the calling thread, once the sender is done;
+- the poller thread only asks SendGrid (`confirm.fetch`: a status answer and its errors file)
+  through the run's client, whose counters and pacer take their own locks; what it fetched is
+  recorded by the sender (`confirm.record`);
 - `report.counts.rejected` and `report.rejects` are written by both threads, only through the
   `RejectsLog` (under its lock);
 - the calling thread reads the sender's fields only after `finish()` (or `abort()`) returned.
@@ -32,7 +38,7 @@ from shared.fields import with_cleared
 from shared.jobs import JobEntry
 from shared.lines import parse_spill
 from shared.run.checkpoint import REFUSED, Checkpoint
-from shared.run.confirm import poll_once
+from shared.run.confirm import JobAnswer, fetch, record
 from shared.run.context import RunContext
 from shared.sendgrid import SendGridRejected
 
@@ -58,6 +64,8 @@ class ContactSink:
         self.max_contact = chunking.max_contact_bytes(ctx.definition.list_ids, services.max_body_bytes)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender")
         self.in_flight: Future[None] | None = None
+        self.poller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poller")
+        self.polling: tuple[JobEntry, Future[JobAnswer]] | None = None  # the job asked about, and the answer
         self.requests = 0
         self.open = True  # False once the run must stop sending (time limit, lost lease)
 
@@ -98,21 +106,25 @@ class ContactSink:
         return self.add_batch(items, parts)
 
     def finish(self) -> None:
-        """Send the last body (if the run may go on) and wait for every request; raises what the
-        sender raised."""
+        """Send the last body (if the run may go on), wait for every request and for the poll in
+        flight (its answer recorded); raises what the sender raised."""
         try:
             if self.open:
                 last = self.packer.flush()
                 if last is not None:
                     self._submit(last)
             self._wait()
+            self._take_answer(wait=True)
         finally:
             self.pool.shutdown(wait=True)
+            self.poller.shutdown(wait=True)
 
     def abort(self) -> None:
-        """After an error elsewhere: let the request in flight end, keep the first error."""
+        """After an error elsewhere: let the request and the poll in flight end (the poll's answer
+        is dropped: confirm asks again), keep the first error."""
         self.open = False
         self.pool.shutdown(wait=True)
+        self.poller.shutdown(wait=True)
 
     def _wait(self) -> None:
         if self.in_flight is not None:
@@ -133,16 +145,25 @@ class ContactSink:
         ctx = self.ctx
         budget = [max(HALVING_BUDGET_MIN, 4 * math.ceil(math.log2(chunk.count + 1)))]
         self._deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body, budget)
+        self._save_checkpoint(chunk.refs[-1][0] + 1)
         # While SendGrid took this one, it likely finished importing the one before: asking now
         # (a poll it would get at the end anyway) leaves little to wait for after the last send.
-        self._save_checkpoint(chunk.refs[-1][0] + 1)
+        self._take_answer(wait=False)
         earlier = [job for job in ctx.report.jobs[:-1] if jobs.is_pending(job)]
-        if earlier:
-            try:
-                poll_once(ctx.sendgrid(), earlier[:1], self.progress.deliveries)
-            except ExportError as exc:  # only a head start: confirm asks again at the end
-                log.warning("export '%s': an early look at an import job failed (%s); going on", ctx.name, exc.code)
+        if earlier and self.polling is None and self.open:
+            self.polling = (earlier[0], self.poller.submit(fetch, ctx.sendgrid(), earlier[0]["job_id"]))
         log.info("export '%s': request %d accepted; %d contacts sent", ctx.name, index, ctx.report.counts.sent)
+
+    def _take_answer(self, wait: bool) -> None:
+        """Record the poller's answer, once it came (or, with `wait`, when it comes)."""
+        if self.polling is None or not (wait or self.polling[1].done()):
+            return
+        job, future = self.polling
+        self.polling = None
+        try:
+            record(job, future.result(), self.progress.deliveries)
+        except ExportError as exc:  # only a head start: confirm asks again at the end
+            log.warning("export '%s': an early look at an import job failed (%s); going on", self.ctx.name, exc.code)
 
     def _deliver(self, parts: list[Part], body: bytes | None, budget: list[int]) -> None:
         ctx = self.ctx
