@@ -248,14 +248,8 @@ def test_errors_files_are_fetched_over_https_only(url: str) -> None:
     assert sleep.waits == []
 
 
-class CutShort(BaseHTTPRequestHandler):
+class CutShort(Scripted):
     """An errors file whose body ends before its Content-Length (the connection closes)."""
-
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.server.calls += 1
