@@ -144,7 +144,7 @@ class ContactSink:
     def _send_chunk(self, index: int, chunk: chunking.Chunk[Item]) -> None:
         ctx = self.ctx
         budget = [max(HALVING_BUDGET_MIN, 4 * math.ceil(math.log2(chunk.count + 1)))]
-        self._deliver(list(zip(chunk.refs, chunk.parts, strict=True)), chunk.body, budget)
+        self._deliver(chunk.refs, chunk.body, chunk.parts, budget)
         self._save_checkpoint(chunk.refs[-1][0] + 1)
         # While SendGrid took this one, it likely finished importing the one before: asking now
         # (a poll it would get at the end anyway) leaves little to wait for after the last send.
@@ -165,28 +165,34 @@ class ContactSink:
         except ExportError as exc:  # only a head start: confirm asks again at the end
             log.warning("export '%s': an early look at an import job failed (%s); going on", self.ctx.name, exc.code)
 
-    def _deliver(self, parts: list[Part], body: bytes | None, budget: list[int]) -> None:
+    def _deliver(self, items: list[Item], body: bytes, parts: Callable[[], list[bytes]], budget: list[int]) -> None:
+        """Send one body of `items`; `parts()` gives their encoded contacts, asked for only
+        after a 400 (the body is then split)."""
         ctx = self.ctx
-        if body is None:
-            body = chunking.build_body(ctx.definition.list_ids, (encoded for _, encoded in parts))
         ctx.report.upserts += 1
         budget[0] -= 1
         try:
             job_id = ctx.sendgrid().upsert_contacts(body)
         except SendGridRejected as rejected:
             del body
-            self._refused(parts, rejected, budget)
+            self._refused(list(zip(items, parts(), strict=True)), rejected, budget)
             return
-        ctx.report.counts.sent += len(parts)
-        entry: JobEntry = {"job_id": job_id, "contacts": len(parts), "status": "pending"}
+        ctx.report.counts.sent += len(items)
+        entry: JobEntry = {"job_id": job_id, "contacts": len(items), "status": "pending"}
         ctx.report.jobs.append(entry)
-        first, end = parts[0][0][0], parts[-1][0][0] + 1
+        first, end = items[0][0], items[-1][0] + 1
         self.progress.deliveries.accepted(job_id, first, end)
-        if len(parts) != end - first:  # some positions inside this span were refused earlier
-            sent = {item[0] for item, _ in parts}
+        if len(items) != end - first:  # some positions inside this span were refused earlier
+            sent = {item[0] for item in items}
             for position in range(first, end):
                 if position not in sent:
                     self.progress.deliveries.refuse(position)
+
+    def _resend(self, parts: list[Part], budget: list[int]) -> None:
+        """Some of a refused body's contacts, in a body of their own."""
+        encoded = [part for _, part in parts]
+        body = chunking.build_body(self.ctx.definition.list_ids, encoded)
+        self._deliver([item for item, _ in parts], body, lambda: encoded, budget)
 
     def _refused(self, parts: list[Part], rejected: SendGridRejected, budget: list[int]) -> None:
         named = {index: message for index, message in rejected.contacts.items() if 0 <= index < len(parts)}
@@ -195,7 +201,7 @@ class ContactSink:
                 self._refuse(parts[index], message)
             rest = [part for index, part in enumerate(parts) if index not in named]
             if rest:
-                self._deliver(rest, None, budget)
+                self._resend(rest, budget)
             return
         if rejected.request_level:
             # A request-level refusal (list_ids, the body): no contact causes it, nothing to isolate.
@@ -208,8 +214,8 @@ class ContactSink:
             raise ExportError("sendgrid_error", "SendGrid kept refusing requests without naming the contacts at fault; "
                                                 "stopped looking for them (the run is resumable from its checkpoint)")
         middle = len(parts) // 2
-        self._deliver(parts[:middle], None, budget)
-        self._deliver(parts[middle:], None, budget)
+        self._resend(parts[:middle], budget)
+        self._resend(parts[middle:], budget)
 
     def _refuse(self, part: Part, message: str) -> None:
         (_, partition, row), _ = part
