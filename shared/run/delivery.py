@@ -174,7 +174,7 @@ class ContactSink:
         try:
             job_id = ctx.sendgrid().upsert_contacts(body)
         except SendGridRejected as rejected:
-            del body
+            del body  # a refused body split further: the halves are built anew
             self._refused(list(zip(items, parts(), strict=True)), rejected, budget)
             return
         ctx.report.counts.sent += len(items)
@@ -191,8 +191,10 @@ class ContactSink:
     def _resend(self, parts: list[Part], budget: list[int]) -> None:
         """Some of a refused body's contacts, in a body of their own."""
         encoded = [part for _, part in parts]
-        body = chunking.build_body(self.ctx.definition.list_ids, encoded)
-        self._deliver([item for item, _ in parts], body, lambda: encoded, budget)
+        # The body is built in the call, not held here: `_deliver` lets go of it before it splits
+        # a refused one further (halving would otherwise keep a body at every level).
+        self._deliver([item for item, _ in parts], chunking.build_body(self.ctx.definition.list_ids, encoded),
+                      lambda: encoded, budget)
 
     def _refused(self, parts: list[Part], rejected: SendGridRejected, budget: list[int]) -> None:
         named = {index: message for index, message in rejected.contacts.items() if 0 <= index < len(parts)}
