@@ -1,12 +1,15 @@
-"""The SendGrid sandbox's API answers: each function takes the account (held under its lock)
-and the request, and returns (status, JSON body, extra headers). Standard library only; see
-sendgrid_sandbox.py for what the sandbox follows and where it guesses."""
+"""The SendGrid sandbox's answers, to the API and to the /_sandbox/ test helpers: each function
+takes the account (held under its lock) and the request, and returns (status, JSON body, extra
+headers); read_upsert alone runs before the lock (it decodes a PUT contacts body, which touches
+no account state). Standard library only; see sendgrid_sandbox.py for what the sandbox follows
+and where it guesses."""
 
 from __future__ import annotations
 
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from tools.sandbox_state import (
@@ -19,6 +22,7 @@ from tools.sandbox_state import (
     RESERVED_FIELDS,
     SEARCH_EMAIL_MAX_CHARS,
     SEARCH_EMAILS_MAX,
+    Fault,
     SandboxState,
     now_iso,
     public_contact,
@@ -30,6 +34,10 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 # SGQL: only `email = '<string>'` is understood; a backslash escapes the delimiter and itself
 # (https://www.twilio.com/docs/sendgrid/for-developers/sending-email/segmentation-query-language).
 _SGQL_EMAIL = re.compile(r"^\s*email\s*=\s*'((?:[^'\\]|\\.)*)'\s*$")
+# /_sandbox/config keys set as they come (see SandboxState for what each means).
+CONFIG_KEYS = ("rate_limit", "rate_limits", "rate_window", "reset_form", "job_pending_polls",
+               "pending_polls_after_counts", "record_bodies", "fail_jobs", "fail_reason",
+               "search_errors_name_emails")
 
 
 def errors(message: str, field_name: str | None = None) -> dict[str, Any]:
@@ -64,13 +72,28 @@ def create_list(state: SandboxState, body: bytes) -> Answer:
     return 201, {**state.lists[list_id], "contact_count": 0}, {}
 
 
-def upsert(state: SandboxState, body: bytes) -> Answer:
+@dataclass(frozen=True)
+class UpsertBody:
+    """A PUT contacts body as read before the account's lock: its size, and its JSON (None when
+    it is not JSON, or too big to be decoded at all)."""
+
+    size: int
+    data: Any
+
+
+def read_upsert(body: bytes) -> UpsertBody:
+    """Decode a PUT contacts body outside the lock (up to 6 MB of JSON: ~0.1 s that held every
+    other request back). An oversized body is never decoded: upsert answers it 413."""
+    return UpsertBody(len(body), None if len(body) > MAX_BODY_BYTES else parse_json(body))
+
+
+def upsert(state: SandboxState, body: UpsertBody) -> Answer:
     """PUT /v3/marketing/contacts. A 400 names every refused contact; bad custom field values
     are accepted (202) and fail in the import job, as recorded."""
     # The docs give 6MB as a cap but not the answer past it; 413 is what HTTP servers send.
-    if len(body) > MAX_BODY_BYTES:
+    if body.size > MAX_BODY_BYTES:
         return 413, errors("request body is larger than 6MB"), {}
-    data = parse_json(body)
+    data = body.data
     if not isinstance(data, dict):
         return 400, errors("request body must be a JSON object"), {}
     unknown = set(data) - {"list_ids", "contacts"}
@@ -187,7 +210,8 @@ def search_emails(state: SandboxState, body: bytes) -> Answer:
             return 400, {"errors": [{"field": f"emails[{i}]", "message": f"email '{emails[i]}' is not valid"}
                                     for i in bad]}, {}
         return 400, errors("one or more email addresses are invalid", "emails"), {}
-    result, found = {}, False
+    result: dict[str, Any] = {}
+    found = False
     for email in emails:
         contact = state.by_address(email)
         if contact:
@@ -220,3 +244,35 @@ def batch(state: SandboxState, body: bytes) -> Answer:
     by_id = {c["id"]: c for c in state.contacts.values()}
     found = [public_contact(by_id[i]) for i in ids if i in by_id]
     return (200, {"result": found}, {}) if found else (404, errors("contacts not found"), {})
+
+
+def sandbox_helper(state: SandboxState, path: str, data: Any) -> Answer:
+    """The /_sandbox/ test helpers (no auth; `data` is the decoded body, {} when there is none):
+    state, contacts, requests, delete (a contact vanishing), config (faults and CONFIG_KEYS)."""
+    if path == "/_sandbox/state":
+        pending = sum(1 for j in state.jobs.values() if "outcome" not in j and "status" not in j)
+        return 200, {"contacts": len(state.contacts), "jobs": len(state.jobs), "pending_jobs": pending,
+                     "requests": len(state.requests), "lists": {k: state.list_count(k) for k in state.lists}}, {}
+    if path == "/_sandbox/contacts":
+        return 200, {"contacts": [public_contact(c) for c in state.contacts.values()]}, {}
+    if path == "/_sandbox/requests":
+        return 200, {"requests": state.requests}, {}
+    if path == "/_sandbox/delete" and isinstance(data, dict):
+        # A contact deleted in SendGrid by someone else (it vanishes with its id).
+        for email in data.get("emails", []):
+            state.contacts.pop(str(email).lower(), None)
+        return 200, {"ok": True}, {}
+    if path == "/_sandbox/config" and isinstance(data, dict):
+        for key in CONFIG_KEYS:
+            if key in data:
+                setattr(state, key, data[key])
+        if "invalid_emails" in data:
+            state.invalid_emails = {e.lower() for e in data["invalid_emails"]}
+        if "import_error_emails" in data:
+            state.import_error_emails = {e.lower() for e in data["import_error_emails"]}
+        if "api_keys" in data:
+            state.api_keys = set(data["api_keys"])
+        for fault in data.get("faults", []):
+            state.faults.append(Fault(**fault))
+        return 200, {"ok": True}, {}
+    return 404, errors("unknown sandbox helper"), {}

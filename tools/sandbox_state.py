@@ -9,12 +9,13 @@ import itertools
 import math
 import queue
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from tools.sandbox_lock import FairLock
 
 MAX_CONTACTS = 30_000
 MAX_BODY_BYTES = 6_000_000
@@ -149,7 +150,9 @@ class SandboxState:
     pending_polls_after_counts: int = 0  # then "pending" with its counts filled this many times more
     search_errors_name_emails: bool = False  # does a search/emails 400 name the bad addresses? unknown
     next_field: int = 1
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    # Handed over in arrival order: a poll waiting while an import holds it gets it before
+    # the import's next slice (sandbox_lock.py).
+    lock: FairLock = field(default_factory=FairLock)
     imports: queue.Queue = field(default_factory=queue.Queue)  # accepted jobs, processed in the background
 
     def add_list(self, name: str, list_id: str | None = None) -> str:
@@ -235,7 +238,8 @@ def _apply(existing: dict[str, Any], contact: dict[str, Any], state: SandboxStat
 
 # Contacts an import applies per hold of the account's lock: between slices the sandbox answers
 # other requests (a status poll, the next PUT), as SendGrid answers while it imports; holding the
-# lock for a whole job made a poll wait ~0.2 s behind a 20,000-contact import.
+# lock for a whole job made a poll wait ~0.2 s behind a 20,000-contact import. The lock goes to
+# a request that waited during a slice before the next slice (FairLock, sandbox_lock.py).
 IMPORT_SLICE = 1_000
 
 
@@ -282,7 +286,7 @@ def process_job(state: SandboxState, job: dict[str, Any], job_id: str) -> None:
                 existing["email"] = email
                 existing["updated_at"] = now
                 existing["list_ids"].update(job["list_ids"])
-    results = {"requested_count": len(contacts), "created_count": created,
+    results: dict[str, Any] = {"requested_count": len(contacts), "created_count": created,
                "updated_count": updated, "deleted_count": 0, "errored_count": len(errored)}
     with state.lock:
         if errored:
