@@ -1,5 +1,6 @@
 """Everything written to the state container: run reports, rejects files, checkpoints and the
-delivered record. The only module that writes there (the run lock is `lease.py`'s).
+delivered record. The only module that writes there (the run lock is `lease.py`'s; the record's
+part, `RecordStore`, is in record_store.py).
 
 Layout (under STATE_CONTAINER):
   runs/<export>/<run_id>.json    every run's report
@@ -20,7 +21,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -28,37 +29,17 @@ from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.errors import ExportError
 from shared.lease import RunLease, acquire_run_lease
+from shared.record_store import RecordStore
 from shared.storage_errors import storage_errors
 
 log = logging.getLogger(__name__)
 
 JSON = ContentSettings(content_type="application/json")
 CSV = ContentSettings(content_type="text/csv; charset=utf-8")
-TSV = ContentSettings(content_type="text/tab-separated-values")
 WHAT = "the state container"
 
 
-class RecordInfo(NamedTuple):
-    etag: str  # "" when there is no record
-    list_ids: tuple[str, ...] | None  # the lists its contacts were delivered to (None: not known)
-    fields: tuple[str, ...] | None  # the field codes its entries' unset codes are relative to
-
-
-def _record_metadata(list_ids: tuple[str, ...], fields: list[str] | None) -> dict[str, str]:
-    metadata = {"list_ids": ",".join(sorted(list_ids))}
-    if fields is not None:
-        metadata["fields"] = ",".join(fields) or "-"  # "-": mapped no field but the email
-    return metadata
-
-
-def record_fields(properties: object) -> tuple[str, ...] | None:
-    """The field codes a record was written against, from its blob properties (None: unknown,
-    a record an earlier release wrote)."""
-    value = (getattr(properties, "metadata", None) or {}).get("fields")
-    return None if value is None else tuple(code for code in value.split(",") if code and code != "-")
-
-
-class StateStore:
+class StateStore(RecordStore):
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
         self._ready = False
@@ -201,44 +182,6 @@ class StateStore:
         with storage_errors(WHAT):
             self._container.upload_blob(name, stream, overwrite=True, content_settings=CSV)
         return name
-
-    # -- the delivered record ------------------------------------------------------------------
-    def download_record_info(self, export: str, path: str) -> RecordInfo:
-        """Stream the export's delivered record into `path` (empty when there is none); what is
-        kept with it."""
-        with storage_errors(WHAT):
-            try:
-                downloader = self._container.download_blob(f"delivered/{export}.tsv", max_concurrency=1)
-            except ResourceNotFoundError:
-                open(path, "wb").close()
-                return RecordInfo("", None, None)
-            with open(path, "wb") as handle:
-                for chunk in downloader.chunks():
-                    handle.write(chunk)
-            lists = (downloader.properties.metadata or {}).get("list_ids")
-            return RecordInfo(str(downloader.properties.etag).strip('"'), tuple(lists.split(",")) if lists else None,
-                              record_fields(downloader.properties))
-
-    def save_record(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...],
-                    fields: list[str] | None = None) -> None:
-        """Replace the record, only if it is still the one the run read (`read_etag`, "" for none):
-        a record changed meanwhile means another run went on beside this one. Kept with it:
-        `list_ids`, the lists this run delivered to, and `fields`, the codes of the fields the
-        run mapped (what its entries' unset codes are relative to)."""
-        self.ensure()
-        if read_etag:
-            condition: dict[str, Any] = {"etag": f'"{read_etag}"', "match_condition": MatchConditions.IfNotModified}
-        else:
-            condition = {"match_condition": MatchConditions.IfMissing}
-        with storage_errors(WHAT), open(path, "rb") as stream:
-            try:
-                # Two blocks in flight at a time; the condition applies when the block list is committed.
-                self._container.upload_blob(f"delivered/{export}.tsv", stream, overwrite=True, content_settings=TSV,
-                                            max_concurrency=2, metadata=_record_metadata(list_ids, fields),
-                                            **condition)
-            except (ResourceModifiedError, ResourceExistsError):
-                raise ExportError("run_in_progress", f"the delivered record of '{export}' was changed by another run; "
-                                                     "this run's record was not stored (the next run compares again)") from None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def load_checkpoint(self, export: str) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 
   plan_only        a dry run: read, compare, report the plan; writes nothing anywhere
   first_delivery   no delivered record yet: everything is new, so contacts are sent while the
-                   segment is read (once max_profiles is proven out of reach); the keys are
-                   sorted for the record while the import jobs are confirmed
+                   segment is read (once max_profiles is proven out of reach); the record is
+                   sorted and staged while the import jobs are confirmed, and committed when
+                   they applied every contact (else written as it turned out)
   delta_delivery   read, compare with the record, send what changed (resuming an unfinished run
                    of the same identity), unlink the leavers (mirror), confirm, store the record
 
@@ -13,17 +14,22 @@ checkpoint and leaves the record as it was.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from shared import delta, extsort, fields
+from shared.errors import ExportError
 from shared.lines import unset_of
+from shared.record_store import StagedRecord
 from shared.run import mirror
 from shared.run.checkpoint import resume
 from shared.run.confirm import confirm, list_import_failures, settle_earlier_jobs
 from shared.run.context import RunContext, stage
 from shared.run.delivery import ContactSink
 from shared.run.reading import Prepared, ReadResult, read
+
+log = logging.getLogger(__name__)
 
 HELD_BACK = ("{n} row(s) could not be read cleanly (damaged file: wrong number of columns, undecodable bytes, "
              "oversized values); removals are held back until a snapshot reads cleanly")
@@ -48,13 +54,12 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
             raise
     report.streamed = result.streamed
     report.plan = {"upsert": report.counts.valid, "remove": 0}
-    # The comparison only feeds the next record: it runs while the last request goes and the
-    # import jobs are polled.
+    # The next record is sorted and uploaded (staged, not committed) while the last request goes
+    # and the import jobs are polled.
     with stage(report, "compare and confirm"), ThreadPoolExecutor(1, "confirm") as pool:
         confirming = pool.submit(_finish_and_confirm, ctx, sink)
         try:
-            with open(workspace.keys, "rb") as keys:
-                runs = extsort.sorted_runs(keys, workspace.root)
+            staged = _stage_record(ctx, confirming)
         finally:
             confirming.result()
     list_import_failures(ctx, ctx.progress.deliveries, None)
@@ -63,14 +68,37 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
     with stage(report, "record"):
         deliveries = ctx.progress.deliveries
         deliveries.settle(report.jobs)
+        state, lists = ctx.services.state, ctx.definition.list_ids
         everything = not ctx.progress.refused and deliveries.all_applied()
-        with open(workspace.next_record, "wb") as out:
-            out.writelines(delta.first_record(extsort.merged(runs), None if everything else deliveries.outcome))
-        ctx.services.state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag,
-                                       ctx.definition.list_ids, prepared.field_codes)
+        if everything and staged is not None:
+            state.commit_record(ctx.name, staged, prepared.record_etag, lists, prepared.field_codes)
+        else:  # some contacts were refused, failed or are pending: their lines differ
+            with open(workspace.keys, "rb") as keys:
+                runs = extsort.sorted_runs(keys, workspace.root)
+            with open(workspace.next_record, "wb") as out:
+                out.writelines(delta.first_record(extsort.merged(runs), None if everything else deliveries.outcome))
+            state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, lists,
+                              prepared.field_codes)
     # Only now: a run stopped before its record was stored resumes without resending (the new
     # record's etag makes the checkpoint stale anyway).
     ctx.services.state.clear_checkpoint(ctx.name)
+
+
+def _stage_record(ctx: RunContext, confirming: Future[None]) -> StagedRecord | None:
+    """The record a first delivery leaves when every contact sent is applied (the usual end),
+    sorted and staged while the import jobs are confirmed; the commit is then one request. None
+    when there is no point (the run stopped or failed meanwhile) or staging failed: the record is
+    then written after the confirmation, as it turns out."""
+    if ctx.report.resumable or (confirming.done() and confirming.exception() is not None):
+        return None
+    with open(ctx.workspace.keys, "rb") as keys:
+        runs = extsort.sorted_runs(keys, ctx.workspace.root)
+    try:
+        return ctx.services.state.stage_record(ctx.name, delta.first_record(extsort.merged(runs), None))
+    except ExportError as exc:
+        log.warning("export '%s': the record was not staged (%s); it is uploaded after the confirmation",
+                    ctx.name, exc.message)
+        return None
 
 
 def _finish_and_confirm(ctx: RunContext, sink: ContactSink) -> None:

@@ -1,0 +1,151 @@
+"""The delivered record's blob, `delivered/<export>.tsv` in the state container: read into a file,
+replaced whole, or staged block by block and committed later. `RecordStore` is a part of
+`StateStore` (state.py), which owns the container; nothing else writes the record.
+
+Staging is how a first delivery stores its record without waiting for it: the record as it is
+when every contact sent is applied goes up as uncommitted blocks while the run confirms its
+import jobs, and is committed once they are confirmed applied (one request). Uncommitted blocks
+are invisible: readers see the record as it was (none, for a first delivery) until the commit,
+and Azure drops them when the blob is next committed, or after a week (Put Block:
+https://learn.microsoft.com/rest/api/storageservices/put-block#remarks). Every replacement
+carries a condition: the record must still be the one the run read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
+
+from shared.errors import ExportError
+from shared.storage_errors import storage_errors
+
+TSV = ContentSettings(content_type="text/tab-separated-values")
+WHAT = "the state container"
+BLOCK_BYTES = 4 << 20  # a staged block: what the SDK's own uploads use for a block blob
+
+
+class RecordInfo(NamedTuple):
+    etag: str  # "" when there is no record
+    list_ids: tuple[str, ...] | None  # the lists its contacts were delivered to (None: not known)
+    fields: tuple[str, ...] | None  # the field codes its entries' unset codes are relative to
+
+
+@dataclass(frozen=True)
+class StagedRecord:
+    """A record uploaded as blocks and not committed yet: their ids, in order, and its size."""
+
+    block_ids: tuple[str, ...]
+    size: int
+
+
+def record_metadata(list_ids: tuple[str, ...], fields: list[str] | None) -> dict[str, str]:
+    metadata = {"list_ids": ",".join(sorted(list_ids))}
+    if fields is not None:
+        metadata["fields"] = ",".join(fields) or "-"  # "-": mapped no field but the email
+    return metadata
+
+
+def record_fields(properties: object) -> tuple[str, ...] | None:
+    """The field codes a record was written against, from its blob properties (None: unknown,
+    a record an earlier release wrote)."""
+    value = (getattr(properties, "metadata", None) or {}).get("fields")
+    return None if value is None else tuple(code for code in value.split(",") if code and code != "-")
+
+
+def _condition(read_etag: str) -> dict[str, Any]:
+    """Replace only the record the run read ("" for none: only if there is still none)."""
+    if read_etag:
+        return {"etag": f'"{read_etag}"', "match_condition": MatchConditions.IfNotModified}
+    return {"match_condition": MatchConditions.IfMissing}
+
+
+def _changed_meanwhile(export: str) -> ExportError:
+    return ExportError("run_in_progress", f"the delivered record of '{export}' was changed by another run; "
+                                          "this run's record was not stored (the next run compares again)")
+
+
+class RecordStore:
+    """The record's half of StateStore: `_container` and `ensure()` are the store's."""
+
+    _container: ContainerClient
+
+    def ensure(self) -> None:
+        raise NotImplementedError  # StateStore's
+
+    def _record_blob(self, export: str) -> BlobClient:
+        return self._container.get_blob_client(f"delivered/{export}.tsv")
+
+    def download_record_info(self, export: str, path: str) -> RecordInfo:
+        """Stream the export's delivered record into `path` (empty when there is none); what is
+        kept with it."""
+        with storage_errors(WHAT):
+            try:
+                downloader = self._container.download_blob(f"delivered/{export}.tsv", max_concurrency=1)
+            except ResourceNotFoundError:
+                open(path, "wb").close()
+                return RecordInfo("", None, None)
+            with open(path, "wb") as handle:
+                for chunk in downloader.chunks():
+                    handle.write(chunk)
+            lists = (downloader.properties.metadata or {}).get("list_ids")
+            return RecordInfo(str(downloader.properties.etag).strip('"'), tuple(lists.split(",")) if lists else None,
+                              record_fields(downloader.properties))
+
+    def save_record(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...],
+                    fields: list[str] | None = None) -> None:
+        """Replace the record with the file at `path`, only if it is still the one the run read
+        (`read_etag`, "" for none): a record changed meanwhile means another run went on beside
+        this one. Kept with it: `list_ids`, the lists this run delivered to, and `fields`, the
+        codes of the fields the run mapped (what its entries' unset codes are relative to).
+
+        Always staged and committed, never one Put Blob: a run that stopped after staging its
+        record leaves uncommitted blocks, and Put Blob "only if missing" is refused on such a blob
+        (Azurite answers 409) where Put Block List takes it, as the SDK's own uploads of large
+        blobs rely on (Azure/azure-sdk-for-java issue 6017)."""
+        with storage_errors(WHAT), open(path, "rb") as stream:
+            staged = self.stage_record(export, iter(lambda: stream.read(BLOCK_BYTES), b""))
+        self.commit_record(export, staged, read_etag, list_ids, fields)
+
+    def stage_record(self, export: str, pieces: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> StagedRecord:
+        """Upload a record's bytes (`pieces`, in order) as uncommitted blocks of about
+        `block_bytes`; nothing is visible until `commit_record`. One block is held at a time."""
+        self.ensure()
+        blob = self._record_blob(export)
+        tag = uuid.uuid4().hex  # every id of a blob's blocks must have the same length
+        ids: list[str] = []
+        block = bytearray()
+        size = 0
+
+        def stage() -> None:
+            ids.append(f"{tag}-{len(ids):08d}")
+            blob.stage_block(ids[-1], bytes(block))
+            block.clear()
+
+        with storage_errors(WHAT):
+            for piece in pieces:
+                block += piece
+                size += len(piece)
+                if len(block) >= block_bytes:
+                    stage()
+            if block:
+                stage()
+        return StagedRecord(tuple(ids), size)
+
+    def commit_record(self, export: str, staged: StagedRecord, read_etag: str, list_ids: tuple[str, ...],
+                      fields: list[str] | None = None) -> None:
+        """Make a staged record the record, on the same condition and with the same metadata as
+        `save_record`."""
+        self.ensure()
+        with storage_errors(WHAT):
+            try:
+                self._record_blob(export).commit_block_list(
+                    [BlobBlock(block_id) for block_id in staged.block_ids], content_settings=TSV,
+                    metadata=record_metadata(list_ids, fields), **_condition(read_etag))
+            except (ResourceModifiedError, ResourceExistsError):
+                raise _changed_meanwhile(export) from None
