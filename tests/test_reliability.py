@@ -3,6 +3,7 @@ per export, hostile input, fault storms. All on Azurite and the SendGrid sandbox
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -363,3 +364,31 @@ def test_a_corrupt_report_of_one_export_stops_neither_it_nor_the_others(
     assert [(s["export"], s["status"]) for s in summaries] == [("vip", "succeeded"), ("other", "succeeded")]
     listing = api.handle(app, "GET", None, None)
     assert listing.status == 200 and len(listing.body["exports"]) == 2
+
+
+def test_jobs_are_confirmed_oldest_first_and_a_later_one_is_not_asked_about_while_an_earlier_pends(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
+    """Confirming asks about the jobs in turn: a round stops at the first one still pending, so
+    while SendGrid works a round is one request, not one per job (the early polls made during
+    sending aside)."""
+    write(source_container, [[person(i) for i in range(1, 31)]])
+    sandbox_config(sandbox, job_pending_polls=3)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    app = app_factory([definition()], services=dict(max_contacts_per_request=10, sleep=sleep,
+                                                    job_polling=JobPolling(max_wait=30, first_interval=0.01)))
+    report = run(app).body
+    assert [job["status"] for job in report["jobs"]] == ["completed"] * 3
+    requests = sandbox_get(sandbox, "requests")["requests"]
+    last_put = max(r["answered_seq"] for r in requests if r["method"] == "PUT")
+    order = [job["job_id"] for job in report["jobs"]]
+    asked = [order.index(r["path"].rsplit("/", 1)[-1]) for r in requests
+             if r["method"] == "GET" and "/imports/" in r["path"] and r["seq"] > last_put]
+    assert len(asked) > 3 and asked == sorted(asked)  # never back to an earlier job
+    # The wait doubles while nothing ends, and starts again from the first once a job has ended.
+    assert any(later < earlier for earlier, later in itertools.pairwise(waits))
