@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -114,27 +115,35 @@ class RecordStore:
 
     def stage_record(self, export: str, pieces: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> StagedRecord:
         """Upload a record's bytes (`pieces`, in order) as uncommitted blocks of about
-        `block_bytes`; nothing is visible until `commit_record`. One block is held at a time."""
+        `block_bytes`; nothing is visible until `commit_record`. A block goes up on an uploader
+        thread while the caller makes the next one (the thread only sends the block it is given;
+        the ids and the block being filled are the caller's), so at most two are held."""
         self.ensure()
         blob = self._record_blob(export)
         tag = uuid.uuid4().hex  # every id of a blob's blocks must have the same length
         ids: list[str] = []
         block = bytearray()
         size = 0
+        with storage_errors(WHAT), ThreadPoolExecutor(1, "record-upload") as uploader:
+            sending: Future[Any] | None = None
 
-        def stage() -> None:
-            ids.append(f"{tag}-{len(ids):08d}")
-            blob.stage_block(ids[-1], bytes(block))
-            block.clear()
+            def send() -> Future[Any]:
+                ids.append(f"{tag}-{len(ids):08d}")
+                data = bytes(block)
+                block.clear()
+                if sending is not None:
+                    sending.result()  # one block in flight at a time
+                return uploader.submit(blob.stage_block, ids[-1], data)
 
-        with storage_errors(WHAT):
             for piece in pieces:
                 block += piece
                 size += len(piece)
                 if len(block) >= block_bytes:
-                    stage()
+                    sending = send()
             if block:
-                stage()
+                sending = send()
+            if sending is not None:
+                sending.result()
         return StagedRecord(tuple(ids), size)
 
     def commit_record(self, export: str, staged: StagedRecord, read_etag: str, list_ids: tuple[str, ...],
