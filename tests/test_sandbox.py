@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from json.decoder import JSONDecoder
 from types import FrameType
@@ -306,3 +307,10 @@ def test_a_status_poll_is_answered_while_a_put_body_is_decoded(sandbox: Any) -> 
     assert polled == [200] and answer.status_code == 202
     log = {r["method"]: r for r in sandbox_get(sandbox, "requests")["requests"][-2:]}
     assert log["PUT"]["seq"] < log["GET"]["seq"] < log["GET"]["answered_seq"] < log["PUT"]["answered_seq"]
+
+
+def test_contacts_an_import_creates_get_distinct_version_4_uuids_as_sendgrid_ids_are(sandbox: Any) -> None:
+    assert put(sandbox, *({"email": f"p{i}@example.com"} for i in range(300))).status_code == 202
+    ids = [c["id"] for c in sandbox_get(sandbox, "contacts")["contacts"]]
+    assert len(set(ids)) == 300
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)

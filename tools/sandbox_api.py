@@ -26,8 +26,8 @@ from tools.sandbox_state import (
     SandboxState,
     now_iso,
     public_contact,
-    sandbox_email_ok,
 )
+from tools.sandbox_values import sandbox_email_ok
 
 Answer = tuple[int, Any, dict[str, str]]
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -4,7 +4,6 @@ for what the sandbox follows and where it guesses."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import queue
@@ -12,10 +11,10 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from tools.sandbox_lock import FairLock
+from tools.sandbox_values import contact_id, custom_value_problem, iso_date
 
 MAX_CONTACTS = 30_000
 MAX_BODY_BYTES = 6_000_000
@@ -45,49 +44,7 @@ RATE_LIMITS = {
     "POST /v3/marketing/contacts/search/emails": 200,
 }
 DEFAULT_RATE_LIMIT = 600
-# The sandbox's own address check (deliberately not the exporter's code): one "@", a dotted
-# domain whose last label is alphabetic or punycode (xn--), no spaces or consecutive dots.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.(?:[a-z]{2,}|xn--[a-z0-9-]{2,})$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?$")
 _ENDPOINT_IDS = re.compile(r"/(lists|imports)/[^/]+")
-
-
-def sandbox_email_ok(email: str) -> bool:
-    return bool(_EMAIL.match(email)) and ".." not in email and not email.startswith(".")
-
-
-def iso_date(value: Any) -> str | None:
-    """An ISO 8601 date or date-time as SendGrid reads it back (`YYYY-MM-DDTHH:MM:SSZ`), or None."""
-    return _iso_date_text(value) if isinstance(value, str) else None
-
-
-# Remembered: a segment's dates repeat, and a parse costs ~3 us, twice a contact (checked when
-# the request comes, stored when the job is processed): seconds of the sandbox's CPU a bench run
-# on the same cores as the exporter it measures.
-@functools.lru_cache(maxsize=65_536)
-def _iso_date_text(value: str) -> str | None:
-    if not _ISO_DATE.match(value):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC)
-    return parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def custom_value_problem(kind: str, value: Any) -> str | None:
-    """Why SendGrid's import would not take `value` for a custom field of type `kind`."""
-    if value == "":
-        return None  # clears the stored value (the sandbox's choice for Number and Date: unknown)
-    if kind == "Number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        return "value is not a valid Number"
-    if kind == "Date" and iso_date(value) is None:
-        return "value is not a valid Date (ISO 8601)"
-    if kind == "Text" and not isinstance(value, str):
-        return "value is not a valid Text"
-    return None
 
 
 def endpoint_of(method: str, path: str) -> str:
@@ -277,7 +234,7 @@ def process_job(state: SandboxState, job: dict[str, Any], job_id: str) -> None:
                 email = contact["email"].lower()  # SendGrid lower-cases emails
                 existing = state.contacts.get(email)
                 if existing is None:
-                    existing = state.contacts[email] = {"id": str(uuid.uuid4()), "list_ids": set(),
+                    existing = state.contacts[email] = {"id": contact_id(), "list_ids": set(),
                                                         "custom_fields": {}, "created_at": now}
                     created += 1
                 else:

@@ -66,8 +66,8 @@ from tools.sandbox_state import (  # noqa: E402
     SandboxState,
     endpoint_of,
     process_job,
-    sandbox_email_ok,
 )
+from tools.sandbox_values import sandbox_email_ok  # noqa: E402
 
 __all__ = ["CONFIG_KEYS", "Fault", "SandboxServer", "SandboxState", "process_job", "sandbox_email_ok", "start"]
 UPSERT = ("PUT", "/v3/marketing/contacts")
