@@ -14,6 +14,7 @@ carries a condition: the record must still be the one the run read.
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from shared.storage_errors import storage_errors
 TSV = ContentSettings(content_type="text/tab-separated-values")
 WHAT = "the state container"
 BLOCK_BYTES = 4 << 20  # a staged block: what the SDK's own uploads use for a block blob
+UPLOADS_IN_FLIGHT = 2  # as the record's upload had before it was staged (max_concurrency=2)
 
 
 class RecordInfo(NamedTuple):
@@ -115,35 +117,41 @@ class RecordStore:
 
     def stage_record(self, export: str, pieces: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> StagedRecord:
         """Upload a record's bytes (`pieces`, in order) as uncommitted blocks of about
-        `block_bytes`; nothing is visible until `commit_record`. A block goes up on an uploader
-        thread while the caller makes the next one (the thread only sends the block it is given;
-        the ids and the block being filled are the caller's), so at most two are held."""
+        `block_bytes`; nothing is visible until `commit_record`. Blocks go up on two uploader
+        threads while the caller makes the next one (the threads only send the block they are
+        given; the ids and the block being filled are the caller's), so at most three are held."""
         self.ensure()
         blob = self._record_blob(export)
-        tag = uuid.uuid4().hex  # every id of a blob's blocks must have the same length
+        # Every uncommitted block id of a blob must have the same length, and a blob may hold an
+        # interrupted upload's blocks for up to 7 days (then Put Block answers 400
+        # InvalidBlobOrBlock: learn.microsoft.com/troubleshoot/azure/azure-storage/blobs/
+        # connectivity/invalid-blob-or-block-content-or-invalid-block-list). The SDK's own
+        # uploads (an earlier release's records) use 48 characters (_shared/uploads.py:
+        # f"{uuid4().int:048d}"), and so do these: a 32-character tag, a 16-digit number.
+        tag = uuid.uuid4().hex
         ids: list[str] = []
         block = bytearray()
         size = 0
-        with storage_errors(WHAT), ThreadPoolExecutor(1, "record-upload") as uploader:
-            sending: Future[Any] | None = None
+        with storage_errors(WHAT), ThreadPoolExecutor(UPLOADS_IN_FLIGHT, "record-upload") as uploader:
+            sending: deque[Future[Any]] = deque()
 
-            def send() -> Future[Any]:
-                ids.append(f"{tag}-{len(ids):08d}")
+            def send() -> None:
+                ids.append(f"{tag}{len(ids):016d}")
                 data = bytes(block)
                 block.clear()
-                if sending is not None:
-                    sending.result()  # one block in flight at a time
-                return uploader.submit(blob.stage_block, ids[-1], data)
+                if len(sending) == UPLOADS_IN_FLIGHT:
+                    sending.popleft().result()
+                sending.append(uploader.submit(blob.stage_block, ids[-1], data))
 
             for piece in pieces:
                 block += piece
                 size += len(piece)
                 if len(block) >= block_bytes:
-                    sending = send()
+                    send()
             if block:
-                sending = send()
-            if sending is not None:
-                sending.result()
+                send()
+            for future in sending:
+                future.result()
         return StagedRecord(tuple(ids), size)
 
     def commit_record(self, export: str, staged: StagedRecord, read_etag: str, list_ids: tuple[str, ...],

@@ -29,14 +29,13 @@ from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.errors import ExportError
 from shared.lease import RunLease, acquire_run_lease
-from shared.record_store import RecordStore
+from shared.record_store import WHAT, RecordStore
 from shared.storage_errors import storage_errors
 
 log = logging.getLogger(__name__)
 
 JSON = ContentSettings(content_type="application/json")
 CSV = ContentSettings(content_type="text/csv; charset=utf-8")
-WHAT = "the state container"
 
 
 class StateStore(RecordStore):
