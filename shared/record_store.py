@@ -41,10 +41,9 @@ class RecordInfo(NamedTuple):
 
 @dataclass(frozen=True)
 class StagedRecord:
-    """A record uploaded as blocks and not committed yet: their ids, in order, and its size."""
+    """A record uploaded as blocks and not committed yet: their ids, in order."""
 
     block_ids: tuple[str, ...]
-    size: int
 
 
 def record_metadata(list_ids: tuple[str, ...], fields: list[str] | None) -> dict[str, str]:
@@ -89,7 +88,7 @@ class RecordStore:
         kept with it."""
         with storage_errors(WHAT):
             try:
-                downloader = self._container.download_blob(f"delivered/{export}.tsv", max_concurrency=1)
+                downloader = self._record_blob(export).download_blob(max_concurrency=1)
             except ResourceNotFoundError:
                 open(path, "wb").close()
                 return RecordInfo("", None, None)
@@ -111,7 +110,7 @@ class RecordStore:
         record leaves uncommitted blocks, and Put Blob "only if missing" is refused on such a blob
         (Azurite answers 409) where Put Block List takes it, as the SDK's own uploads of large
         blobs rely on (Azure/azure-sdk-for-java issue 6017)."""
-        with storage_errors(WHAT), open(path, "rb") as stream:
+        with open(path, "rb") as stream:
             staged = self.stage_record(export, iter(lambda: stream.read(BLOCK_BYTES), b""))
         self.commit_record(export, staged, read_etag, list_ids, fields)
 
@@ -131,7 +130,6 @@ class RecordStore:
         tag = uuid.uuid4().hex
         ids: list[str] = []
         block = bytearray()
-        size = 0
         with storage_errors(WHAT), ThreadPoolExecutor(UPLOADS_IN_FLIGHT, "record-upload") as uploader:
             sending: deque[Future[Any]] = deque()
 
@@ -145,14 +143,13 @@ class RecordStore:
 
             for piece in pieces:
                 block += piece
-                size += len(piece)
                 if len(block) >= block_bytes:
                     send()
             if block:
                 send()
             for future in sending:
                 future.result()
-        return StagedRecord(tuple(ids), size)
+        return StagedRecord(tuple(ids))
 
     def commit_record(self, export: str, staged: StagedRecord, read_etag: str, list_ids: tuple[str, ...],
                       fields: list[str] | None = None) -> None:

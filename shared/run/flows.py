@@ -15,7 +15,7 @@ checkpoint and leaves the record as it was.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from shared import delta, extsort, fields
@@ -73,10 +73,8 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
         if everything and staged is not None:
             state.commit_record(ctx.name, staged, prepared.record_etag, lists, prepared.field_codes)
         else:  # some contacts were refused, failed or are pending: their lines differ
-            with open(workspace.keys, "rb") as keys:
-                runs = extsort.sorted_runs(keys, workspace.root)
             with open(workspace.next_record, "wb") as out:
-                out.writelines(delta.first_record(extsort.merged(runs), None if everything else deliveries.outcome))
+                out.writelines(_first_record(ctx, None if everything else deliveries.outcome))
             state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, lists,
                               prepared.field_codes)
     # Only now: a run stopped before its record was stored resumes without resending (the new
@@ -91,14 +89,20 @@ def _stage_record(ctx: RunContext, confirming: Future[None]) -> StagedRecord | N
     then written after the confirmation, as it turns out."""
     if ctx.report.resumable or (confirming.done() and confirming.exception() is not None):
         return None
-    with open(ctx.workspace.keys, "rb") as keys:
-        runs = extsort.sorted_runs(keys, ctx.workspace.root)
+    lines = _first_record(ctx, None)  # the keys are sorted here, before anything is staged
     try:
-        return ctx.services.state.stage_record(ctx.name, delta.first_record(extsort.merged(runs), None))
+        return ctx.services.state.stage_record(ctx.name, lines)
     except ExportError as exc:
         log.warning("export '%s': the record was not staged (%s); it is uploaded after the confirmation",
                     ctx.name, exc.message)
         return None
+
+
+def _first_record(ctx: RunContext, outcome: delta.Outcome | None) -> Iterator[bytes]:
+    """The record after a first delivery (`delta.first_record`), from the key lines sorted now."""
+    with open(ctx.workspace.keys, "rb") as keys:
+        runs = extsort.sorted_runs(keys, ctx.workspace.root)
+    return delta.first_record(extsort.merged(runs), outcome)
 
 
 def _finish_and_confirm(ctx: RunContext, sink: ContactSink) -> None:
