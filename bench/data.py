@@ -22,25 +22,88 @@ from azure.storage.blob import ContainerClient
 from tools.sample_export import model_json
 
 COLUMNS = (
-    "CustomerId", "FirstName", "LastName", "FullName", "EMail", "Phone", "Address1", "City", "State",
-    "PostCode", "Country", "BirthDate", "Gender", "Tier", "LifetimeValue", "MemberSince", "LastPurchaseDate",
-    "PreferredStore", "Notes",
+    "CustomerId",
+    "FirstName",
+    "LastName",
+    "FullName",
+    "EMail",
+    "Phone",
+    "Address1",
+    "City",
+    "State",
+    "PostCode",
+    "Country",
+    "BirthDate",
+    "Gender",
+    "Tier",
+    "LifetimeValue",
+    "MemberSince",
+    "LastPurchaseDate",
+    "PreferredStore",
+    "Notes",
 )
 EMAIL, FIRST_NAME, LAST_NAME, ADDRESS, CITY, STATE, POSTCODE, COUNTRY = 4, 1, 2, 6, 7, 8, 9, 10
 TIER, VALUE, SINCE = 13, 14, 15
 # What the bench's definition maps (reserved fields) and its custom fields (name -> column).
-MAPPING = {"email": "EMail", "first_name": "FirstName", "last_name": "LastName", "address_line_1": "Address1",
-           "city": "City", "state_province_region": "State", "postal_code": "PostCode", "country": "Country"}
+MAPPING = {
+    "email": "EMail",
+    "first_name": "FirstName",
+    "last_name": "LastName",
+    "address_line_1": "Address1",
+    "city": "City",
+    "state_province_region": "State",
+    "postal_code": "PostCode",
+    "country": "Country",
+}
 CUSTOM_FIELDS = {"loyalty_tier": "Tier", "lifetime_value": "LifetimeValue", "member_since": "MemberSince"}
 FIELD_TYPES = {"loyalty_tier": "Text", "lifetime_value": "Number", "member_since": "Date"}
 
-FIRST = ["Ana", "Björn", "Chloé", "Devendra", "Eitan", "Fatima", "Giulia", "Hiroshi", "Inês", "Jonas", "Kwame",
-         "Lena", "María José", "Nikolai", "Olusegun", "Priya", 'Robert "Bob"', "Siobhán", "Zoë"]
-LAST = ["Andersson", "Bianchi", "Costa", "Dubois", "Eriksen", "Fischer", "García López", "Hughes", "Ivanova",
-        "Jensen", "Kowalczyk", "Nakamura", "O'Connor", "Papadopoulos", "Smith, Jr."]
-PLACES = [("Lisboa", "Lisboa", "1100-148", "Portugal"), ("Austin", "TX", "78701", "United States"),
-          ("Lyon", "Auvergne-Rhône-Alpes", "69001", "France"), ("Osaka", "Osaka", "530-0001", "Japan"),
-          ("München", "Bayern", "80331", "Germany"), ("São Paulo", "SP", "01310-100", "Brazil")]
+FIRST = [
+    "Ana",
+    "Björn",
+    "Chloé",
+    "Devendra",
+    "Eitan",
+    "Fatima",
+    "Giulia",
+    "Hiroshi",
+    "Inês",
+    "Jonas",
+    "Kwame",
+    "Lena",
+    "María José",
+    "Nikolai",
+    "Olusegun",
+    "Priya",
+    'Robert "Bob"',
+    "Siobhán",
+    "Zoë",
+]
+LAST = [
+    "Andersson",
+    "Bianchi",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "García López",
+    "Hughes",
+    "Ivanova",
+    "Jensen",
+    "Kowalczyk",
+    "Nakamura",
+    "O'Connor",
+    "Papadopoulos",
+    "Smith, Jr.",
+]
+PLACES = [
+    ("Lisboa", "Lisboa", "1100-148", "Portugal"),
+    ("Austin", "TX", "78701", "United States"),
+    ("Lyon", "Auvergne-Rhône-Alpes", "69001", "France"),
+    ("Osaka", "Osaka", "530-0001", "Japan"),
+    ("München", "Bayern", "80331", "Germany"),
+    ("São Paulo", "SP", "01310-100", "Brazil"),
+]
 TIERS = ["Gold", "Silver", "Bronze", "Platinum", ""]
 BAD_EVERY = 25  # 4% bad rows, four kinds in turn
 
@@ -63,18 +126,36 @@ def profiles(count: int, seed: int = 11, changed_every: int = 0) -> Iterator[lis
         address = street if i % 5 else f"Apt {rng.randrange(1, 60)}, {street}"  # a comma: quoted
         value = f"{rng.uniform(10, 9000):.2f}" if i % 7 else str(rng.randrange(0, 5000))
         since = rng.randrange(0, 10)
-        member_since = (f"20{10 + since}-0{rng.randrange(1, 9)}-1{rng.randrange(0, 9)}T00:00:00Z" if i % 11
-                        else f"{rng.randrange(1, 13)}/{rng.randrange(1, 29)}/20{10 + since} 8:30:00 AM")
+        member_since = (
+            f"20{10 + since}-0{rng.randrange(1, 9)}-1{rng.randrange(0, 9)}T00:00:00Z"
+            if i % 11
+            else f"{rng.randrange(1, 13)}/{rng.randrange(1, 29)}/20{10 + since} 8:30:00 AM"
+        )
         notes = "" if i % 9 else f"Prefers email.\nAsked about {rng.choice(['returns', 'sizes', 'delivery'])}"
         tier = rng.choice(TIERS)
         if changed_every and i % changed_every == changed_every // 2:
             tier = "Diamond"
-        row = [str(uuid.UUID(int=rng.getrandbits(128))), first, last, f"{first} {last}", email,
-               f"+1 555 {rng.randrange(10**6, 10**7)}", address, city, state, postcode, country,
-               f"19{rng.randrange(40, 99)}-0{rng.randrange(1, 9)}-1{rng.randrange(0, 9)}",
-               rng.choice(["F", "M", "X"]), tier, value, member_since,
-               f"2026-0{rng.randrange(1, 9)}-2{rng.randrange(0, 9)}T10:1{rng.randrange(0, 9)}:00Z",
-               f"Store {rng.randrange(1, 400)}", notes]
+        row = [
+            str(uuid.UUID(int=rng.getrandbits(128))),
+            first,
+            last,
+            f"{first} {last}",
+            email,
+            f"+1 555 {rng.randrange(10**6, 10**7)}",
+            address,
+            city,
+            state,
+            postcode,
+            country,
+            f"19{rng.randrange(40, 99)}-0{rng.randrange(1, 9)}-1{rng.randrange(0, 9)}",
+            rng.choice(["F", "M", "X"]),
+            tier,
+            value,
+            member_since,
+            f"2026-0{rng.randrange(1, 9)}-2{rng.randrange(0, 9)}T10:1{rng.randrange(0, 9)}:00Z",
+            f"Store {rng.randrange(1, 400)}",
+            notes,
+        ]
         if i % BAD_EVERY == BAD_EVERY - 1:
             kind = (i // BAD_EVERY) % 4
             if kind == 3:
@@ -85,8 +166,9 @@ def profiles(count: int, seed: int = 11, changed_every: int = 0) -> Iterator[lis
         yield row
 
 
-def write(container: ContainerClient, folder: str, segment: str, count: int, rows_per_partition: int = 50_000,
-          changed_every: int = 0) -> int:
+def write(
+    container: ContainerClient, folder: str, segment: str, count: int, rows_per_partition: int = 50_000, changed_every: int = 0
+) -> int:
     """Upload `count` profiles as headerless partitions (one at a time: flat memory at any
     count) and the model.json listing them; returns the bytes of CSV written."""
     buffer = io.StringIO()
@@ -100,8 +182,10 @@ def write(container: ContainerClient, folder: str, segment: str, count: int, row
         relative = f"{segment}/2026/11/28/0200/{segment}_{len(locations) + 1}.csv"
         container.upload_blob(f"{folder}/{relative}", data, overwrite=True)
         # Real exports point at the account Customer Insights wrote to, with :443 and a snapshot.
-        locations.append(f"https://ciexports.blob.core.windows.net:443/{container.container_name}/{folder}/"
-                         f"{relative}?snapshot=2026-11-28T02%3A00%3A00Z")
+        locations.append(
+            f"https://ciexports.blob.core.windows.net:443/{container.container_name}/{folder}/"
+            f"{relative}?snapshot=2026-11-28T02%3A00%3A00Z"
+        )
         size += len(data)
         buffer.seek(0)
         buffer.truncate()

@@ -75,9 +75,19 @@ def main() -> None:
             other.disable()
             other.dump_stats(f"{target}.{n}")
     peak_mb = peak_rss_mb()
-    print(json.dumps({"status": response.status, "elapsed": elapsed, "peak_rss_mb": peak_mb, "report": response.body,
-                      "stage_cpu": _stage_cpu, "process_cpu": time.process_time(),
-                      "sent_at": _finished[-1] - started if _finished else None}))
+    print(
+        json.dumps(
+            {
+                "status": response.status,
+                "elapsed": elapsed,
+                "peak_rss_mb": peak_mb,
+                "report": response.body,
+                "stage_cpu": _stage_cpu,
+                "process_cpu": time.process_time(),
+                "sent_at": _finished[-1] - started if _finished else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,25 +43,37 @@ def csv_bytes(count: int) -> bytes:
 
 
 def mapper() -> ContactMapper:
-    definition = parse_definition({
-        "name": "bench", "source_folder": "f", "segment": "S", "list_ids": [LIST_ID], "privacy_consent": True,
-        "mapping": data.MAPPING, "custom_fields": data.CUSTOM_FIELDS})
+    definition = parse_definition(
+        {
+            "name": "bench",
+            "source_folder": "f",
+            "segment": "S",
+            "list_ids": [LIST_ID],
+            "privacy_consent": True,
+            "mapping": data.MAPPING,
+            "custom_fields": data.CUSTOM_FIELDS,
+        }
+    )
     ids = {"Text": "e1_T", "Number": "e2_N", "Date": "e3_D"}
     fields = {name: CustomField(name, ids[kind], kind) for name, kind in data.FIELD_TYPES.items()}
     return ContactMapper(definition, data.COLUMNS, fields)
 
 
 def text(raw: bytes) -> io.TextIOWrapper:
-    return io.TextIOWrapper(io.BufferedReader(io.BytesIO(raw), 64 * 1024), encoding="utf-8-sig",
-                            errors="surrogateescape", newline="")
+    return io.TextIOWrapper(
+        io.BufferedReader(io.BytesIO(raw), 64 * 1024), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    )
 
 
 def opener(raw: bytes) -> Callable[[bool], tuple[TextIO, list[int] | None]]:
     """Opens the CSV as `BlobSource` opens a partition, for `guarded_records`."""
+
     def open_text(guarded: bool) -> tuple[TextIO, list[int] | None]:
         stream = GuardedStream(iter([raw]))
-        return io.TextIOWrapper(io.BufferedReader(stream, BUFFER_BYTES), encoding="utf-8-sig", errors="surrogateescape",
-                                newline=""), stream.progress
+        return io.TextIOWrapper(
+            io.BufferedReader(stream, BUFFER_BYTES), encoding="utf-8-sig", errors="surrogateescape", newline=""
+        ), stream.progress
+
     return open_text
 
 
@@ -147,9 +159,13 @@ def main() -> None:
         profiler.runcall(export_loop, raw, args.profiles)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
         return
-    for name, function in (("csv.reader alone", csv_only), ("read_records (exact)", parse_exact),
-                           ("guarded_records", parse_guarded),
-                           ("minimal loop", minimal_loop), ("export read loop", export_loop)):
+    for name, function in (
+        ("csv.reader alone", csv_only),
+        ("read_records (exact)", parse_exact),
+        ("guarded_records", parse_guarded),
+        ("minimal loop", minimal_loop),
+        ("export read loop", export_loop),
+    ):
         seconds, result = best(function, raw, args.profiles, args.repeats)
         print(f"{name:20} {seconds:6.3f} s CPU  {seconds / args.profiles * 1e6:5.2f} µs a row  ({result:,})")
 

@@ -43,14 +43,21 @@ def old_encode(contact: dict) -> bytes:
     """encode_contact as it was before orjson: the C string escaper for plain contacts."""
     if "custom_fields" in contact:
         return _stdlib(contact).encode("utf-8")
-    return ("{" + ",".join(['"' + key + '":' + encode_basestring(value) for key, value in contact.items()])
-            + "}").encode("utf-8")
+    return ("{" + ",".join(['"' + key + '":' + encode_basestring(value) for key, value in contact.items()]) + "}").encode("utf-8")
 
 
 def realistic_contacts(count: int) -> list[dict[str, Any]]:
-    definition = parse_definition({
-        "name": "bench", "source_folder": "f", "segment": "S", "list_ids": ["3f1c5a7e-9b2d-4e6f-8a1c-2b3d4e5f6a7b"],
-        "privacy_consent": True, "mapping": data.MAPPING, "custom_fields": data.CUSTOM_FIELDS})
+    definition = parse_definition(
+        {
+            "name": "bench",
+            "source_folder": "f",
+            "segment": "S",
+            "list_ids": ["3f1c5a7e-9b2d-4e6f-8a1c-2b3d4e5f6a7b"],
+            "privacy_consent": True,
+            "mapping": data.MAPPING,
+            "custom_fields": data.CUSTOM_FIELDS,
+        }
+    )
     ids = {"Text": "e1_T", "Number": "e2_N", "Date": "e3_D"}
     fields = {name: CustomField(name, ids[kind], kind) for name, kind in data.FIELD_TYPES.items()}
     to_map = ContactMapper(definition, data.COLUMNS, fields).map
@@ -80,17 +87,25 @@ def encoding(count: int) -> None:
     with_custom = sum("custom_fields" in c for c in contacts)
     assert all(encode_contact(c) == stdlib_encode(c) for c in contacts)
     size = sum(len(encode_contact(c)) for c in contacts) / len(contacts)
-    print(f"encoding {len(contacts):,} realistic contacts ({with_custom:,} with custom fields, {size:.0f} bytes "
-          "each); identical bytes all three ways")
-    for name, function in (("stdlib json", stdlib_encode), ("old encode_contact", old_encode),
-                           ("orjson.dumps alone", orjson.dumps), ("encode_contact (orjson)", encode_contact)):
+    print(
+        f"encoding {len(contacts):,} realistic contacts ({with_custom:,} with custom fields, {size:.0f} bytes "
+        "each); identical bytes all three ways"
+    )
+    for name, function in (
+        ("stdlib json", stdlib_encode),
+        ("old encode_contact", old_encode),
+        ("orjson.dumps alone", orjson.dumps),
+        ("encode_contact (orjson)", encode_contact),
+    ):
         tracemalloc.start()
         kept = [function(c) for c in contacts]
         held = tracemalloc.get_traced_memory()[0] / len(kept)
         tracemalloc.stop()
         del kept
-        print(f"  {name:26} {best_per_call(function, contacts) * 1e6:6.2f} µs a contact, {held:5.0f} bytes held "
-              "by each encoded contact")
+        print(
+            f"  {name:26} {best_per_call(function, contacts) * 1e6:6.2f} µs a contact, {held:5.0f} bytes held "
+            "by each encoded contact"
+        )
 
 
 def dedup_figures(size: int) -> None:
@@ -126,6 +141,7 @@ def dedup_figures(size: int) -> None:
                 return False
             seen.add(key)
             return True
+
         return seen, first_time
 
     def email_set() -> tuple[Any, Callable[[str], bool]]:
@@ -137,11 +153,12 @@ def dedup_figures(size: int) -> None:
         return table, table.first_time
 
     print(f"de-duplication of {len(emails):,} emails (memory: tracemalloc; peak includes growth)")
-    for name, factory in (("set[int] of hash()", python_set), ("EmailSet", email_set),
-                          ("EmailSet(expected=n)", email_set_sized)):
+    for name, factory in (("set[int] of hash()", python_set), ("EmailSet", email_set), ("EmailSet(expected=n)", email_set_sized)):
         insert, again, peak, held = build(factory)
-        print(f"  {name:22} insert {insert * 1e9:5.0f} ns, repeat {again * 1e9:4.0f} ns a call; held "
-              f"{held / 1e6:6.1f} MB ({held / len(emails):5.1f} B a profile), peak {peak / 1e6:6.1f} MB")
+        print(
+            f"  {name:22} insert {insert * 1e9:5.0f} ns, repeat {again * 1e9:4.0f} ns a call; held "
+            f"{held / 1e6:6.1f} MB ({held / len(emails):5.1f} B a profile), peak {peak / 1e6:6.1f} MB"
+        )
 
 
 def hash_cost() -> None:
@@ -151,6 +168,7 @@ def hash_cost() -> None:
 
     def blake(email: str) -> int:
         return int.from_bytes(hashlib.blake2b(email.encode(), digest_size=8).digest(), "little")
+
     print(f"hash an email: hash() {builtin * 1e9:.0f} ns, blake2b-8 {best_per_call(blake, emails) * 1e9:.0f} ns")
 
 

@@ -27,8 +27,15 @@ from bench.data import ADDRESS, CITY, COUNTRY, EMAIL, FIRST_NAME, LAST_NAME, POS
 from bench.memory import peak_rss_mb
 
 MAX_CONTACTS, MAX_BYTES = 30_000, 6_000_000
-FIELDS = {"first_name": FIRST_NAME, "last_name": LAST_NAME, "address_line_1": ADDRESS, "city": CITY,
-          "state_province_region": STATE, "postal_code": POSTCODE, "country": COUNTRY}
+FIELDS = {
+    "first_name": FIRST_NAME,
+    "last_name": LAST_NAME,
+    "address_line_1": ADDRESS,
+    "city": CITY,
+    "state_province_region": STATE,
+    "postal_code": POSTCODE,
+    "country": COUNTRY,
+}
 
 
 def member_since(text: str) -> str:
@@ -62,7 +69,8 @@ def main() -> None:
     folder, list_id, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     tier_id, value_id, since_id = ids["loyalty_tier"], ids["lifetime_value"], ids["member_since"]
     service = BlobServiceClient.from_connection_string(
-        os.environ["SOURCE_STORAGE_CONNECTION_STRING"], max_single_get_size=4 << 20, max_chunk_get_size=4 << 20)
+        os.environ["SOURCE_STORAGE_CONNECTION_STRING"], max_single_get_size=4 << 20, max_chunk_get_size=4 << 20
+    )
     container = service.get_container_client(os.environ["SOURCE_CONTAINER"])
     session = requests.Session()
     url = os.environ["SENDGRID_API_BASE_URL"] + "/v3/marketing/contacts"
@@ -116,8 +124,11 @@ def main() -> None:
         send()
     elapsed = time.perf_counter() - started
     peak_mb = peak_rss_mb()
-    print(json.dumps({"elapsed": elapsed, "peak_rss_mb": peak_mb, "requests": requests_sent, "bytes": bytes_sent,
-                      "contacts": len(seen)}))
+    print(
+        json.dumps(
+            {"elapsed": elapsed, "peak_rss_mb": peak_mb, "requests": requests_sent, "bytes": bytes_sent, "contacts": len(seen)}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,14 +28,21 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
             logging.error("settings: %s", exc)
             result = api.error_response(ExportError("internal_error", f"app settings are invalid: {exc}"))
         else:
-            result = api.handle(app, req.method, req.route_params.get("name"), req.route_params.get("action"),
-                                req.get_body(), req.params, req.route_params.get("id"))
-        headers = {name: _absolute(req.url, value) if name == "Location" else value
-                   for name, value in result.headers.items()}
+            result = api.handle(
+                app,
+                req.method,
+                req.route_params.get("name"),
+                req.route_params.get("action"),
+                req.get_body(),
+                req.params,
+                req.route_params.get("id"),
+            )
+        headers = {name: _absolute(req.url, value) if name == "Location" else value for name, value in result.headers.items()}
         body = result.body
         if "status_url" in body:
             body = {**body, "status_url": _absolute(req.url, body["status_url"])}
-        return func.HttpResponse(json.dumps(body, indent=2), status_code=result.status, mimetype="application/json",
-                                 headers=headers)
+        return func.HttpResponse(
+            json.dumps(body, indent=2), status_code=result.status, mimetype="application/json", headers=headers
+        )
     finally:
         telemetry.flush()  # the instance may be frozen as soon as the invocation returns

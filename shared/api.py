@@ -96,8 +96,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _query_options(query: Mapping[str, str]) -> dict[str, bool]:
     unknown = sorted(set(query) - RUN_OPTIONS - HOST_PARAMETERS)
     if unknown:
-        raise ExportError("bad_request", f"unknown query parameter(s) {', '.join(p[:40] for p in unknown)}; "
-                                         f"allowed: {', '.join(sorted(RUN_OPTIONS))}")
+        raise ExportError(
+            "bad_request",
+            f"unknown query parameter(s) {', '.join(p[:40] for p in unknown)}; allowed: {', '.join(sorted(RUN_OPTIONS))}",
+        )
     options = {}
     for key in RUN_OPTIONS & set(query):
         if query[key] not in ("true", "false"):
@@ -109,8 +111,9 @@ def _query_options(query: Mapping[str, str]) -> dict[str, bool]:
 def _history(app: App, name: str, query: Mapping[str, str]) -> ApiResponse:
     unknown = sorted(set(query) - {"limit", "before"} - HOST_PARAMETERS)
     if unknown:
-        raise ExportError("bad_request", f"unknown query parameter(s) {', '.join(p[:40] for p in unknown)}; "
-                                         "allowed: before, limit")
+        raise ExportError(
+            "bad_request", f"unknown query parameter(s) {', '.join(p[:40] for p in unknown)}; allowed: before, limit"
+        )
     limit_text = query.get("limit", str(DEFAULT_HISTORY))
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_HISTORY:
         raise ExportError("bad_request", f"'limit' must be a whole number from 1 to {MAX_HISTORY}")
@@ -144,7 +147,7 @@ def parse_run_options(body: bytes, query: Mapping[str, str] = _EMPTY) -> dict[st
     try:
         parsed = json.loads(body, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError):  # bad JSON or UTF-8, a 5,000-digit number, deep nesting
-        raise ExportError("bad_request", "the request body must be a JSON object, e.g. {\"dry_run\": true}") from None
+        raise ExportError("bad_request", 'the request body must be a JSON object, e.g. {"dry_run": true}') from None
     if not isinstance(parsed, dict):
         raise ExportError("bad_request", "the request body must be a JSON object")
     parsed = _check_body_options(parsed)
@@ -157,8 +160,9 @@ def parse_run_options(body: bytes, query: Mapping[str, str] = _EMPTY) -> dict[st
 def _check_body_options(options: dict[str, Any]) -> dict[str, bool]:
     unknown = sorted(set(options) - RUN_OPTIONS)
     if unknown:
-        raise ExportError("bad_request", f"unknown option(s) {', '.join(k[:40] for k in unknown)}; "
-                                         f"allowed: {', '.join(sorted(RUN_OPTIONS))}")
+        raise ExportError(
+            "bad_request", f"unknown option(s) {', '.join(k[:40] for k in unknown)}; allowed: {', '.join(sorted(RUN_OPTIONS))}"
+        )
     for key, value in options.items():
         if not isinstance(value, bool):
             raise ExportError("bad_request", f"'{key}' must be true or false")
@@ -191,8 +195,15 @@ def _one_run(app: App, name: str, run_id: str) -> ApiResponse:
     return ApiResponse(200, engine_state.settle_if_stale(app, report))
 
 
-def handle(app: App, method: str, name: str | None, action: str | None, body: bytes = b"",
-           query: Mapping[str, str] = _EMPTY, run_id: str | None = None) -> ApiResponse:
+def handle(
+    app: App,
+    method: str,
+    name: str | None,
+    action: str | None,
+    body: bytes = b"",
+    query: Mapping[str, str] = _EMPTY,
+    run_id: str | None = None,
+) -> ApiResponse:
     """One request: `query` is the query string (the trigger passes req.params); `run_id` the
     route's third part (runs/{run_id})."""
     method = method.upper()

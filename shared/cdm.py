@@ -29,9 +29,7 @@ from shared.errors import ExportError
 # are what .NET writers (Customer Insights, Power Query dataflows) name when not UTF-8. Anything
 # else (utf-7, rot13, zlib, ...) is refused: such codecs can yield lone surrogates or raise while
 # reading instead of marking just the bad bytes.
-ALLOWED_ENCODINGS = frozenset(
-    {"utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "iso8859-1", "cp1252", "ascii"}
-)
+ALLOWED_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "iso8859-1", "cp1252", "ascii"})
 
 CSV_TRAIT = "is.partition.format.CSV"
 
@@ -94,8 +92,7 @@ def _codec(name: str) -> str:
     except LookupError:
         codec = ""
     if codec not in ALLOWED_ENCODINGS:
-        raise invalid(f"partition encoding {name[:40]!r} is not supported (UTF-8, UTF-16, Latin-1, "
-                      "Windows-1252 or ASCII)")
+        raise invalid(f"partition encoding {name[:40]!r} is not supported (UTF-8, UTF-16, Latin-1, Windows-1252 or ASCII)")
     # A UTF-8 partition may start with a BOM; utf-8-sig drops it and reads plain UTF-8 alike.
     return "utf-8-sig" if codec == "utf-8" else codec
 
@@ -210,9 +207,7 @@ def parse_manifest(data: bytes, segment: str, manifest_name: str) -> ManifestEnt
     if not isinstance(schema_path, str) or "/" not in schema_path:
         raise invalid(f"{manifest_name} entity '{segment}' has no entityPath")
     document_path, _, definition = _strip_corpus_prefix(schema_path).lstrip("/").rpartition("/")
-    partitions = _partition_refs(
-        entity.get("dataPartitions"), "exhibitsTraits", f"{manifest_name} '{segment}'"
-    )
+    partitions = _partition_refs(entity.get("dataPartitions"), "exhibitsTraits", f"{manifest_name} '{segment}'")
     return ManifestEntity(segment, document_path, definition, partitions)
 
 
@@ -227,8 +222,7 @@ def parse_entity_document(data: bytes, definition: str, document_name: str) -> t
             for attribute in entry.get("hasAttributes") or []:
                 if not isinstance(attribute, dict) or not isinstance(attribute.get("name"), str):
                     raise invalid(
-                        f"{document_name}: entity '{definition}' is not resolved "
-                        "(its attributes must be a flat list with names)"
+                        f"{document_name}: entity '{definition}' is not resolved (its attributes must be a flat list with names)"
                     )
                 names.append(attribute["name"])
             if not names:

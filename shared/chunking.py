@@ -56,7 +56,7 @@ class Chunk(Generic[Ref]):
     def parts(self) -> list[bytes]:
         """The encoded contacts, in body order, cut from the body (to split it after a 400)."""
         body, starts = self.body, self.starts
-        return [body[starts[i]:starts[i + 1] - 1] for i in range(len(starts) - 1)]
+        return [body[starts[i] : starts[i + 1] - 1] for i in range(len(starts) - 1)]
 
 
 _stdlib_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -168,8 +168,9 @@ class Packer(Generic[Ref]):
     closed when the next contact would not fit. Greedy, so no more bodies than the caps need.
     Every contact must fit alone (see `max_contact_bytes`)."""
 
-    def __init__(self, list_ids: Sequence[str], max_contacts: int = MAX_CONTACTS_PER_REQUEST,
-                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, list_ids: Sequence[str], max_contacts: int = MAX_CONTACTS_PER_REQUEST, max_body_bytes: int = MAX_BODY_BYTES
+    ) -> None:
         self.head, self.tail = body_envelope(list_ids)
         self.fixed = len(self.head) + len(self.tail)
         self.max_contacts, self.max_body_bytes = max_contacts, max_body_bytes
@@ -226,7 +227,8 @@ def pack(
         yield last
 
 
-def minimum_requests(contacts: int, body_bytes: int, max_contacts: int = MAX_CONTACTS_PER_REQUEST,
-                     max_body_bytes: int = MAX_BODY_BYTES) -> int:
+def minimum_requests(
+    contacts: int, body_bytes: int, max_contacts: int = MAX_CONTACTS_PER_REQUEST, max_body_bytes: int = MAX_BODY_BYTES
+) -> int:
     """The floor on requests: the larger of the two caps' needs."""
     return max(-(-contacts // max_contacts), -(-body_bytes // max_body_bytes))

@@ -166,8 +166,11 @@ def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
         except ValueError:
             canonical = False
         if not canonical:
-            raise _fail(name, f"'list_ids' holds {list_id[:60]!r}, which is not a SendGrid list id "
-                              "(a lower-case UUID such as 0f9c3a4e-1b2d-4c5e-8f70-123456789abc)")
+            raise _fail(
+                name,
+                f"'list_ids' holds {list_id[:60]!r}, which is not a SendGrid list id "
+                "(a lower-case UUID such as 0f9c3a4e-1b2d-4c5e-8f70-123456789abc)",
+            )
     if len(set(list_ids)) != len(list_ids):
         raise _fail(name, "'list_ids' holds the same id twice")
 

@@ -198,8 +198,9 @@ def _write_lines(out: BinaryIO, lines: list[bytes]) -> None:
 
 
 # -- the record after a run --------------------------------------------------------------------
-def next_record(decisions: Iterable[bytes], outcome: Outcome, removed: Callable[[bytes], bool],
-                carried_unknown: bool = False) -> Iterator[bytes]:
+def next_record(
+    decisions: Iterable[bytes], outcome: Outcome, removed: Callable[[bytes], bool], carried_unknown: bool = False
+) -> Iterator[bytes]:
     """The record after a run, in email order, from its decisions file (whole lines at a time,
     see `pieces`): an unchanged contact's line is there as it stays; a sent contact takes its new
     hash once SendGrid applied it, or with its job's id while that job is pending (it is not
@@ -215,8 +216,7 @@ def next_record(decisions: Iterable[bytes], outcome: Outcome, removed: Callable[
                 yield line
 
 
-def _entry_after(decision: DecisionLine, outcome: Outcome, removed: Callable[[bytes], bool],
-                 carried_unknown: bool) -> bytes:
+def _entry_after(decision: DecisionLine, outcome: Outcome, removed: Callable[[bytes], bool], carried_unknown: bool) -> bytes:
     """A contact's next record line (b"": none), from its decision and how the run went."""
     email, new_hash, old_hash, action, position, old_extra, unset = decision
     if action == SAME:  # the same contact: the same unset fields, and a pending job stays pending

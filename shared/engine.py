@@ -48,8 +48,9 @@ MAX_BUSY_TRIES = 30
 INLINE_JOB_WAIT = 120.0  # {"wait": true}: at most this long for import jobs (HTTP answers within 230 s)
 
 
-def submit(app: App, name: str, raw: dict[str, Any], options: dict[str, bool], *, trigger: str,
-           delay: float = 0, validate: bool = True) -> RunReport:
+def submit(
+    app: App, name: str, raw: dict[str, Any], options: dict[str, bool], *, trigger: str, delay: float = 0, validate: bool = True
+) -> RunReport:
     """Queue a run of one export and store its `queued` report. Raises ExportError: a definition
     that cannot run (when `validate`), `run_in_progress` while a run of it is queued or running
     (engine_state.Busy, naming that run), or a queue that cannot be written."""
@@ -77,7 +78,8 @@ def run_inline(app: App, name: str, raw: dict[str, Any], options: dict[str, bool
     at most INLINE_JOB_WAIT seconds, then left to the status endpoint and the next run."""
     polling = app.services.job_polling
     services = dataclasses.replace(
-        app.services, job_polling=dataclasses.replace(polling, max_wait=min(polling.max_wait, INLINE_JOB_WAIT)))
+        app.services, job_polling=dataclasses.replace(polling, max_wait=min(polling.max_wait, INLINE_JOB_WAIT))
+    )
     return run_export(name, raw, services, trigger=trigger, options=RunOptions(**options))
 
 
@@ -95,8 +97,7 @@ def enqueue_all(app: App, *, trigger: str = "timer") -> list[dict[str, Any]]:
             summaries.append({"export": name, "status": "skipped", "error": exc.code})
             continue
         summaries.append({"export": name, "status": "queued", "run_id": report.run_id})
-    log.info("scheduled run: %d of %d export(s) queued", sum(s["status"] == "queued" for s in summaries),
-             len(summaries))
+    log.info("scheduled run: %d of %d export(s) queued", sum(s["status"] == "queued" for s in summaries), len(summaries))
     return summaries
 
 
@@ -119,9 +120,16 @@ def handle(app: App, body: bytes, dequeue_count: int = 1) -> None:
             if dequeue_count >= MAX_DEQUEUE_COUNT and isinstance(item, Work) and item.kind != "confirm":
                 # The host moves the message to <queue>-poison now: the run's report says so.
                 stored = engine_state.report_of(app.services.state, item.export, item.run_id)
-                engine_state.fail(app, item, stored, ExportError(
-                    "internal_error", f"the run failed unexpectedly {dequeue_count} times; its message went to the "
-                                      "poison queue; see the function log"))
+                engine_state.fail(
+                    app,
+                    item,
+                    stored,
+                    ExportError(
+                        "internal_error",
+                        f"the run failed unexpectedly {dequeue_count} times; its message went to the "
+                        "poison queue; see the function log",
+                    ),
+                )
             raise
 
 
@@ -139,8 +147,7 @@ def _on_run(app: App, work: Work, dequeue_count: int) -> None:
     engine_state.save(app, {**base, "run_id": work.run_id, "status": "running"})
     services = dataclasses.replace(app.services, job_polling=JobPolling(max_wait=0))  # confirm by message
     try:
-        report = run_export(name, raw, services, trigger=work.trigger, options=RunOptions(**work.options),
-                            run_id=work.run_id)
+        report = run_export(name, raw, services, trigger=work.trigger, options=RunOptions(**work.options), run_id=work.run_id)
     except ExportError as exc:  # run_in_progress: another run (or a confirm) holds the export
         _busy(app, work, base, exc)
         return
@@ -165,8 +172,7 @@ def _busy(app: App, work: Work, base: dict[str, Any], exc: ExportError) -> None:
         engine_state.fail(app, work, base, exc)
         return
     engine_state.save(app, {**base, "status": "queued"})
-    log.info("export '%s': run %s finds the export busy; put back for %ds", work.export, work.run_id,
-             BUSY_RETRY_SECONDS)
+    log.info("export '%s': run %s finds the export busy; put back for %ds", work.export, work.run_id, BUSY_RETRY_SECONDS)
     _send(app, dataclasses.replace(work, tries=work.tries + 1), BUSY_RETRY_SECONDS)
 
 
@@ -177,12 +183,15 @@ def _on_confirm(app: App, work: Work) -> None:
         return
     pending = sum(1 for job in latest.get("jobs", []) if isinstance(job, dict) and jobs.is_pending(job))
     if not pending:
-        log.info("export '%s': every import job of run %s is final (%s)", work.export, work.run_id,
-                 latest.get("status"))
+        log.info("export '%s': every import job of run %s is final (%s)", work.export, work.run_id, latest.get("status"))
         return
     if time.time() - work.since >= app.settings.job_wait_seconds:
-        log.warning("export '%s': %d import job(s) of run %s still pending after JOB_WAIT_SECONDS; the next run "
-                    "settles them", work.export, pending, work.run_id)
+        log.warning(
+            "export '%s': %d import job(s) of run %s still pending after JOB_WAIT_SECONDS; the next run settles them",
+            work.export,
+            pending,
+            work.run_id,
+        )
         return
     interval = min(max(work.interval * 2, float(app.settings.confirm_interval_seconds)), MAX_CONFIRM_INTERVAL)
     _send(app, dataclasses.replace(work, interval=interval), interval)

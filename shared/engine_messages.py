@@ -49,8 +49,7 @@ class Work:
     tries: int = 0  # run: times it found the export busy and was put back
 
     def to_message(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": self.kind, "export": self.export, "run_id": self.run_id,
-                                "trigger": self.trigger}
+        body: dict[str, Any] = {"kind": self.kind, "export": self.export, "run_id": self.run_id, "trigger": self.trigger}
         if self.options:
             body["options"] = dict(self.options)
         if self.kind == "confirm":
@@ -127,7 +126,7 @@ def _blob_created(event: dict[str, Any]) -> BlobCreated | None:
     subject = event.get("subject")
     if not isinstance(subject, str) or not subject.startswith(_SUBJECT_PREFIX) or "/blobs/" not in subject:
         return None
-    container, _, path = subject[len(_SUBJECT_PREFIX):].partition("/blobs/")
+    container, _, path = subject[len(_SUBJECT_PREFIX) :].partition("/blobs/")
     name = path.rsplit("/", 1)[-1]
     if not container or not (name in METADATA_NAMES or name.endswith(METADATA_SUFFIX)):
         return None

@@ -92,11 +92,17 @@ def settle_if_stale(app: App, report: dict[str, Any], etag: str | None = None) -
     name = str(report.get("export"))
     if not lease_free(app, name):
         return report
-    report = {**report, "status": "failed", "abandoned": True, "finished_at": utc_now(),
-              "error": ExportError("internal_error", "the run's worker stopped and no retry came (its message is in "
-                                                     "the poison queue or was lost); see the function log").to_dict()}
-    log.warning("export '%s': run %s was %s with no worker; marked failed", name, report.get("run_id"),
-                report.get("status"))
+    report = {
+        **report,
+        "status": "failed",
+        "abandoned": True,
+        "finished_at": utc_now(),
+        "error": ExportError(
+            "internal_error",
+            "the run's worker stopped and no retry came (its message is in the poison queue or was lost); see the function log",
+        ).to_dict(),
+    }
+    log.warning("export '%s': run %s was %s with no worker; marked failed", name, report.get("run_id"), report.get("status"))
     state = app.services.state
     if etag is None:
         found = state.latest_report_and_etag(name)
@@ -124,6 +130,12 @@ def refuse_if_active(app: App, name: str) -> None:
 def fail(app: App, work: Work, stored: dict[str, Any] | None, error: ExportError) -> None:
     """End a queued run that cannot run with a stored `failed` report."""
     log.error("export '%s': run %s failed: %s", work.export, work.run_id, error.message)
-    base = stored or {"export": work.export, "trigger": work.trigger, "dry_run": False, "started_at": utc_now(),
-                      "counts": {}, "jobs": []}
+    base = stored or {
+        "export": work.export,
+        "trigger": work.trigger,
+        "dry_run": False,
+        "started_at": utc_now(),
+        "counts": {},
+        "jobs": [],
+    }
     save(app, {**base, "run_id": work.run_id, "status": "failed", "finished_at": utc_now(), "error": error.to_dict()})

@@ -70,17 +70,29 @@ def run_export(
 
 def queued_report(name: str, trigger: str, options: RunOptions = RunOptions()) -> RunReport:
     """The report of a run that is waiting in the queue (a new run id; store it to show it)."""
-    return RunReport(export=name, trigger=trigger, dry_run=options.dry_run, full_refresh=options.full_refresh,
-                     status="queued")
+    return RunReport(export=name, trigger=trigger, dry_run=options.dry_run, full_refresh=options.full_refresh, status="queued")
 
 
-def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger: str, options: RunOptions,
-         lease: RunLease | None, run_id: str | None = None) -> RunReport:
+def _run(
+    name: str,
+    raw_definition: dict[str, Any],
+    services: Services,
+    trigger: str,
+    options: RunOptions,
+    lease: RunLease | None,
+    run_id: str | None = None,
+) -> RunReport:
     report = RunReport(export=name, trigger=trigger, dry_run=options.dry_run, full_refresh=options.full_refresh)
     if run_id:
         report.run_id = run_id
-    log.info("export '%s': run %s started (trigger=%s, dry_run=%s, full_refresh=%s)", name, report.run_id, trigger,
-             options.dry_run, options.full_refresh)
+    log.info(
+        "export '%s': run %s started (trigger=%s, dry_run=%s, full_refresh=%s)",
+        name,
+        report.run_id,
+        trigger,
+        options.dry_run,
+        options.full_refresh,
+    )
     writes = not options.dry_run
     with tempfile.TemporaryDirectory(prefix="sg-export-", dir=services.workdir) as tmp:
         ctx: RunContext | None = None
@@ -89,8 +101,16 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
             report.sync_mode, report.definition = definition.sync_mode, definition.fingerprint()
             if not (writes and not options.full_refresh and _nothing_to_do(services, report, definition)):
                 workspace = Workspace(Path(tmp))
-                ctx = RunContext(definition, services, report, options, workspace,
-                                 RejectsLog(workspace.rejects, report), lease, services.clock())
+                ctx = RunContext(
+                    definition,
+                    services,
+                    report,
+                    options,
+                    workspace,
+                    RejectsLog(workspace.rejects, report),
+                    lease,
+                    services.clock(),
+                )
                 with stage(report, "prepare"):
                     prepared = prepare(ctx, writes)
                 if not writes:
@@ -103,8 +123,7 @@ def _run(name: str, raw_definition: dict[str, Any], services: Services, trigger:
             report.error = exc
         except Exception as exc:  # a bug: keep the type and where, not the message (it may quote data)
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            log.error("export '%s': unexpected %s at %s:%s", name, type(exc).__name__, Path(where.filename).name,
-                      where.lineno)
+            log.error("export '%s': unexpected %s at %s:%s", name, type(exc).__name__, Path(where.filename).name, where.lineno)
             report.error = ExportError("internal_error", f"unexpected {type(exc).__name__}; see the function log")
         finally:
             if ctx is not None:
@@ -162,8 +181,9 @@ def confirm_jobs(name: str, services: Services) -> dict[str, Any] | None:
                 return client[0]
 
             if settle_record_file(sendgrid, path, settled):
-                services.state.save_record(name, str(path), info.etag, info.list_ids or (),
-                                           list(info.fields) if info.fields is not None else None)
+                services.state.save_record(
+                    name, str(path), info.etag, info.list_ids or (), list(info.fields) if info.fields is not None else None
+                )
                 log.info("export '%s': earlier import jobs settled: %s", name, settled)
     finally:
         for made in client:
@@ -186,7 +206,18 @@ def _log_summary(report: RunReport) -> None:
     log.info(
         "export '%s': run %s %s; read=%d valid=%d rejected=%d duplicates=%d unchanged=%d sent=%d failed=%d "
         "removed=%d upserts=%d retries=%d%s",
-        report.export, report.run_id, report.status, c.read, c.valid, c.rejected, c.duplicates, c.unchanged, c.sent,
-        c.failed, c.removed, report.upserts, report.retries,
+        report.export,
+        report.run_id,
+        report.status,
+        c.read,
+        c.valid,
+        c.rejected,
+        c.duplicates,
+        c.unchanged,
+        c.sent,
+        c.failed,
+        c.removed,
+        report.upserts,
+        report.retries,
         f" error={report.error.code}" if report.error else "",
     )

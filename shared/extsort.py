@@ -35,8 +35,7 @@ def external_sort(lines: Iterable[bytes], workdir: Path, lines_per_run: int = LI
     return chain.from_iterable(merged(sorted_runs(lines, workdir, lines_per_run)))
 
 
-def sorted_runs(lines: Iterable[bytes], workdir: Path, lines_per_run: int = LINES_PER_RUN,
-                run_bytes: int = RUN_BYTES) -> Runs:
+def sorted_runs(lines: Iterable[bytes], workdir: Path, lines_per_run: int = LINES_PER_RUN, run_bytes: int = RUN_BYTES) -> Runs:
     """The first half: sorted runs of at most `run_bytes` of lines read from a binary file (or
     `lines_per_run` lines of any other iterable), each written to `workdir` but the last one."""
     file = cast(BinaryIO, lines) if hasattr(lines, "readlines") else None
@@ -88,13 +87,13 @@ def _parts(run: Run, size: int, stack: ExitStack) -> Iterator[list[bytes]]:
         read = stack.enter_context(open(run, "rb")).readlines
         return iter(lambda: read(size), [])
     step = max(size // 128, 1)  # lines of ~85 bytes, ~125 with their objects
-    return (run[start:start + step] for start in range(0, len(run), step))
+    return (run[start : start + step] for start in range(0, len(run), step))
 
 
 def _write_run(lines: list[bytes], workdir: Path) -> Path:
     with tempfile.NamedTemporaryFile("wb", dir=workdir, prefix="run-", suffix=".txt", delete=False) as handle:
         for start in range(0, len(lines), BATCH_LINES):  # joined a batch at a time: writelines costs 3x
-            handle.write(b"".join(lines[start:start + BATCH_LINES]))
+            handle.write(b"".join(lines[start : start + BATCH_LINES]))
         return Path(handle.name)
 
 

@@ -26,9 +26,17 @@ class CustomField:
 
 # Short codes for the mapped fields a contact had no value for (kept per contact in the delivered
 # record: see shared/lines.py). Reserved fields by two letters; custom fields by "+" and their id.
-RESERVED_CODES = {"first_name": "fn", "last_name": "ln", "country": "co", "state_province_region": "st",
-                  "city": "ci", "postal_code": "pc", "address_line_1": "a1", "address_line_2": "a2",
-                  "external_id": "xi"}
+RESERVED_CODES = {
+    "first_name": "fn",
+    "last_name": "ln",
+    "country": "co",
+    "state_province_region": "st",
+    "city": "ci",
+    "postal_code": "pc",
+    "address_line_1": "a1",
+    "address_line_2": "a2",
+    "external_id": "xi",
+}
 _RESERVED_BY_CODE = {code: name for name, code in RESERVED_CODES.items()}
 
 

@@ -163,5 +163,4 @@ class Deliveries:
         return status == "errored" and failed is not None and email.decode() not in failed
 
     def all_applied(self) -> bool:
-        return (bool(self._status) and not self.refused
-                and all(status == "completed" for status in self._status.values()))
+        return bool(self._status) and not self.refused and all(status == "completed" for status in self._status.values())

@@ -88,8 +88,15 @@ class ApiKeyStores:
     `default`: the store of SENDGRID_API_KEY_SECRET_NAME, used by definitions naming no secret
     (tests may pass a ready one)."""
 
-    def __init__(self, vault_url: str | None, default_secret: str, local_key: str | None = None, *,
-                 default: ApiKeyStore | None = None, client_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        vault_url: str | None,
+        default_secret: str,
+        local_key: str | None = None,
+        *,
+        default: ApiKeyStore | None = None,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
         self._vault_url = vault_url
         self._local_key = local_key
         self._client_options = client_options

@@ -83,7 +83,7 @@ def key_fields(line: bytes) -> tuple[bytes, bytes, bytes, int]:
     """(email, hash, unset, position) of a key line: what the delta compares and carries."""
     body, _, rest = line.partition(b"\0")
     email, digest, *unset = body.split(b"\t", 2)
-    return email, digest, unset[0][:-1] if unset else b"", int(rest[:rest.index(b"\t")])
+    return email, digest, unset[0][:-1] if unset else b"", int(rest[: rest.index(b"\t")])
 
 
 def key_as_record(line: bytes) -> bytes:
@@ -109,10 +109,19 @@ def parse_spill(line: bytes) -> tuple[RowRef, bytes]:
 
 
 # -- the decisions file ------------------------------------------------------------------------
-def encode_decision(email: bytes, new_hash: bytes | None, old_hash: bytes | None, action: str, position: int,
-                    old_extra: bytes = b"", unset: bytes = b"") -> bytes:
-    return b"\t".join([b"\0" + action.encode(), str(position).encode(), email, new_hash or b"", old_hash or b"",
-                       unset, old_extra]) + b"\n"
+def encode_decision(
+    email: bytes,
+    new_hash: bytes | None,
+    old_hash: bytes | None,
+    action: str,
+    position: int,
+    old_extra: bytes = b"",
+    unset: bytes = b"",
+) -> bytes:
+    return (
+        b"\t".join([b"\0" + action.encode(), str(position).encode(), email, new_hash or b"", old_hash or b"", unset, old_extra])
+        + b"\n"
+    )
 
 
 def parse_decision(line: bytes) -> DecisionLine:

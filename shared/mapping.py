@@ -128,9 +128,7 @@ def _learn_date(value: str) -> str | None:
     return result
 
 
-def resolve_custom_fields(
-    wanted: dict[str, str], available: dict[str, CustomField]
-) -> dict[str, CustomField]:
+def resolve_custom_fields(wanted: dict[str, str], available: dict[str, CustomField]) -> dict[str, CustomField]:
     """Match definition custom field names to the account's fields (names are unique
     case-insensitively in SendGrid). Unknown names are one clear error before anything is sent."""
     by_lower = {name.lower(): field for name, field in available.items()}
@@ -177,16 +175,19 @@ class ContactMapper:
         self.email_index = _column_index(columns, definition.mapping["email"], "mapping.email")
         # postal_code has no SendGrid limit: MAX_VALUE_CHARS stands in, so every field has a number.
         self.reserved = [
-            (field, _column_index(columns, column, f"mapping.{field}"),
-             RESERVED_FIELD_MAX_LENGTH[field] or MAX_VALUE_CHARS)
+            (field, _column_index(columns, column, f"mapping.{field}"), RESERVED_FIELD_MAX_LENGTH[field] or MAX_VALUE_CHARS)
             for field, column in definition.mapping.items()
             if field != "email"
         ]
         # (coercion or None for Text, field id, column index, field name), resolved once.
         kinds = {"Number": coerce_number, "Date": coerce_date}
         self.custom = [
-            (kinds.get(custom_fields[name].field_type), custom_fields[name].id,
-             _column_index(columns, column, f"custom_fields.{name}"), custom_fields[name].name)
+            (
+                kinds.get(custom_fields[name].field_type),
+                custom_fields[name].id,
+                _column_index(columns, column, f"custom_fields.{name}"),
+                custom_fields[name].name,
+            )
             for name, column in definition.custom_fields.items()
         ]
         self.columns = columns
@@ -221,14 +222,12 @@ class ContactMapper:
                     return self._problem(value, index, email)
                 if len(value) > max_length:
                     if not self.truncate:
-                        return Rejected(f"{field} too long", f"{self.columns[index]}: over {max_length} characters",
-                                        email)
+                        return Rejected(f"{field} too long", f"{self.columns[index]}: over {max_length} characters", email)
                     value = value[:max_length].rstrip()
                 contact[field] = value
         return self._custom(values, contact, email, careful) if self.custom else contact
 
-    def _custom(self, values: list[str], contact: dict[str, Any], email: str,
-                careful: bool) -> dict[str, Any] | Rejected:
+    def _custom(self, values: list[str], contact: dict[str, Any], email: str, careful: bool) -> dict[str, Any] | Rejected:
         """Custom field values, coerced to their SendGrid types, into contact["custom_fields"]."""
         custom: dict[str, Any] = {}
         for coerce, field_id, index, name in self.custom:

@@ -72,8 +72,12 @@ class RunQueue:
             self._client.send_message(json.dumps(message, separators=(",", ":")), visibility_timeout=seconds or None)
         except AzureError as exc:
             raise ExportError("storage_unavailable", f"{WHAT} could not be written ({type(exc).__name__})") from None
-        log.info("queued '%s' for export '%s'%s", message.get("kind"), message.get("export"),
-                 f", visible in {seconds}s" if seconds else "")
+        log.info(
+            "queued '%s' for export '%s'%s",
+            message.get("kind"),
+            message.get("export"),
+            f", visible in {seconds}s" if seconds else "",
+        )
 
 
 def run_queue(name: str, connection_string: str | None, account_url: str | None) -> RunQueue:

@@ -68,8 +68,11 @@ def _condition(read_etag: str) -> dict[str, Any]:
 
 
 def _changed_meanwhile(export: str) -> ExportError:
-    return ExportError("run_in_progress", f"the delivered record of '{export}' was changed by another run; "
-                                          "this run's record was not stored (the next run compares again)")
+    return ExportError(
+        "run_in_progress",
+        f"the delivered record of '{export}' was changed by another run; "
+        "this run's record was not stored (the next run compares again)",
+    )
 
 
 class RecordStore:
@@ -96,11 +99,15 @@ class RecordStore:
                 for chunk in downloader.chunks():
                     handle.write(chunk)
             lists = (downloader.properties.metadata or {}).get("list_ids")
-            return RecordInfo(str(downloader.properties.etag).strip('"'), tuple(lists.split(",")) if lists else None,
-                              record_fields(downloader.properties))
+            return RecordInfo(
+                str(downloader.properties.etag).strip('"'),
+                tuple(lists.split(",")) if lists else None,
+                record_fields(downloader.properties),
+            )
 
-    def save_record(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...],
-                    fields: list[str] | None = None) -> None:
+    def save_record(
+        self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...], fields: list[str] | None = None
+    ) -> None:
         """Replace the record with the file at `path`, only if it is still the one the run read
         (`read_etag`, "" for none): a record changed meanwhile means another run went on beside
         this one. Kept with it: `list_ids`, the lists this run delivered to, and `fields`, the
@@ -151,15 +158,19 @@ class RecordStore:
                 future.result()
         return StagedRecord(tuple(ids))
 
-    def commit_record(self, export: str, staged: StagedRecord, read_etag: str, list_ids: tuple[str, ...],
-                      fields: list[str] | None = None) -> None:
+    def commit_record(
+        self, export: str, staged: StagedRecord, read_etag: str, list_ids: tuple[str, ...], fields: list[str] | None = None
+    ) -> None:
         """Make a staged record the record, on the same condition and with the same metadata as
         `save_record`."""
         self.ensure()
         with storage_errors(WHAT):
             try:
                 self._record_blob(export).commit_block_list(
-                    [BlobBlock(block_id) for block_id in staged.block_ids], content_settings=TSV,
-                    metadata=record_metadata(list_ids, fields), **_condition(read_etag))
+                    [BlobBlock(block_id) for block_id in staged.block_ids],
+                    content_settings=TSV,
+                    metadata=record_metadata(list_ids, fields),
+                    **_condition(read_etag),
+                )
             except (ResourceModifiedError, ResourceExistsError):
                 raise _changed_meanwhile(export) from None

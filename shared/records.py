@@ -32,6 +32,7 @@ BUFFER_BYTES = 64 * 1024  # the byte buffer under the text stream
 # more than MAX_RECORD_CHARS bytes; the guard stops this much before, never after.
 READ_AHEAD_BYTES = 4 * BUFFER_BYTES
 
+
 class OversizedRecord(list[str]):
     """Stands in for a record over MAX_RECORD_CHARS that was skipped: it holds no values, so
     mapping rejects it as a row with the wrong number of columns (a structural reject)."""
@@ -88,7 +89,10 @@ class _Lines:
 
 
 def read_records(
-    text: TextIO, fmt: cdm.CsvFormat, columns: tuple[str, ...], what: str = "partition",
+    text: TextIO,
+    fmt: cdm.CsvFormat,
+    columns: tuple[str, ...],
+    what: str = "partition",
     max_record_chars: int = MAX_RECORD_CHARS,
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield (record number from 1, values in `columns` order) for each data record.
@@ -99,8 +103,7 @@ def read_records(
     unterminated quote, text after a closing quote, undecodable UTF-16) raises source_invalid.
     """
     lines = _Lines(text, '"' if fmt.quoting else None, max_record_chars)
-    reader = csv.reader(lines, delimiter=fmt.delimiter, strict=True,
-                        quoting=csv.QUOTE_MINIMAL if fmt.quoting else csv.QUOTE_NONE)
+    reader = csv.reader(lines, delimiter=fmt.delimiter, strict=True, quoting=csv.QUOTE_MINIMAL if fmt.quoting else csv.QUOTE_NONE)
     order: list[int] | None = None
     number, header = 0, fmt.header
     while True:
@@ -111,8 +114,10 @@ def read_records(
             return
         except _RecordTooLarge as exc:
             if not exc.args[0] or not lines.skip_line():
-                raise cdm.invalid(f"{what}: the record at line {lines.record_line} is over {max_record_chars} "
-                                  "characters and its end cannot be found for sure; nothing was read from it")
+                raise cdm.invalid(
+                    f"{what}: the record at line {lines.record_line} is over {max_record_chars} "
+                    "characters and its end cannot be found for sure; nothing was read from it"
+                )
             number += 1
             yield number, OversizedRecord()
             continue
@@ -178,8 +183,11 @@ class GuardedStream(ChunkStream):
 
 
 def guarded_records(
-    open_text: Callable[[bool], tuple[TextIO, list[int] | None]], fmt: cdm.CsvFormat, columns: tuple[str, ...],
-    what: str = "partition", name: str = "",
+    open_text: Callable[[bool], tuple[TextIO, list[int] | None]],
+    fmt: cdm.CsvFormat,
+    columns: tuple[str, ...],
+    what: str = "partition",
+    name: str = "",
 ) -> Iterator[tuple[str, int, list[str]]]:
     """What `read_records` yields for a partition, each with `name` before it (the source's row
     tuple, made once). `open_text(guarded)` opens the partition: with a GuardedStream under the
@@ -190,8 +198,9 @@ def guarded_records(
     done = 0
     try:
         with text:
-            reader = csv.reader(text, delimiter=fmt.delimiter, strict=True,
-                                quoting=csv.QUOTE_MINIMAL if fmt.quoting else csv.QUOTE_NONE)
+            reader = csv.reader(
+                text, delimiter=fmt.delimiter, strict=True, quoting=csv.QUOTE_MINIMAL if fmt.quoting else csv.QUOTE_NONE
+            )
             order: list[int] | None = None
             if fmt.header:  # the first record, whatever it holds
                 first = next(reader, None)

@@ -41,8 +41,16 @@ from shared.sendgrid_answers import (
 from shared.sendgrid_contacts import ContactsMixin
 from shared.sendgrid_limits import JITTER, Pacer, reset_wait
 
-__all__ = ["MAX_QUERY_CHARS", "SEARCH_EMAILS_MAX", "ContactSearch", "RetryPolicy", "SendGridClient",
-           "SendGridRejected", "checked_id", "id_batches"]
+__all__ = [
+    "MAX_QUERY_CHARS",
+    "SEARCH_EMAILS_MAX",
+    "ContactSearch",
+    "RetryPolicy",
+    "SendGridClient",
+    "SendGridRejected",
+    "checked_id",
+    "id_batches",
+]
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +161,9 @@ class SendGridClient(ContactsMixin):
                 self.waited_seconds += delay
             self._sleep(delay)
 
-    def request(self, method: str, path: str, *, expected: tuple[int, ...], endpoint: str | None = None,
-                **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, expected: tuple[int, ...], endpoint: str | None = None, **kwargs: Any
+    ) -> requests.Response:
         """Send with retries: 429 waits until X-RateLimit-Reset; 5xx and connection errors back
         off exponentially with jitter; one 401 re-reads the key (it may have been rotated).
         `endpoint` names the rate-limit window (the path template; default: the path)."""
@@ -191,8 +200,9 @@ class SendGridClient(ContactsMixin):
             if status == 429:
                 reset = reset_wait(response.headers.get("X-RateLimit-Reset"), self._clock())
                 if reset is not None and reset > self._policy.max_rate_limit_wait:
-                    raise ExportError("sendgrid_unavailable",
-                                      f"SendGrid rate limit resets in {reset:.0f}s, past the wait allowed")
+                    raise ExportError(
+                        "sendgrid_unavailable", f"SendGrid rate limit resets in {reset:.0f}s, past the wait allowed"
+                    )
                 wait = self._backoff(attempt) if reset is None else reset + random.uniform(0, JITTER)
                 last_problem = "429 too many requests"
                 if attempt + 1 < self._policy.attempts:
@@ -204,8 +214,9 @@ class SendGridClient(ContactsMixin):
                 if attempt + 1 < self._policy.attempts:
                     self._wait(self._backoff(attempt))
                 continue
-            raise ExportError("sendgrid_error", f"SendGrid answered {status} to {method} {endpoint.split(' ', 1)[1]}"
-                                                f"{_error_fields(response)}")
+            raise ExportError(
+                "sendgrid_error", f"SendGrid answered {status} to {method} {endpoint.split(' ', 1)[1]}{_error_fields(response)}"
+            )
         raise ExportError(
             "sendgrid_unavailable",
             f"SendGrid still failing after {self._policy.attempts} attempts at {endpoint} ({last_problem})",
@@ -273,8 +284,12 @@ class SendGridClient(ContactsMixin):
             return None
         for attempt in range(attempts):
             try:
-                with self._session.get(url, stream=True, timeout=(self._policy.connect_timeout, self._policy.read_timeout),
-                                       headers={"Accept": "text/csv, */*"}) as response:
+                with self._session.get(
+                    url,
+                    stream=True,
+                    timeout=(self._policy.connect_timeout, self._policy.read_timeout),
+                    headers={"Accept": "text/csv, */*"},
+                ) as response:
                     if not _fetchable(response.url):  # redirected off https
                         log.warning("a job's errors_url redirected to a link that is not https; not read")
                         return None

@@ -108,6 +108,7 @@ class ContactSearch:
     found: dict[str, str] = field(default_factory=dict)
     unsearchable: dict[str, str] = field(default_factory=dict)
 
+
 def sgql_email_query(email: str) -> str | None:
     """`email = '<lower-case address>'`, escaped for SGQL; None for an address with control
     characters (not an address; not worth the risk of a query that means something else)."""
@@ -134,4 +135,3 @@ def search_refusals(errors: Any, part: list[str]) -> set[str]:
             if quoted.lower() in lowered:
                 named.add(lowered[quoted.lower()])
     return named
-

@@ -51,10 +51,12 @@ BAD_ID = "SendGrid answered a contact id that does not look like an id"
 
 class ContactsMixin:
     if TYPE_CHECKING:
+
         def post_json(self, path: str, body: Any, *, expected: tuple[int, ...]) -> requests.Response: ...
 
-        def request(self, method: str, path: str, *, expected: tuple[int, ...], endpoint: str | None = None,
-                    **kwargs: Any) -> requests.Response: ...
+        def request(
+            self, method: str, path: str, *, expected: tuple[int, ...], endpoint: str | None = None, **kwargs: Any
+        ) -> requests.Response: ...
 
     # -- search ------------------------------------------------------------------------------
     def contact_ids(self, emails: Iterable[str]) -> ContactSearch:
@@ -64,7 +66,7 @@ class ContactsMixin:
         direct = [e for e in wanted if len(e) <= SEARCH_EMAIL_MAX_CHARS]
         other = [e for e in wanted if len(e) > SEARCH_EMAIL_MAX_CHARS]
         for start in range(0, len(direct), SEARCH_EMAILS_MAX):
-            other += self._search_emails(direct[start:start + SEARCH_EMAILS_MAX], search)
+            other += self._search_emails(direct[start : start + SEARCH_EMAILS_MAX], search)
         for email in other:
             self._search_sgql(email, search)
         if search.unsearchable:
@@ -150,8 +152,9 @@ class ContactsMixin:
         for first_batch in id_batches(ids):
             batch = first_batch
             for _ in range(UNLINK_ROUNDS):
-                response = self.request("DELETE", path, expected=(202,), endpoint=LIST_CONTACTS,
-                                        params={"contact_ids": ",".join(batch)})
+                response = self.request(
+                    "DELETE", path, expected=(202,), endpoint=LIST_CONTACTS, params={"contact_ids": ",".join(batch)}
+                )
                 if response.status_code == 202:
                     job_ids.append(str(response.json().get("job_id", "")))
                     break
@@ -172,13 +175,14 @@ class ContactsMixin:
         """Which of `contact_ids` still exist (POST /v3/marketing/contacts/batch)."""
         existing: set[str] = set()
         for start in range(0, len(contact_ids), BATCH_IDS_MAX):
-            chunk = contact_ids[start:start + BATCH_IDS_MAX]
+            chunk = contact_ids[start : start + BATCH_IDS_MAX]
             response = self.post_json(BATCH_PATH, {"ids": chunk}, expected=(200,))
             if response.status_code == 404:  # none of them exists
                 continue
             if response.status_code != 200:
                 raise ExportError("sendgrid_error", f"POST {BATCH_PATH} answered {response.status_code}")
             wanted = set(chunk)
-            existing |= {str(c.get("id")) for c in response.json().get("result") or []
-                         if isinstance(c, dict) and c.get("id") in wanted}
+            existing |= {
+                str(c.get("id")) for c in response.json().get("result") or [] if isinstance(c, dict) and c.get("id") in wanted
+            }
         return existing

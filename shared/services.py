@@ -79,8 +79,12 @@ class Services:
 def blob_service(connection_string: str | None, account_url: str | None) -> BlobServiceClient:
     # Small download pieces keep memory flat however large a partition is.
     # Uploads likewise: above 4 MiB a blob (the delivered record) goes up in blocks, not read whole.
-    options: dict[str, Any] = {"max_single_get_size": DOWNLOAD_CHUNK_BYTES, "max_chunk_get_size": DOWNLOAD_CHUNK_BYTES,
-                               "max_single_put_size": DOWNLOAD_CHUNK_BYTES, "max_block_size": DOWNLOAD_CHUNK_BYTES}
+    options: dict[str, Any] = {
+        "max_single_get_size": DOWNLOAD_CHUNK_BYTES,
+        "max_chunk_get_size": DOWNLOAD_CHUNK_BYTES,
+        "max_single_put_size": DOWNLOAD_CHUNK_BYTES,
+        "max_block_size": DOWNLOAD_CHUNK_BYTES,
+    }
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string, **options)
     assert account_url

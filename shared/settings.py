@@ -44,37 +44,40 @@ class SettingInfo:
 SETTINGS: dict[str, SettingInfo] = {
     "SOURCE_CONTAINER": SettingInfo("Blob container Customer Insights exports segments to (required)"),
     "SOURCE_STORAGE_ACCOUNT_URL": SettingInfo("Blob endpoint of the source account, reached with the app's identity"),
-    "SOURCE_STORAGE_CONNECTION_STRING": SettingInfo("Connection string of the source account (Azurite)",
-                                                    local_only=True),
-    "STATE_STORAGE_ACCOUNT_URL": SettingInfo(
-        "Blob endpoint of the app's own account for run state; default: the source account"),
+    "SOURCE_STORAGE_CONNECTION_STRING": SettingInfo("Connection string of the source account (Azurite)", local_only=True),
+    "STATE_STORAGE_ACCOUNT_URL": SettingInfo("Blob endpoint of the app's own account for run state; default: the source account"),
     "STATE_STORAGE_CONNECTION_STRING": SettingInfo(
-        "Connection string of the state account; default: the source account's", local_only=True),
+        "Connection string of the state account; default: the source account's", local_only=True
+    ),
     "STATE_CONTAINER": SettingInfo(f"Container for records, reports and locks (default {DEFAULT_STATE_CONTAINER})"),
     "KEY_VAULT_URL": SettingInfo("Key Vault holding the SendGrid API key (required unless SENDGRID_API_KEY)"),
     "SENDGRID_API_KEY_SECRET_NAME": SettingInfo(f"Name of the API key secret (default {DEFAULT_SECRET_NAME})"),
-    "SENDGRID_API_KEY": SettingInfo("A SendGrid API key in plain text, ignored when KEY_VAULT_URL is set",
-                                    local_only=True),
+    "SENDGRID_API_KEY": SettingInfo("A SendGrid API key in plain text, ignored when KEY_VAULT_URL is set", local_only=True),
     "SENDGRID_API_BASE_URL": SettingInfo(
-        f"SendGrid API root (default {DEFAULT_SENDGRID_BASE_URL}); http:// only for a loopback sandbox"),
+        f"SendGrid API root (default {DEFAULT_SENDGRID_BASE_URL}); http:// only for a loopback sandbox"
+    ),
     "SENDGRID_EU_API_BASE_URL": SettingInfo(
         f"SendGrid API root of definitions with sendgrid_region 'eu' (default {DEFAULT_SENDGRID_EU_BASE_URL}); "
-        "http:// only for a loopback sandbox"),
+        "http:// only for a loopback sandbox"
+    ),
     "EXPORT_SCHEDULE": SettingInfo(f"NCRONTAB schedule of the timer trigger (default {DEFAULT_SCHEDULE})"),
     "EXPORT_DEFINITIONS": SettingInfo("JSON array of export definitions (required)"),
-    "RUN_TIME_LIMIT_SECONDS": SettingInfo(f"Seconds a run may send before it checkpoints (default "
-                                          f"{DEFAULT_RUN_TIME_LIMIT})"),
-    "JOB_WAIT_SECONDS": SettingInfo(f"Seconds import jobs are confirmed by delayed queue messages before the run's "
-                                    f"report is final (default {DEFAULT_JOB_WAIT})"),
-    "RUN_QUEUE": SettingInfo(f"Storage queue of the run engine, in the host's storage account (default "
-                             f"{DEFAULT_RUN_QUEUE})"),
+    "RUN_TIME_LIMIT_SECONDS": SettingInfo(f"Seconds a run may send before it checkpoints (default {DEFAULT_RUN_TIME_LIMIT})"),
+    "JOB_WAIT_SECONDS": SettingInfo(
+        f"Seconds import jobs are confirmed by delayed queue messages before the run's "
+        f"report is final (default {DEFAULT_JOB_WAIT})"
+    ),
+    "RUN_QUEUE": SettingInfo(f"Storage queue of the run engine, in the host's storage account (default {DEFAULT_RUN_QUEUE})"),
     "AzureWebJobsStorage__queueServiceUri": SettingInfo(
         "Queue endpoint of the host's storage account, reached with the app's identity; without it the run queue "
-        "is in the state account's connection string (local use)"),
-    "CONFIRM_INTERVAL_SECONDS": SettingInfo(f"Seconds before the first check of a run's import jobs, doubling to "
-                                            f"15 minutes (default {DEFAULT_CONFIRM_INTERVAL})"),
-    "SNAPSHOT_SETTLE_SECONDS": SettingInfo(f"Seconds an event-triggered run waits after the metadata blob is "
-                                           f"written (default {DEFAULT_SNAPSHOT_SETTLE})"),
+        "is in the state account's connection string (local use)"
+    ),
+    "CONFIRM_INTERVAL_SECONDS": SettingInfo(
+        f"Seconds before the first check of a run's import jobs, doubling to 15 minutes (default {DEFAULT_CONFIRM_INTERVAL})"
+    ),
+    "SNAPSHOT_SETTLE_SECONDS": SettingInfo(
+        f"Seconds an event-triggered run waits after the metadata blob is written (default {DEFAULT_SNAPSHOT_SETTLE})"
+    ),
     "RUN_LEASE_SECONDS": SettingInfo(f"Length of the run lock's blob lease, 15-60 (default {DEFAULT_RUN_LEASE})"),
     "SENDGRID_MAX_CONTACTS_PER_REQUEST": SettingInfo("Contacts per upsert request, 1-30000 (default 30000)"),
 }
@@ -203,9 +206,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     connection_string = _get(env, "SOURCE_STORAGE_CONNECTION_STRING")
     account_url = _https_url(env, "SOURCE_STORAGE_ACCOUNT_URL")
     if not connection_string and not account_url:
-        raise SettingsError(
-            "SOURCE_STORAGE_CONNECTION_STRING or SOURCE_STORAGE_ACCOUNT_URL is required"
-        )
+        raise SettingsError("SOURCE_STORAGE_CONNECTION_STRING or SOURCE_STORAGE_ACCOUNT_URL is required")
     key_vault_url = _https_url(env, "KEY_VAULT_URL")
     local_key = _get(env, "SENDGRID_API_KEY")
     if not key_vault_url and not local_key:

@@ -55,9 +55,13 @@ class Segment:
         return f"{self.metadata_blob}@{self.etag}"
 
     def describe(self) -> dict[str, Any]:
-        return {"metadata": self.metadata_blob, "etag": self.etag, "last_modified": self.last_modified,
-                "partitions": [p.blob_name for p in self.partitions],
-                "bytes": sum(p.size for p in self.partitions)}
+        return {
+            "metadata": self.metadata_blob,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "partitions": [p.blob_name for p in self.partitions],
+            "bytes": sum(p.size for p in self.partitions),
+        }
 
 
 # (partition name, record number in it, values in column order): a plain tuple, made per row.
@@ -87,10 +91,7 @@ class BlobSource:
         prefix = f"{folder}/" if folder else ""
         with storage_errors("listing the source folder"):
             try:
-                return {
-                    blob.name[len(prefix):]: blob.size
-                    for blob in self._container.list_blobs(name_starts_with=prefix)
-                }
+                return {blob.name[len(prefix) :]: blob.size for blob in self._container.list_blobs(name_starts_with=prefix)}
             except ResourceNotFoundError:
                 raise ExportError("source_not_found", "the source container does not exist") from None
 
@@ -103,8 +104,7 @@ class BlobSource:
         existing = self._list(folder)
         prefix = f"{folder}/" if folder else ""
         if not (cdm_name := self._metadata_name(existing, folder)):
-            raise ExportError("source_not_found",
-                              f"no {MODEL_JSON} or *{MANIFEST_SUFFIX} in '{folder}' of the source container")
+            raise ExportError("source_not_found", f"no {MODEL_JSON} or *{MANIFEST_SUFFIX} in '{folder}' of the source container")
         data, properties = self._download(prefix + cdm_name, existing[cdm_name])
         if cdm_name == MODEL_JSON:
             schema = cdm.parse_model_json(data, segment)
@@ -126,13 +126,17 @@ class BlobSource:
                 missing.append(ref.name)
                 continue
             if blob in listed:  # read twice, every row would be a duplicate of itself
-                raise cdm.invalid(f"partitions '{listed[blob]}' and '{ref.name}' in {cdm_name} are the same "
-                                  f"blob '{prefix + blob}'; refusing a snapshot that lists a file twice")
+                raise cdm.invalid(
+                    f"partitions '{listed[blob]}' and '{ref.name}' in {cdm_name} are the same "
+                    f"blob '{prefix + blob}'; refusing a snapshot that lists a file twice"
+                )
             listed[blob] = ref.name
             partitions.append(Partition(ref.name, prefix + blob, existing[blob], ref.fmt))
         if missing:
-            raise cdm.invalid(f"{len(missing)} partition(s) listed in {cdm_name} are not in storage "
-                              f"(first: '{missing[0]}'); refusing to export a partial snapshot")
+            raise cdm.invalid(
+                f"{len(missing)} partition(s) listed in {cdm_name} are not in storage "
+                f"(first: '{missing[0]}'); refusing to export a partial snapshot"
+            )
         return Segment(
             folder=folder,
             metadata_blob=prefix + cdm_name,
@@ -164,14 +168,20 @@ class BlobSource:
                 try:
                     downloader = self._container.download_blob(partition.blob_name, max_concurrency=1, **condition)
                 except ResourceModifiedError:
-                    raise cdm.invalid(f"{what} changed while it was being read; nothing after its first "
-                                      "records was read (run again once the snapshot is complete)") from None
+                    raise cdm.invalid(
+                        f"{what} changed while it was being read; nothing after its first "
+                        "records was read (run again once the snapshot is complete)"
+                    ) from None
             versions.append(str(downloader.properties.etag))
             stream = GuardedStream(downloader.chunks()) if guarded else ChunkStream(downloader.chunks())
             # surrogateescape: bytes invalid in the declared encoding survive as lone surrogates, so
             # mapping can reject just those rows instead of the whole read failing.
-            text = io.TextIOWrapper(io.BufferedReader(stream, buffer_size=BUFFER_BYTES), encoding=partition.fmt.encoding,
-                                    errors="surrogateescape", newline="")
+            text = io.TextIOWrapper(
+                io.BufferedReader(stream, buffer_size=BUFFER_BYTES),
+                encoding=partition.fmt.encoding,
+                errors="surrogateescape",
+                newline="",
+            )
             return text, stream.progress if isinstance(stream, GuardedStream) else None
 
         return open_text
@@ -181,5 +191,4 @@ class BlobSource:
         for partition in segment.partitions:
             what = f"partition '{partition.name}'"
             with storage_errors("reading a source partition"):
-                yield from guarded_records(self._opener(partition, what), partition.fmt, segment.columns, what,
-                                           partition.name)
+                yield from guarded_records(self._opener(partition, what), partition.fmt, segment.columns, what, partition.name)

@@ -83,8 +83,9 @@ class StateStore(RecordStore):
             raise ExportError("storage_unavailable", f"runs/{export}/latest.json is not a readable run report")
         return report, etag
 
-    def list_reports(self, export: str, limit: int,
-                     before: str | None = None) -> tuple[list[tuple[str, dict[str, Any] | None]], bool]:
+    def list_reports(
+        self, export: str, limit: int, before: str | None = None
+    ) -> tuple[list[tuple[str, dict[str, Any] | None]], bool]:
         """The export's newest `limit` run reports older than run id `before` (None: the newest),
         newest first, as (run_id, report) with None for a blob that is not a readable report; and
         whether older ones remain. Run ids sort by time, so the order comes from the blob names
@@ -117,13 +118,12 @@ class StateStore(RecordStore):
         than what is listed is always listed, so the answer is the full listing's."""
         with storage_errors(WHAT):
             try:
-                oldest = next(iter(self._container.list_blobs(name_starts_with=prefix + "2", results_per_page=1)),
-                              None)
+                oldest = next(iter(self._container.list_blobs(name_starts_with=prefix + "2", results_per_page=1)), None)
             except ResourceNotFoundError:  # no state container yet: no runs
                 return []
         if oldest is None:
             return []
-        floor = oldest.name[len(prefix):len(prefix) + 6]
+        floor = oldest.name[len(prefix) : len(prefix) + 6]
         # Another instance's clock may be a little ahead: its run ids may be in the next month.
         top = (before or (datetime.now(UTC) + timedelta(days=1)).strftime("%Y%m"))[:6]
         if not (floor.isdigit() and len(floor) == 6 and top.isdigit() and len(top) == 6):
@@ -144,8 +144,11 @@ class StateStore(RecordStore):
                 names = [blob.name for blob in self._container.list_blobs(name_starts_with=prefix + part)]
             except ResourceNotFoundError:
                 return []
-        return [n[len(prefix):-len(".json")] for n in names
-                if n.endswith(".json") and n != f"{prefix}latest.json" and "/" not in n[len(prefix):]]
+        return [
+            n[len(prefix) : -len(".json")]
+            for n in names
+            if n.endswith(".json") and n != f"{prefix}latest.json" and "/" not in n[len(prefix) :]
+        ]
 
     def report(self, export: str, run_id: str) -> dict[str, Any] | None:
         """One run's stored report (None when there is none, or it is not a readable report)."""
@@ -167,8 +170,14 @@ class StateStore(RecordStore):
         export, run_id = report["export"], report["run_id"]
         with storage_errors(WHAT):
             try:
-                self._container.upload_blob(f"runs/{export}/latest.json", data, overwrite=True, content_settings=JSON,
-                                            etag=etag, match_condition=MatchConditions.IfNotModified)
+                self._container.upload_blob(
+                    f"runs/{export}/latest.json",
+                    data,
+                    overwrite=True,
+                    content_settings=JSON,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
             except ResourceModifiedError:
                 return False
             self._container.upload_blob(f"runs/{export}/{run_id}.json", data, overwrite=True, content_settings=JSON)
@@ -198,8 +207,9 @@ class StateStore(RecordStore):
     def save_checkpoint(self, export: str, checkpoint: dict[str, Any]) -> None:
         self.ensure()
         with storage_errors(WHAT):
-            self._container.upload_blob(f"checkpoints/{export}.json", json.dumps(checkpoint).encode(),
-                                        overwrite=True, content_settings=JSON)
+            self._container.upload_blob(
+                f"checkpoints/{export}.json", json.dumps(checkpoint).encode(), overwrite=True, content_settings=JSON
+            )
 
     def clear_checkpoint(self, export: str) -> None:
         with storage_errors(WHAT):

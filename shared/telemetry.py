@@ -43,8 +43,19 @@ CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 SERVICE_NAME = "ci-sendgrid-export"
 EVENT_NAME = "ExportRun"
 EVENT_PROPERTIES = ("export", "run_id", "trigger", "status", "error_code", "sync_mode", "dry_run", "unchanged_snapshot")
-EVENT_MEASUREMENTS = ("read", "valid", "rejected", "duplicates", "unchanged", "sent", "failed", "removed", "upserts",
-                      "retries", "duration_seconds")
+EVENT_MEASUREMENTS = (
+    "read",
+    "valid",
+    "rejected",
+    "duplicates",
+    "unchanged",
+    "sent",
+    "failed",
+    "removed",
+    "upserts",
+    "retries",
+    "duration_seconds",
+)
 METRIC_RUNS = "export.runs"  # counter; attributes export, status
 METRIC_CONTACTS = "export.contacts"  # counter; attributes export, outcome
 METRIC_DURATION = "export.run.duration"  # histogram, seconds; attributes export, status
@@ -111,15 +122,15 @@ def _configure(connection_string: str) -> None:
         enable_performance_counters=False,
         # requests is instrumented below, with the query string cut; urllib3/urllib spans would
         # repeat the same calls with it.
-        instrumentation_options={"requests": {"enabled": False}, "urllib3": {"enabled": False},
-                                 "urllib": {"enabled": False}},
+        instrumentation_options={"requests": {"enabled": False}, "urllib3": {"enabled": False}, "urllib": {"enabled": False}},
     )
     RequestsInstrumentor().instrument(request_hook=_without_query)
     meter = metrics.get_meter(SERVICE_NAME)
     _state.instruments = {
         METRIC_RUNS: meter.create_counter(METRIC_RUNS, unit="{run}", description="Finished export runs"),
-        METRIC_CONTACTS: meter.create_counter(METRIC_CONTACTS, unit="{contact}",
-                                              description="Contacts by outcome: sent, rejected, failed, removed"),
+        METRIC_CONTACTS: meter.create_counter(
+            METRIC_CONTACTS, unit="{contact}", description="Contacts by outcome: sent, rejected, failed, removed"
+        ),
         METRIC_DURATION: meter.create_histogram(METRIC_DURATION, unit="s", description="Run duration"),
     }
 
@@ -151,8 +162,7 @@ def span(stage: str, report: RunReport) -> Iterator[None]:
     from opentelemetry import trace  # noqa: PLC0415 - lazy: cold start
 
     tracer = trace.get_tracer(SERVICE_NAME)
-    with tracer.start_as_current_span(stage, attributes={"run_id": report.run_id, "export": report.export,
-                                                         "stage": stage}):
+    with tracer.start_as_current_span(stage, attributes={"run_id": report.run_id, "export": report.export, "stage": stage}):
         yield
 
 
@@ -180,9 +190,17 @@ def run_event(report: RunReport, unchanged_snapshot: bool) -> dict[str, Any]:
         "unchanged_snapshot": str(unchanged_snapshot).lower(),
     }
     measurements: dict[str, float] = {
-        "read": counts.read, "valid": counts.valid, "rejected": counts.rejected, "duplicates": counts.duplicates,
-        "unchanged": counts.unchanged, "sent": counts.sent, "failed": counts.failed, "removed": counts.removed,
-        "upserts": report.upserts, "retries": report.retries, "duration_seconds": _seconds(report),
+        "read": counts.read,
+        "valid": counts.valid,
+        "rejected": counts.rejected,
+        "duplicates": counts.duplicates,
+        "unchanged": counts.unchanged,
+        "sent": counts.sent,
+        "failed": counts.failed,
+        "removed": counts.removed,
+        "upserts": report.upserts,
+        "retries": report.retries,
+        "duration_seconds": _seconds(report),
     }
     return {"name": EVENT_NAME, "properties": properties, "measurements": measurements}
 
@@ -207,16 +225,14 @@ def _emit(event: dict[str, Any]) -> None:
     get_logger(SERVICE_NAME).emit(
         severity_number=SeverityNumber.INFO,
         body=EVENT_NAME,
-        attributes={**properties, _EVENT_NAME_ATTRIBUTE: EVENT_NAME,
-                    _MEASUREMENTS_ATTRIBUTE: json.dumps(measurements)},
+        attributes={**properties, _EVENT_NAME_ATTRIBUTE: EVENT_NAME, _MEASUREMENTS_ATTRIBUTE: json.dumps(measurements)},
     )
     attributes = {"export": properties["export"], "status": properties["status"]}
     _state.instruments[METRIC_RUNS].add(1, attributes)
     _state.instruments[METRIC_DURATION].record(measurements["duration_seconds"], attributes)
     for outcome in CONTACT_OUTCOMES:
         if measurements[outcome]:
-            _state.instruments[METRIC_CONTACTS].add(measurements[outcome],
-                                                    {"export": properties["export"], "outcome": outcome})
+            _state.instruments[METRIC_CONTACTS].add(measurements[outcome], {"export": properties["export"], "outcome": outcome})
 
 
 def last_event() -> dict[str, Any] | None:

@@ -34,13 +34,19 @@ def run_all(app: App, *, trigger: str = "timer") -> list[dict[str, Any]]:
             log.error("export '%s': unexpected %s; going on with the other exports", name, type(exc).__name__)
             summaries.append({"export": name, "status": "failed", "error": "internal_error"})
             continue
-        summaries.append({
-            "export": name,
-            "status": report.status,
-            "sent": report.counts.sent,
-            "error": report.error.code if report.error else None,
-        })
+        summaries.append(
+            {
+                "export": name,
+                "status": report.status,
+                "sent": report.counts.sent,
+                "error": report.error.code if report.error else None,
+            }
+        )
     ok = sum(1 for s in summaries if s["status"] == "succeeded")
-    log.info("scheduled run: %d of %d export(s) succeeded: %s", ok, len(summaries),
-             ", ".join(f"{s['export']}={s['status']}" for s in summaries))
+    log.info(
+        "scheduled run: %d of %d export(s) succeeded: %s",
+        ok,
+        len(summaries),
+        ", ".join(f"{s['export']}={s['status']}" for s in summaries),
+    )
     return summaries

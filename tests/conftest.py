@@ -56,8 +56,7 @@ def sandbox() -> Iterator[sendgrid_sandbox.SandboxServer]:
 
 
 @pytest.fixture
-def app_factory(azurite: Any, source_container: ContainerClient, state_container_name: str,
-                sandbox: Any) -> Callable[..., App]:
+def app_factory(azurite: Any, source_container: ContainerClient, state_container_name: str, sandbox: Any) -> Callable[..., App]:
     """make(definitions, services={...}, **env) -> App wired to this test's Azurite containers and
     sandbox; `services` overrides fields of the built Services (smaller caps, shorter limits)."""
 

@@ -49,15 +49,23 @@ def definition(**overrides: Any) -> dict[str, Any]:
         "segment": "HighValueCustomers",
         "list_ids": [LIST_ID],
         "privacy_consent": True,
-        "mapping": {"email": "EMail", "first_name": "FirstName", "last_name": "LastName", "city": "City",
-                    "state_province_region": "State", "postal_code": "PostCode", "country": "Country"},
+        "mapping": {
+            "email": "EMail",
+            "first_name": "FirstName",
+            "last_name": "LastName",
+            "city": "City",
+            "state_province_region": "State",
+            "postal_code": "PostCode",
+            "country": "Country",
+        },
     }
     base.update(overrides)
     return base
 
 
-def app_env(azurite: Any, source: ContainerClient, state_container: str, sandbox_url: str,
-            definitions: list[dict[str, Any]]) -> dict[str, str]:
+def app_env(
+    azurite: Any, source: ContainerClient, state_container: str, sandbox_url: str, definitions: list[dict[str, Any]]
+) -> dict[str, str]:
     """The app settings of a test app on Azurite and the sandbox (a queue of its own: no test
     sees another's messages)."""
     return {
@@ -104,8 +112,9 @@ def sandbox_config(server: sendgrid_sandbox.SandboxServer, **config: Any) -> Non
 
 
 def put_requests(server: sendgrid_sandbox.SandboxServer) -> list[dict[str, Any]]:
-    return [r for r in sandbox_get(server, "requests")["requests"]
-            if r["method"] == "PUT" and r["path"] == "/v3/marketing/contacts"]
+    return [
+        r for r in sandbox_get(server, "requests")["requests"] if r["method"] == "PUT" and r["path"] == "/v3/marketing/contacts"
+    ]
 
 
 # -- the sample segment used by the end-to-end tests --------------------------------------------
@@ -115,9 +124,18 @@ COLUMNS = ("CustomerId", "FirstName", "LastName", "EMail", "City", "State", "Pos
 
 
 def person(i: int, email: str | None = None, **changes: str) -> list[str]:
-    values = {"CustomerId": f"C{i}", "FirstName": f"First{i}", "LastName": f"Last{i}",
-              "EMail": email if email is not None else f"person{i}@example.com", "City": "Lisbon", "State": "Lisboa",
-              "PostCode": "1100-148", "Country": "Portugal", "Tier": "Gold", "Value": str(i)}
+    values = {
+        "CustomerId": f"C{i}",
+        "FirstName": f"First{i}",
+        "LastName": f"Last{i}",
+        "EMail": email if email is not None else f"person{i}@example.com",
+        "City": "Lisbon",
+        "State": "Lisboa",
+        "PostCode": "1100-148",
+        "Country": "Portugal",
+        "Tier": "Gold",
+        "Value": str(i),
+    }
     values.update(changes)
     return [values[c] for c in COLUMNS]
 

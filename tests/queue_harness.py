@@ -41,8 +41,7 @@ class QueueHost:
         settings = app.settings
         assert settings.state_connection_string and "QueueEndpoint" in settings.state_connection_string
         self.queue = QueueClient.from_connection_string(settings.state_connection_string, settings.run_queue)
-        self.poison = QueueClient.from_connection_string(settings.state_connection_string,
-                                                         f"{settings.run_queue}-poison")
+        self.poison = QueueClient.from_connection_string(settings.state_connection_string, f"{settings.run_queue}-poison")
         self.max_dequeue = int(host_queue_settings()["maxDequeueCount"])
         self.retry_delay = retry_delay  # host.json's visibilityTimeout, shortened for tests
         self.invocations: list[Invocation] = []
@@ -79,8 +78,9 @@ class QueueHost:
     def _invoke(self, message: Any) -> None:
         body = str(message.content).encode()
         kind, export = describe(body)
-        qm = func_queue.QueueMessage(id=message.id, body=body, dequeue_count=message.dequeue_count,
-                                     pop_receipt=message.pop_receipt)
+        qm = func_queue.QueueMessage(
+            id=message.id, body=body, dequeue_count=message.dequeue_count, pop_receipt=message.pop_receipt
+        )
         try:
             export_worker.main(qm)
         except (Exception, WorkerCrash):

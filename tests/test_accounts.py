@@ -26,6 +26,7 @@ def accounts_vault(vault: tuple[keyvault_standin.KeyVaultStandIn, str]) -> tuple
     vault[0].state.secrets.update({DEFAULT_SECRET: "SG.global-key", EU_SECRET: "SG.eu-key"})
     return vault
 
+
 @pytest.fixture
 def eu_sandbox() -> Iterator[sendgrid_sandbox.SandboxServer]:
     state = sendgrid_sandbox.SandboxState(api_keys={"SG.eu-key"})
@@ -37,20 +38,30 @@ def eu_sandbox() -> Iterator[sendgrid_sandbox.SandboxServer]:
 
 
 @pytest.fixture
-def two_accounts(accounts_vault: Any, eu_sandbox: Any, sandbox: Any, azurite: Any, source_container: ContainerClient,
-                 state_container_name: str) -> Any:
+def two_accounts(
+    accounts_vault: Any, eu_sandbox: Any, sandbox: Any, azurite: Any, source_container: ContainerClient, state_container_name: str
+) -> Any:
     standin, ca_file = accounts_vault
     sandbox_config(sandbox, api_keys=["SG.global-key"])
     write(source_container, [[person(i) for i in range(1, 4)]])
-    keys = ApiKeyStores(standin.vault_url, DEFAULT_SECRET,
-                        client_options={"verify_challenge_resource": False, "connection_verify": ca_file})
+    keys = ApiKeyStores(
+        standin.vault_url, DEFAULT_SECRET, client_options={"verify_challenge_resource": False, "connection_verify": ca_file}
+    )
     definitions = [definition(), definition(name="eu", sendgrid_api_key_secret=EU_SECRET, sendgrid_region="eu")]
-    return make_app(azurite, source_container, state_container_name, sandbox.url, definitions, api_keys=keys,
-                    SENDGRID_EU_API_BASE_URL=eu_sandbox.url)
+    return make_app(
+        azurite,
+        source_container,
+        state_container_name,
+        sandbox.url,
+        definitions,
+        api_keys=keys,
+        SENDGRID_EU_API_BASE_URL=eu_sandbox.url,
+    )
 
 
-def test_each_export_sends_to_its_own_account_with_its_own_key(two_accounts: Any, sandbox: Any,
-                                                                eu_sandbox: Any, accounts_vault: Any) -> None:
+def test_each_export_sends_to_its_own_account_with_its_own_key(
+    two_accounts: Any, sandbox: Any, eu_sandbox: Any, accounts_vault: Any
+) -> None:
     assert run(two_accounts, "vip").status == 200
     assert run(two_accounts, "eu").status == 200
     assert set(contacts_by_email(sandbox)) == {f"person{i}@example.com" for i in range(1, 4)}

@@ -47,8 +47,9 @@ def test_dry_run_in_the_query_string_sends_nothing(app: App, sandbox: Any) -> No
         (b'{"dry_run": true, "pad": "' + b"x" * 100_000 + b'"}', {}),
     ],
 )
-def test_doubtful_run_requests_are_refused_and_nothing_is_sent(app: App, sandbox: Any, body: bytes,
-                                                               query: dict[str, str]) -> None:
+def test_doubtful_run_requests_are_refused_and_nothing_is_sent(
+    app: App, sandbox: Any, body: bytes, query: dict[str, str]
+) -> None:
     response = api.handle(app, "POST", "vip", "run", body, query)
     assert (response.status, response.body["error"]["code"]) == (400, "bad_request")
     assert put_requests(sandbox) == []
@@ -60,8 +61,7 @@ def test_agreeing_body_and_query_are_one_option(app: App, sandbox: Any) -> None:
 
 
 @pytest.mark.parametrize(("name", "action"), [(None, None), ("vip", None), ("vip", "status")])
-def test_get_routes_refuse_query_parameters_but_the_function_key(app: App, name: str | None,
-                                                                 action: str | None) -> None:
+def test_get_routes_refuse_query_parameters_but_the_function_key(app: App, name: str | None, action: str | None) -> None:
     assert api.handle(app, "GET", name, action, query={"verbose": "1"}).status == 400
     assert api.handle(app, "GET", name, action, query={"code": "key"}).status in (200, 404)
 
@@ -75,8 +75,8 @@ def test_route_names_are_matched_whole(app: App, name: str) -> None:
 
 
 def test_an_unreadable_report_is_no_report_and_the_listing_still_answers(
-        app_factory: Any, source_container: ContainerClient, blob_service: BlobServiceClient,
-        state_container_name: str) -> None:
+    app_factory: Any, source_container: ContainerClient, blob_service: BlobServiceClient, state_container_name: str
+) -> None:
     write(source_container, [[person(i) for i in range(1, 4)]])
     app = app_factory([definition(name="good"), definition(name="vip"), definition(name="odd")])
     assert run(app, "good").status == 200
@@ -101,5 +101,4 @@ def test_an_unreadable_report_is_no_report_and_the_listing_still_answers(
 
 def test_the_old_call_shape_still_works(app: App) -> None:
     assert api.handle(app, "POST", "vip", "run", b'{"dry_run": true}').body["dry_run"] is True
-    assert api.parse_run_options(b"") == {} and api.parse_run_options(b"", {"full_refresh": "true"}) == {
-        "full_refresh": True}
+    assert api.parse_run_options(b"") == {} and api.parse_run_options(b"", {"full_refresh": "true"}) == {"full_refresh": True}

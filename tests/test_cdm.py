@@ -86,8 +86,9 @@ def test_every_manifest_entity_has_columns_from_its_document() -> None:
     assert len(names) == 10
     for name in names:
         entity = cdm.parse_manifest(manifest, name, "default.manifest.cdm.json")
-        columns = cdm.parse_entity_document((folder / entity.document_path).read_bytes(), entity.definition_name,
-                                            entity.document_path)
+        columns = cdm.parse_entity_document(
+            (folder / entity.document_path).read_bytes(), entity.definition_name, entity.document_path
+        )
         header = (folder / name / "partition-data.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
         assert list(columns) == header, name  # the document's order is the file's order
         (partition,) = entity.partitions
@@ -95,8 +96,7 @@ def test_every_manifest_entity_has_columns_from_its_document() -> None:
 
 
 def test_manifest_with_entity_schema_and_local_prefix() -> None:
-    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", "TestModelJsonDataPartitionLocationConsistency",
-                           "Input")
+    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", "TestModelJsonDataPartitionLocationConsistency", "Input")
     entity = cdm.parse_manifest((folder / "default.manifest.cdm.json").read_bytes(), "EpisodeOfCare", "m")
     assert (entity.document_path, entity.definition_name) == ("EpisodeOfCare.cdm.json", "EpisodeOfCare")
     columns = cdm.parse_entity_document((folder / "EpisodeOfCare.cdm.json").read_bytes(), "EpisodeOfCare", "doc")
@@ -112,16 +112,26 @@ def test_manifest_with_entity_schema_and_local_prefix() -> None:
         (b'{"entities": []}', "source_not_found"),
         (b'{"entities": [{"name": "Other", "attributes": [{"name": "a"}]}]}', "source_not_found"),
         (b'{"entities": [{"name": "Seg", "attributes": []}]}', "source_invalid"),
-        (b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"name": "p"}]}]}',
-         "source_invalid"),
-        (b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
-         b' "fileFormatSettings": {"$type": "CsvFormatSettings", "columnHeaders": "maybe"}}]}]}', "source_invalid"),
-        (b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
-         b' "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "klingon"}}]}]}', "source_invalid"),
+        (b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"name": "p"}]}]}', "source_invalid"),
+        (
+            b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
+            b' "fileFormatSettings": {"$type": "CsvFormatSettings", "columnHeaders": "maybe"}}]}]}',
+            "source_invalid",
+        ),
+        (
+            b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
+            b' "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "klingon"}}]}]}',
+            "source_invalid",
+        ),
         # Codecs Python knows but no CDM writer uses: they could smuggle lone surrogates or raise mid-read.
-        *[(b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
-           b' "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "%s"}}]}]}' % name, "source_invalid")
-          for name in (b"utf-7", b"rot13", b"zlib", b"base64", b"utf-32", b"punycode")],
+        *[
+            (
+                b'{"entities": [{"name": "Seg", "attributes": [{"name": "a"}], "partitions": [{"location": "x.csv",'
+                b' "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "%s"}}]}]}' % name,
+                "source_invalid",
+            )
+            for name in (b"utf-7", b"rot13", b"zlib", b"base64", b"utf-32", b"punycode")
+        ],
     ],
 )
 def test_broken_model_json_is_refused_with_a_code(data: bytes, code: str) -> None:
@@ -132,8 +142,15 @@ def test_broken_model_json_is_refused_with_a_code(data: bytes, code: str) -> Non
 
 @pytest.mark.parametrize(
     ("name", "codec"),
-    [("UTF-8", "utf-8-sig"), ("utf8", "utf-8-sig"), ("UTF-16", "utf-16"), ("UTF-16LE", "utf-16-le"),
-     ("ISO-8859-1", "iso8859-1"), ("windows-1252", "cp1252"), ("ASCII", "ascii")],
+    [
+        ("UTF-8", "utf-8-sig"),
+        ("utf8", "utf-8-sig"),
+        ("UTF-16", "utf-16"),
+        ("UTF-16LE", "utf-16-le"),
+        ("ISO-8859-1", "iso8859-1"),
+        ("windows-1252", "cp1252"),
+        ("ASCII", "ascii"),
+    ],
 )
 def test_encodings_cdm_writers_use_are_read(name: str, codec: str) -> None:
     assert cdm.partition_format({"encoding": name}, None, "p").encoding == codec
@@ -147,12 +164,16 @@ def test_locations_resolve_to_the_longest_existing_tail() -> None:
         "Customers.csv",
         "Seg/2026/11/28/0200/Seg_1.csv",
     }
-    url = ("https://cdsaincrementalrefresh.blob.core.windows.net:443/afa6242c/Actions/part-2015.csv"
-           "?snapshot=2018-08-16T09%3A11%3A17.5629752Z")
+    url = (
+        "https://cdsaincrementalrefresh.blob.core.windows.net:443/afa6242c/Actions/part-2015.csv"
+        "?snapshot=2018-08-16T09%3A11%3A17.5629752Z"
+    )
     assert cdm.resolve_location(url, existing) == "Actions/part-2015.csv"
     assert cdm.resolve_location("https://x.blob.core.windows.net/c/Customers.csv?snapshot=1", existing) == "Customers.csv"
-    assert cdm.resolve_location("https://a.blob.core.windows.net/c/CI_1/Export/Seg/2026/11/28/0200/Seg_1.csv",
-                                existing) == "Seg/2026/11/28/0200/Seg_1.csv"
+    assert (
+        cdm.resolve_location("https://a.blob.core.windows.net/c/CI_1/Export/Seg/2026/11/28/0200/Seg_1.csv", existing)
+        == "Seg/2026/11/28/0200/Seg_1.csv"
+    )
     assert cdm.resolve_location("local:/Customers.csv", existing) == "Customers.csv"
     assert cdm.resolve_location(r"C:\data\Actions\part-2015.csv", existing) == "Actions/part-2015.csv"
     assert cdm.resolve_location("https://a/c/Missing.csv", existing) is None

@@ -93,10 +93,13 @@ def test_minimum_requests_is_the_larger_of_the_two_needs() -> None:
     assert minimum_requests(10, 3 * MAX_BODY_BYTES + 1) == 4
 
 
-@pytest.mark.parametrize("contact", [
-    {"email": "a@x.io", "first_name": 'Zoë "Q" O\'Brien\\', "city": "São\tPaulo\n", "country": "日本"},
-    {"email": "a@x.io", "custom_fields": {"e1_N": 12.5, "e2_T": "x"}},
-])
+@pytest.mark.parametrize(
+    "contact",
+    [
+        {"email": "a@x.io", "first_name": 'Zoë "Q" O\'Brien\\', "city": "São\tPaulo\n", "country": "日本"},
+        {"email": "a@x.io", "custom_fields": {"e1_N": 12.5, "e2_T": "x"}},
+    ],
+)
 def test_contacts_encode_exactly_as_compact_json(contact: dict) -> None:
     assert encode_contact(contact) == json.dumps(contact, ensure_ascii=False, separators=(",", ":")).encode()
 

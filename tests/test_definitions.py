@@ -40,8 +40,7 @@ def test_good_export_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "list_id",
-    [LIST_ID.upper(), LIST_ID.replace("-", ""), "{" + LIST_ID + "}", "urn:uuid:" + LIST_ID, f" {LIST_ID}",
-     LIST_ID + "\n"],
+    [LIST_ID.upper(), LIST_ID.replace("-", ""), "{" + LIST_ID + "}", "urn:uuid:" + LIST_ID, f" {LIST_ID}", LIST_ID + "\n"],
 )
 def test_list_ids_must_be_canonical_lower_case_uuids(list_id: str) -> None:
     # Each of these is the same UUID to uuid.UUID(), but a different string to the record and to

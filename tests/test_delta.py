@@ -14,10 +14,19 @@ def decide(tmp_path: Path, keys: list[bytes], record: list[bytes], **options: ob
     """decide over files, as a run does; the plan and the decisions file."""
     (tmp_path / "keys").write_bytes(b"".join(keys))
     (tmp_path / "record").write_bytes(b"".join(record))
-    settings: dict[str, object] = {"valid": len(keys), "has_record": bool(record), "mirror": False,
-                                   "keep": lambda email: False, **options}
-    with (open(tmp_path / "keys", "rb") as key_file, open(tmp_path / "record", "rb") as record_file,
-          open(tmp_path / "decisions", "wb") as decisions, open(tmp_path / "leavers", "wb") as leavers):
+    settings: dict[str, object] = {
+        "valid": len(keys),
+        "has_record": bool(record),
+        "mirror": False,
+        "keep": lambda email: False,
+        **options,
+    }
+    with (
+        open(tmp_path / "keys", "rb") as key_file,
+        open(tmp_path / "record", "rb") as record_file,
+        open(tmp_path / "decisions", "wb") as decisions,
+        open(tmp_path / "leavers", "wb") as leavers,
+    ):
         plan = delta.decide(key_file, record_file, tmp_path, decisions, leavers, **settings)  # type: ignore[arg-type]
     return plan, (tmp_path / "decisions").read_bytes()
 
@@ -49,8 +58,12 @@ def test_a_decisions_file_splits_into_record_stretches_and_decision_lines() -> N
     send = lines.encode_decision(b"b@x.io", b"h2", b"", "send", 4, b"", b"fn")
     leave = lines.encode_decision(b"e@x.io", b"", b"h5", "leave", -1, b"?;")
     piece = b"a@x.io\th1\n" + send + b"c@x.io\th3\nd@x.io\th4\tci;\n" + leave
-    assert list(lines.split_decisions(piece)) == [(False, b"a@x.io\th1\n"), (True, send),
-                                                  (False, b"c@x.io\th3\nd@x.io\th4\tci;\n"), (True, leave)]
+    assert list(lines.split_decisions(piece)) == [
+        (False, b"a@x.io\th1\n"),
+        (True, send),
+        (False, b"c@x.io\th3\nd@x.io\th4\tci;\n"),
+        (True, leave),
+    ]
     assert list(lines.split_decisions(leave + send)) == [(True, leave), (True, send)]
     assert list(lines.split_decisions(b"a@x.io\th1\n")) == [(False, b"a@x.io\th1\n")]
     assert lines.parse_decision(send) == (b"b@x.io", b"h2", b"", "send", 4, b"", b"fn")
@@ -83,8 +96,12 @@ def test_pieces_are_whole_lines(tmp_path: Path) -> None:
 
 # -- decide and the record after it -------------------------------------------------------------
 def test_unchanged_contacts_carry_their_record_lines_as_they_stand(tmp_path: Path) -> None:
-    keys = [lines.encode_key("a@x.io", "h1", 0, "p", 1), lines.encode_key("b@x.io", "h2", 1, "p", 2, "fn"),
-            lines.encode_key("c@x.io", "h3", 2, "p", 3, "fn"), lines.encode_key("d@x.io", "new", 3, "p", 4)]
+    keys = [
+        lines.encode_key("a@x.io", "h1", 0, "p", 1),
+        lines.encode_key("b@x.io", "h2", 1, "p", 2, "fn"),
+        lines.encode_key("c@x.io", "h3", 2, "p", 3, "fn"),
+        lines.encode_key("d@x.io", "new", 3, "p", 4),
+    ]
     record = [b"a@x.io\th1\n", b"b@x.io\th2\tfn;\n", b"c@x.io\th3\tfn;job7;h0;\n", b"d@x.io\th4\n"]
     plan, decided = decide(tmp_path, keys, record)
     assert (plan.upsert, plan.unchanged, plan.managed, plan.send_mask) == (1, 3, 4, bytearray([0, 0, 0, 1]))
@@ -111,11 +128,14 @@ def test_a_full_refresh_sends_unchanged_contacts_too(tmp_path: Path) -> None:
     assert lines.parse_decision(decided).action == "send"
 
 
-@pytest.mark.parametrize("record", [
-    [b"a@x.io\th1\n", b"c@x.io\th3\n", b"b@x.io\th2\n"],  # c is unchanged (taken at once), then b after it
-    [b"a@x.io\th1\n", b"a@x.io\th1\n"],  # the same entry twice
-    [b"b@x.io\th2\n", b"a@x.io\th1\n"],
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        [b"a@x.io\th1\n", b"c@x.io\th3\n", b"b@x.io\th2\n"],  # c is unchanged (taken at once), then b after it
+        [b"a@x.io\th1\n", b"a@x.io\th1\n"],  # the same entry twice
+        [b"b@x.io\th2\n", b"a@x.io\th1\n"],
+    ],
+)
 def test_a_record_out_of_order_is_refused_however_its_entries_are_taken(tmp_path: Path, record: list[bytes]) -> None:
     keys = [lines.encode_key("a@x.io", "h1", 0, "p", 1), lines.encode_key("c@x.io", "h3", 1, "p", 2)]
     with pytest.raises(ValueError, match="not sorted"):
@@ -123,8 +143,9 @@ def test_a_record_out_of_order_is_refused_however_its_entries_are_taken(tmp_path
 
 
 def test_the_delta_over_many_runs_matches_the_one_in_memory(tmp_path: Path) -> None:
-    keys = [lines.encode_key(f"u{(n * 7919) % 500:03d}@x.io", f"h{n % 3}", n, "p", n + 1, "fn" if n % 4 else "")
-            for n in range(500)]
+    keys = [
+        lines.encode_key(f"u{(n * 7919) % 500:03d}@x.io", f"h{n % 3}", n, "p", n + 1, "fn" if n % 4 else "") for n in range(500)
+    ]
     record = sorted(lines.key_as_record(key).replace(b"\th2", b"\told") for key in keys[:400])
     record += [b"z%03d@x.io\th\n" % n for n in range(20)]  # leavers after the last key
     plan, decided = decide(tmp_path, keys, record, mirror=True)
@@ -140,11 +161,15 @@ def test_the_delta_over_many_runs_matches_the_one_in_memory(tmp_path: Path) -> N
 
 
 def test_a_first_record_names_pending_jobs_and_leaves_out_what_failed() -> None:
-    keys = sorted([lines.encode_key("b@x.io", "h2", 0, "p", 1, "fn"), lines.encode_key("a@x.io", "h1", 1, "p", 2),
-                   lines.encode_key("c@x.io", "h3", 2, "p", 3)])
+    keys = sorted(
+        [
+            lines.encode_key("b@x.io", "h2", 0, "p", 1, "fn"),
+            lines.encode_key("a@x.io", "h1", 1, "p", 2),
+            lines.encode_key("c@x.io", "h3", 2, "p", 3),
+        ]
+    )
     outcome: dict[int, bool | bytes] = {0: b"job1", 1: True, 2: False}
-    assert b"".join(delta.first_record([keys], lambda position, email: outcome[position])) == \
-        b"a@x.io\th1\nb@x.io\th2\tfn;job1\n"
+    assert b"".join(delta.first_record([keys], lambda position, email: outcome[position])) == b"a@x.io\th1\nb@x.io\th2\tfn;job1\n"
     assert b"".join(delta.first_record([keys], None)) == b"a@x.io\th1\nb@x.io\th2\tfn;\nc@x.io\th3\n"
 
 
@@ -156,8 +181,9 @@ def test_leavers_are_written_as_they_come_whatever_their_number(tmp_path: Path) 
         with open(tmp_path / "d", "wb") as out, open(tmp_path / "l", "wb") as leavers:
             tracemalloc.start()
             try:
-                plan = delta.decide([], record, tmp_path, out, leavers, valid=0, has_record=True, mirror=True,
-                                    keep=lambda email: False)
+                plan = delta.decide(
+                    [], record, tmp_path, out, leavers, valid=0, has_record=True, mirror=True, keep=lambda email: False
+                )
                 _, top = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()

@@ -26,32 +26,104 @@ def reference(contact: dict) -> bytes:
 
 
 COLUMNS = ("Id", "Mail", "First", "Last", "Street", "Town", "Region", "Zip", "Land", "Tier", "Value", "Since")
-FIELDS = {"loyalty_tier": CustomField("loyalty_tier", "e1_T", "Text"),
-          "lifetime_value": CustomField("lifetime_value", "e2_N", "Number"),
-          "member_since": CustomField("member_since", "e3_D", "Date")}
+FIELDS = {
+    "loyalty_tier": CustomField("loyalty_tier", "e1_T", "Text"),
+    "lifetime_value": CustomField("lifetime_value", "e2_N", "Number"),
+    "member_since": CustomField("member_since", "e3_D", "Date"),
+}
 
 
 def mapper(on_overlength: str = "truncate") -> ContactMapper:
-    definition = parse_definition({
-        "name": "enc", "source_folder": "f", "segment": "S", "list_ids": ["0f9c3a4e-1b2d-4c5e-8f70-123456789abc"],
-        "privacy_consent": True, "on_overlength": on_overlength,
-        "mapping": {"email": "Mail", "first_name": "First", "last_name": "Last", "address_line_1": "Street",
-                    "city": "Town", "state_province_region": "Region", "postal_code": "Zip", "country": "Land"},
-        "custom_fields": {"loyalty_tier": "Tier", "lifetime_value": "Value", "member_since": "Since"},
-    })
+    definition = parse_definition(
+        {
+            "name": "enc",
+            "source_folder": "f",
+            "segment": "S",
+            "list_ids": ["0f9c3a4e-1b2d-4c5e-8f70-123456789abc"],
+            "privacy_consent": True,
+            "on_overlength": on_overlength,
+            "mapping": {
+                "email": "Mail",
+                "first_name": "First",
+                "last_name": "Last",
+                "address_line_1": "Street",
+                "city": "Town",
+                "state_province_region": "Region",
+                "postal_code": "Zip",
+                "country": "Land",
+            },
+            "custom_fields": {"loyalty_tier": "Tier", "lifetime_value": "Value", "member_since": "Since"},
+        }
+    )
     return ContactMapper(definition, COLUMNS, FIELDS)
 
 
 # Text a profile can hold: accents, CJK, emoji (astral), quotes and backslashes, every control
 # character but NUL, DEL, the JSON-in-JS troublemakers U+2028/U+2029, a BOM, combining marks.
-PIECES = ["Zoë", "São Paulo", "日本語", "🙂👩🏽‍💻", '"quoted"', "back\\slash", "O'Brien", "a/b", "\u2028\u2029",
-          "\ufeff", "e\u0301", "\x7f", "tab\there", "line\nbreak", "cr\rlf", "\b\f", "𝔘𝔫𝔦", "\uffff", "\U0010ffff",
-          *map(chr, range(1, 32)), "plain", "x" * 40, " padded "]
-NUMBERS = ["0", "-0", "+7", "42", "007", "-13", "3.14", "-2.5", ".5", "5.", "1e3", "1E-3", "2.50", "1234.56",
-           "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
-           "18446744073709551615", "18446744073709551616", "123456789012345678901234567890", "-" + "9" * 300,
-           "1e16", "1.5e+16", "9.9e300", "1.7976931348623157e308", "5e-324", "1e-10", "-3e-12", "0.0001", "1e-4",
-           "0.00012", "-0.0", "0.000", "1e999", "12abc", ""]
+PIECES = [
+    "Zoë",
+    "São Paulo",
+    "日本語",
+    "🙂👩🏽‍💻",
+    '"quoted"',
+    "back\\slash",
+    "O'Brien",
+    "a/b",
+    "\u2028\u2029",
+    "\ufeff",
+    "e\u0301",
+    "\x7f",
+    "tab\there",
+    "line\nbreak",
+    "cr\rlf",
+    "\b\f",
+    "𝔘𝔫𝔦",
+    "\uffff",
+    "\U0010ffff",
+    *map(chr, range(1, 32)),
+    "plain",
+    "x" * 40,
+    " padded ",
+]
+NUMBERS = [
+    "0",
+    "-0",
+    "+7",
+    "42",
+    "007",
+    "-13",
+    "3.14",
+    "-2.5",
+    ".5",
+    "5.",
+    "1e3",
+    "1E-3",
+    "2.50",
+    "1234.56",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "18446744073709551615",
+    "18446744073709551616",
+    "123456789012345678901234567890",
+    "-" + "9" * 300,
+    "1e16",
+    "1.5e+16",
+    "9.9e300",
+    "1.7976931348623157e308",
+    "5e-324",
+    "1e-10",
+    "-3e-12",
+    "0.0001",
+    "1e-4",
+    "0.00012",
+    "-0.0",
+    "0.000",
+    "1e999",
+    "12abc",
+    "",
+]
 BAND = ["1e-5", "0.00001", "-2.5e-07", "9.99e-5", "1e-9", "0.000000001", "3.3E-06"]  # orjson differs here
 DATES = ["2019-03-14T00:00:00Z", "2019-03-14", "3/14/2019 8:30:00 AM", "12/1/2020", "not a date", ""]
 
@@ -64,17 +136,33 @@ def generated_rows(count: int, numbers: list[str], seed: int = 1) -> list[list[s
 
     rows = []
     for i in range(count):
-        rows.append([str(i), f"p{i}.{rng.choice(['a', 'o_k', 'x+y'])}@example.com", text(4), text(3), text(6),
-                     text(3), text(2), text(2), text(2), rng.choice(["Gold", "", "Silber ✓", text(3)]),
-                     rng.choice(numbers), rng.choice(DATES)])
+        rows.append(
+            [
+                str(i),
+                f"p{i}.{rng.choice(['a', 'o_k', 'x+y'])}@example.com",
+                text(4),
+                text(3),
+                text(6),
+                text(3),
+                text(2),
+                text(2),
+                text(2),
+                rng.choice(["Gold", "", "Silber ✓", text(3)]),
+                rng.choice(numbers),
+                rng.choice(DATES),
+            ]
+        )
     return rows
 
 
 def test_every_code_point_but_surrogates_encodes_as_the_stdlib_does() -> None:
     points = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
     for start in range(0, len(points), 8192):
-        contact = {"email": "a@example.com", "first_name": "".join(points[start:start + 8192]),
-                   "custom_fields": {"e1_T": "".join(points[start:start + 64])}}
+        contact = {
+            "email": "a@example.com",
+            "first_name": "".join(points[start : start + 8192]),
+            "custom_fields": {"e1_T": "".join(points[start : start + 64])},
+        }
         assert encode_contact(contact) == reference(contact)
 
 
@@ -137,21 +225,27 @@ def test_floats_orjson_writes_otherwise_are_json_floats() -> None:
         number = normalise_number(text)
         assert isinstance(number, JsonFloat)
         assert encode_contact({"email": "a@example.com", "custom_fields": {"e2_N": number}}).endswith(
-            b'"e2_N":' + written + b"}}")
+            b'"e2_N":' + written + b"}}"
+        )
     for text in ["0.0001", "1e-10", "1e16", "0", "12.5"]:
         assert type(normalise_number(text)) is not JsonFloat
 
 
-@pytest.mark.parametrize("text", ["", "nan", "inf", "-Infinity", "1e999", "-1e999", "0x10", "1_000", "1,5", "1.2.3",
-                                  "e5", ".", "+", " 5", "5 ", "9" * 5_000])
+@pytest.mark.parametrize(
+    "text",
+    ["", "nan", "inf", "-Infinity", "1e999", "-1e999", "0x10", "1_000", "1,5", "1.2.3", "e5", ".", "+", " 5", "5 ", "9" * 5_000],
+)
 def test_what_is_not_a_finite_number_is_refused(text: str) -> None:
     assert normalise_number(text) is None
 
 
 def test_an_encoded_contact_holds_no_more_memory_than_its_bytes() -> None:
     # A run keeps tens of thousands of encoded contacts at once (a request body's parts).
-    contacts = [contact for contact in map(mapper().map, generated_rows(2_000, ["12.5", "7"], seed=3))
-                if not isinstance(contact, Rejected)]
+    contacts = [
+        contact
+        for contact in map(mapper().map, generated_rows(2_000, ["12.5", "7"], seed=3))
+        if not isinstance(contact, Rejected)
+    ]
     tracemalloc.start()
     try:
         encoded = [encode_contact(contact) for contact in contacts]

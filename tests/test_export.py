@@ -32,7 +32,10 @@ from shared.timer import run_all
 
 
 def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
-    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient,
+    app_factory: Any,
+    source_container: ContainerClient,
+    sandbox: Any,
+    blob_service: BlobServiceClient,
     state_container_name: str,
 ) -> None:
     good = [person(i) for i in range(1, 41)]
@@ -53,27 +56,42 @@ def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
     assert response.status == 200, response.body
     report = response.body
     assert report["status"] == "succeeded" and report["error"] is None
-    assert report["counts"] == {"read": 47, "valid": 40, "rejected": 6, "duplicates": 1, "sent": 40,
-                                "failed": 0, "unchanged": 0, "removed": 0}
-    assert report["rejects"] == {"NUL byte": 1, "invalid email": 2, "lifetime_value is not a number": 1,
-                                 "missing email": 1, "wrong number of columns": 1}
+    assert report["counts"] == {
+        "read": 47,
+        "valid": 40,
+        "rejected": 6,
+        "duplicates": 1,
+        "sent": 40,
+        "failed": 0,
+        "unchanged": 0,
+        "removed": 0,
+    }
+    assert report["rejects"] == {
+        "NUL byte": 1,
+        "invalid email": 2,
+        "lifetime_value is not a number": 1,
+        "missing email": 1,
+        "wrong number of columns": 1,
+    }
     assert len(report["source"]["partitions"]) == 3
     assert sum(job["contacts"] for job in report["jobs"]) == 40 and report["requests"]["upserts"] == 1
 
     delivered = contacts_by_email(sandbox)
     assert set(delivered) == {f"person{i}@example.com" for i in range(1, 41)}
     first = delivered["person1@example.com"]
-    assert (first["first_name"], first["last_name"], first["city"], first["country"]) == ("First1", "Last1", "Lisbon",
-                                                                                          "Portugal")
+    assert (first["first_name"], first["last_name"], first["city"], first["country"]) == ("First1", "Last1", "Lisbon", "Portugal")
     fields = {f["name"]: f["id"] for f in sandbox.state.custom_fields.values()}
     assert first["custom_fields"] == {fields["loyalty_tier"]: "Gold", fields["lifetime_value"]: 1}
     assert all(c["list_ids"] == [definition()["list_ids"][0]] for c in delivered.values())
 
     lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
     assert [(r["partition"], r["row"], r["reason"]) for r in lines] == [
-        (f"{SEGMENT}_3", "16", "invalid email"), (f"{SEGMENT}_3", "17", "missing email"),
-        (f"{SEGMENT}_3", "18", "duplicate email"), (f"{SEGMENT}_3", "19", "wrong number of columns"),
-        (f"{SEGMENT}_3", "20", "NUL byte"), (f"{SEGMENT}_3", "21", "lifetime_value is not a number"),
+        (f"{SEGMENT}_3", "16", "invalid email"),
+        (f"{SEGMENT}_3", "17", "missing email"),
+        (f"{SEGMENT}_3", "18", "duplicate email"),
+        (f"{SEGMENT}_3", "19", "wrong number of columns"),
+        (f"{SEGMENT}_3", "20", "NUL byte"),
+        (f"{SEGMENT}_3", "21", "lifetime_value is not a number"),
         (f"{SEGMENT}_3", "22", "invalid email"),
     ]
 
@@ -83,11 +101,13 @@ def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
     assert listing.body["exports"][0]["last_run"]["status"] == "succeeded"
 
 
-def test_chunks_follow_both_caps_with_the_fewest_requests(app_factory: Any, source_container: ContainerClient,
-                                                          sandbox: Any) -> None:
+def test_chunks_follow_both_caps_with_the_fewest_requests(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     write(source_container, [[person(i) for i in range(1, 101)], [person(i) for i in range(101, 124)]])
-    app = app_factory([definition(list_ids=[definition()["list_ids"][0], OTHER_LIST_ID])],
-                      services=dict(max_contacts_per_request=25))
+    app = app_factory(
+        [definition(list_ids=[definition()["list_ids"][0], OTHER_LIST_ID])], services=dict(max_contacts_per_request=25)
+    )
     report = run(app).body
     assert report["counts"]["sent"] == 123
     assert [job["contacts"] for job in report["jobs"]] == [25, 25, 25, 25, 23]
@@ -100,23 +120,35 @@ def test_chunks_follow_both_caps_with_the_fewest_requests(app_factory: Any, sour
     sizes = [r["bytes"] for r in put_requests(sandbox)[5:]]
     assert max(sizes) <= 2_000 and sum(sizes) > 2_000 * (len(sizes) - 1) * 0.85
     assert report["counts"]["sent"] == 123 and len(contacts_by_email(sandbox)) == 123
-    assert all(set(c["list_ids"]) == {definition()["list_ids"][0], OTHER_LIST_ID}
-               for c in contacts_by_email(sandbox).values())
+    assert all(set(c["list_ids"]) == {definition()["list_ids"][0], OTHER_LIST_ID} for c in contacts_by_email(sandbox).values())
 
 
 def test_contacts_sendgrid_refuses_are_isolated_and_the_rest_delivered(
-    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient,
+    app_factory: Any,
+    source_container: ContainerClient,
+    sandbox: Any,
+    blob_service: BlobServiceClient,
     state_container_name: str,
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 65)]])
     sandbox_config(sandbox, invalid_emails=["person7@example.com", "person50@example.com"])
     report = run(app_factory([definition()])).body
     assert report["status"] == "succeeded"
-    assert report["counts"] == {"read": 64, "valid": 62, "rejected": 2, "duplicates": 0, "sent": 62,
-                                "failed": 0, "unchanged": 0, "removed": 0}
+    assert report["counts"] == {
+        "read": 64,
+        "valid": 62,
+        "rejected": 2,
+        "duplicates": 0,
+        "sent": 62,
+        "failed": 0,
+        "unchanged": 0,
+        "removed": 0,
+    }
     assert report["rejects"] == {"rejected by SendGrid": 2}
     assert set(contacts_by_email(sandbox)) == {f"person{i}@example.com" for i in range(1, 65)} - {
-        "person7@example.com", "person50@example.com"}
+        "person7@example.com",
+        "person50@example.com",
+    }
     # SendGrid's 400 names both refused contacts: the rest go again in one request, no halving.
     assert report["requests"]["upserts"] == 2 and len(put_requests(sandbox)) == 2
     lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
@@ -126,14 +158,22 @@ def test_contacts_sendgrid_refuses_are_isolated_and_the_rest_delivered(
     assert "person7@example.com" not in json.dumps(report)  # but never in the report
 
 
-def test_dry_run_reads_and_counts_but_sends_nothing(app_factory: Any, source_container: ContainerClient,
-                                                    sandbox: Any, blob_service: BlobServiceClient,
-                                                    state_container_name: str) -> None:
+def test_dry_run_reads_and_counts_but_sends_nothing(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient, state_container_name: str
+) -> None:
     write(source_container, [[person(i) for i in range(1, 11)] + [person(11, email="bad")]])
     report = run(app_factory([definition()]), body=b'{"dry_run": true}').body
     assert report["dry_run"] is True and report["status"] == "succeeded"
-    assert report["counts"] == {"read": 11, "valid": 10, "rejected": 1, "duplicates": 0, "sent": 0, "failed": 0,
-                                "unchanged": 0, "removed": 0}
+    assert report["counts"] == {
+        "read": 11,
+        "valid": 10,
+        "rejected": 1,
+        "duplicates": 0,
+        "sent": 0,
+        "failed": 0,
+        "unchanged": 0,
+        "removed": 0,
+    }
     assert report["plan"] == {"upsert": 10, "remove": 0}
     assert put_requests(sandbox) == [] and contacts_by_email(sandbox) == {}
     assert not blob_service.get_container_client(state_container_name).exists()  # nothing stored at all
@@ -151,8 +191,9 @@ def test_dry_run_reads_and_counts_but_sends_nothing(app_factory: Any, source_con
         ({"source_folder": "elsewhere"}, "source_not_found"),
     ],
 )
-def test_invalid_definitions_are_422_and_send_nothing(app_factory: Any, source_container: ContainerClient,
-                                                      sandbox: Any, change: dict[str, Any], code: str) -> None:
+def test_invalid_definitions_are_422_and_send_nothing(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, change: dict[str, Any], code: str
+) -> None:
     write(source_container, [[person(i) for i in range(1, 11)]])
     response = run(app_factory([definition(**change)]))
     assert response.status == 422
@@ -163,8 +204,9 @@ def test_invalid_definitions_are_422_and_send_nothing(app_factory: Any, source_c
     assert stored["error"]["code"] == code  # the refusal is on record too
 
 
-def test_sendgrid_that_stays_down_is_a_502_and_a_failed_report(app_factory: Any, source_container: ContainerClient,
-                                                                sandbox: Any) -> None:
+def test_sendgrid_that_stays_down_is_a_502_and_a_failed_report(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     write(source_container, [[person(i) for i in range(1, 11)]])
     sandbox_config(sandbox, faults=[{"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 50}])
     response = run(app_factory([definition()]))
@@ -186,11 +228,14 @@ def test_transient_faults_are_retried_and_each_profile_arrives_once(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 31)]])
-    sandbox_config(sandbox, faults=[
-        {"method": "PUT", "path": "/v3/marketing/contacts", "status": 500, "times": 2},
-        {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
-        {"method": "GET", "path": "/v3/marketing/lists/", "status": 502, "times": 1},
-    ])
+    sandbox_config(
+        sandbox,
+        faults=[
+            {"method": "PUT", "path": "/v3/marketing/contacts", "status": 500, "times": 2},
+            {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
+            {"method": "GET", "path": "/v3/marketing/lists/", "status": 502, "times": 1},
+        ],
+    )
     app = app_factory([definition()], services=dict(max_contacts_per_request=10))
     report = run(app).body
     assert report["status"] == "succeeded" and report["counts"]["sent"] == 30
@@ -200,8 +245,9 @@ def test_transient_faults_are_retried_and_each_profile_arrives_once(
     assert sorted(emails) == sorted(f"person{i}@example.com" for i in range(1, 31))  # exactly once each
 
 
-def test_rate_limits_are_waited_out_by_the_reset_header(app_factory: Any, source_container: ContainerClient,
-                                                        sandbox: Any) -> None:
+def test_rate_limits_are_waited_out_by_the_reset_header(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     write(source_container, [[person(i) for i in range(1, 31)]])
     sandbox_config(sandbox, rate_limit=2, rate_window=1.0)
     app = app_factory([definition()], services=dict(max_contacts_per_request=10))
@@ -224,11 +270,17 @@ def test_no_profile_value_or_key_reaches_the_logs(
     rows = [person(i, FirstName=f"Zelda{i}", LastName=f"Quux{i}") for i in range(1, 21)]
     rows.append(person(21, email="broken-address", FirstName="Zelda21"))
     write(source_container, [rows])
-    sandbox_config(sandbox, rate_window=1.0, invalid_emails=["person3@example.com"],
-                   import_error_emails=["person5@example.com"],
-                   faults=[{"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 1},
-                           {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
-                           {"method": "GET", "path": "/v3/marketing/lists/", "status": 429, "times": 1}])
+    sandbox_config(
+        sandbox,
+        rate_window=1.0,
+        invalid_emails=["person3@example.com"],
+        import_error_emails=["person5@example.com"],
+        faults=[
+            {"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 1},
+            {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
+            {"method": "GET", "path": "/v3/marketing/lists/", "status": 429, "times": 1},
+        ],
+    )
     caplog.set_level(logging.DEBUG)
     report = run(app_factory([definition(custom_fields=CUSTOM)])).body
     assert report["counts"]["sent"] == 19 and report["counts"]["failed"] == 1 and report["requests"]["retries"] == 3
@@ -242,14 +294,15 @@ def test_the_timer_runs_every_enabled_export_and_one_failure_stops_none(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 6)]])
-    app = app_factory([
-        definition(name="broken", mapping={"email": "NoSuchColumn"}),
-        definition(name="off", enabled=False),
-        definition(name="good"),
-    ])
+    app = app_factory(
+        [
+            definition(name="broken", mapping={"email": "NoSuchColumn"}),
+            definition(name="off", enabled=False),
+            definition(name="good"),
+        ]
+    )
     summaries = run_all(app)
-    assert [(s["export"], s["status"]) for s in summaries] == [("broken", "failed"), ("off", "skipped"),
-                                                               ("good", "succeeded")]
+    assert [(s["export"], s["status"]) for s in summaries] == [("broken", "failed"), ("off", "skipped"), ("good", "succeeded")]
     assert summaries[0]["error"] == "unknown_column"
     assert len(contacts_by_email(sandbox)) == 5
     assert api.handle(app, "GET", "good", "status").body["trigger"] == "timer"
@@ -261,8 +314,9 @@ def test_a_request_level_refusal_is_an_error_not_a_hunt_for_bad_contacts(
     write(source_container, [[person(i) for i in range(1, 41)]])
     # As if the list were deleted between the check at the start and the upsert.
     refusal = {"errors": [{"field": "list_ids", "message": "invalid list id"}]}
-    sandbox_config(sandbox, faults=[{"method": "PUT", "path": "/v3/marketing/contacts", "status": 400,
-                                     "body": refusal, "times": 10}])
+    sandbox_config(
+        sandbox, faults=[{"method": "PUT", "path": "/v3/marketing/contacts", "status": 400, "body": refusal, "times": 10}]
+    )
     response = run(app_factory([definition()]))
     assert response.status == 502 and response.body["error"]["code"] == "sendgrid_error"
     assert "list_ids" in response.body["error"]["message"]
@@ -317,8 +371,10 @@ def test_sending_starts_while_reading_once_the_bytes_left_prove_the_limit(
     # 60 rows, then two partitions of 5 (about 75 bytes a row, 16 the least a valid row can take):
     # at the start the bytes could hold over 300 rows, more than the limit of 150; once the first
     # partition is read, 60 + what the last 10 rows' bytes can hold (under 50) is not.
-    write(source_container, [[person(i) for i in range(1, 61)], [person(i) for i in range(61, 66)],
-                             [person(i) for i in range(66, 71)]])
+    write(
+        source_container,
+        [[person(i) for i in range(1, 61)], [person(i) for i in range(61, 66)], [person(i) for i in range(66, 71)]],
+    )
     app = app_factory([definition(max_profiles=150)], services=dict(max_contacts_per_request=10))
     app.services.source = CountingSource(source_container)
     CountingSource.reads = 0

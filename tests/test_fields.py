@@ -29,18 +29,34 @@ def test_cleared_fields_go_out_as_empty_strings() -> None:
 def test_decide_clears_only_what_the_export_set_and_the_record_keeps_what_it_did_not(tmp_path: Path) -> None:
     # a: first name emptied, set before -> cleared; b: city never set by the export -> untouched;
     # c: unchanged -> nothing sent at all.
-    keys = [lines.encode_key("a@x.io", "h1", 0, "p", 1, "fn"), lines.encode_key("b@x.io", "h2", 1, "p", 2, "ci"),
-            lines.encode_key("c@x.io", "h3", 2, "p", 3)]
-    record = [lines.encode_record(b"a@x.io", b"old"), lines.encode_record(b"b@x.io", b"old", b"ci;"),
-              lines.encode_record(b"c@x.io", b"h3")]
+    keys = [
+        lines.encode_key("a@x.io", "h1", 0, "p", 1, "fn"),
+        lines.encode_key("b@x.io", "h2", 1, "p", 2, "ci"),
+        lines.encode_key("c@x.io", "h3", 2, "p", 3),
+    ]
+    record = [
+        lines.encode_record(b"a@x.io", b"old"),
+        lines.encode_record(b"b@x.io", b"old", b"ci;"),
+        lines.encode_record(b"c@x.io", b"h3"),
+    ]
 
     def clears(old_extra: bytes, unset: bytes) -> bytes:
         old = set(lines.unset_of(old_extra).split(b",")) - {b""}
         return b",".join(sorted((set(unset.split(b",")) & {b"fn", b"ci"}) - old))
 
     with open(tmp_path / "d", "wb") as decisions, open(tmp_path / "l", "wb") as leavers:
-        plan = delta.decide(keys, record, tmp_path, decisions, leavers, valid=3, has_record=True, mirror=False,
-                            keep=lambda e: False, clears=clears)
+        plan = delta.decide(
+            keys,
+            record,
+            tmp_path,
+            decisions,
+            leavers,
+            valid=3,
+            has_record=True,
+            mirror=False,
+            keep=lambda e: False,
+            clears=clears,
+        )
     assert plan.clears == {0: b"fn"} and plan.upsert == 2 and plan.unchanged == 1
     decided = (tmp_path / "d").read_bytes().splitlines(keepends=True)
     record_after = list(delta.next_record(decided, lambda position, email: True, lambda email: False))

@@ -46,10 +46,16 @@ def test_a_run_on_connection_strings_and_a_local_key_loads_no_identity_queue_or_
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 4)]])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLICATIONINSIGHTS", "KEY_VAULT"))}
-    env.update({**app_env(azurite, source_container, state_container_name, sandbox.url, [definition()]),
-                "PYTHONPATH": str(ROOT)})
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(ON_DEMAND)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env.update({**app_env(azurite, source_container, state_container_name, sandbox.url, [definition()]), "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(ON_DEMAND)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == 200 and result["report"]["counts"]["sent"] == 3 and result["listing"] == 200
@@ -68,8 +74,10 @@ def test_a_first_delivery_reads_the_segment_metadata_once_and_an_unchanged_run_o
     write(source_container, [[person(i) for i in range(1, 4)]])
     urls: list[str] = []
     counted = ContainerClient.from_connection_string(
-        azurite.connection_string, source_container.container_name,
-        raw_request_hook=lambda request: urls.append(request.http_request.url))
+        azurite.connection_string,
+        source_container.container_name,
+        raw_request_hook=lambda request: urls.append(request.http_request.url),
+    )
     app = app_factory([definition()], services=dict(source=BlobSource(counted)))
 
     first = run(app)
@@ -94,8 +102,14 @@ def test_the_newest_reports_are_found_without_listing_the_whole_history(
 ) -> None:
     container = blob_service.create_container(state_container_name)
     # Three years of runs, some months empty, and this month's runs.
-    run_ids = sorted({_months_ago(months, day, n) for months in (40, 30, 25, 14, 13, 12, 11, 3, 1, 0)
-                      for day, n in ((1, 0), (9, 1), (9, 2), (28, 3))} | {_months_ago(0, 1, n) for n in range(4, 12)})
+    run_ids = sorted(
+        {
+            _months_ago(months, day, n)
+            for months in (40, 30, 25, 14, 13, 12, 11, 3, 1, 0)
+            for day, n in ((1, 0), (9, 1), (9, 2), (28, 3))
+        }
+        | {_months_ago(0, 1, n) for n in range(4, 12)}
+    )
     for run_id in run_ids:
         container.upload_blob(f"runs/vip/{run_id}.json", json.dumps({"run_id": run_id}).encode())
     container.upload_blob("runs/vip/latest.json", b"{}")
@@ -106,8 +120,9 @@ def test_the_newest_reports_are_found_without_listing_the_whole_history(
         if "comp=list" in response.http_request.url:
             listed.append(response.http_response.text().count("<Blob>"))
 
-    counted = ContainerClient.from_connection_string(azurite.connection_string, state_container_name,
-                                                     raw_response_hook=count_names)
+    counted = ContainerClient.from_connection_string(
+        azurite.connection_string, state_container_name, raw_response_hook=count_names
+    )
     store = StateStore(counted)
     newest = sorted(run_ids, reverse=True)
     for limit in (1, 10, 11, 12, 20, 35, 200):

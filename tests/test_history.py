@@ -14,9 +14,7 @@ def history(app: Any, **query: str) -> api.ApiResponse:
     return api.handle(app, "GET", "vip", "runs", b"", query)
 
 
-def test_runs_are_listed_newest_first_and_paged_without_latest_json(
-    app_factory: Any, source_container: ContainerClient
-) -> None:
+def test_runs_are_listed_newest_first_and_paged_without_latest_json(app_factory: Any, source_container: ContainerClient) -> None:
     write(source_container, [[person(i) for i in range(1, 4)]])
     app = app_factory([definition()])
     assert history(app).body == {"export": "vip", "runs": [], "next_before": None}  # never ran

@@ -34,8 +34,12 @@ FALLBACK_LOCAL_ONLY = {"SOURCE_STORAGE_CONNECTION_STRING", "STATE_STORAGE_CONNEC
 MUST_BE_DEPLOYED = {"STATE_STORAGE_ACCOUNT_URL"}
 # The Functions host's own settings, not the app's.
 HOST_SETTINGS = {
-    "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
-    "AZURE_CLIENT_ID", "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "AZURE_CLIENT_ID",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
 ROLES = {
     "key_vault_secrets_user": "4633458b-17de-408a-b874-0445c86b69e6",
@@ -163,9 +167,7 @@ def test_role_assignments_are_idempotent_and_narrow() -> None:
     assert "b24988ac-6180-42a3-9c40-3c55c3b4e6fd" not in everything  # Contributor
 
 
-@pytest.mark.parametrize(
-    "name", ["modules/host-storage.bicep", "modules/source-account.bicep", "modules/state-storage.bicep"]
-)
+@pytest.mark.parametrize("name", ["modules/host-storage.bicep", "modules/source-account.bicep", "modules/state-storage.bicep"])
 def test_storage_accounts_take_no_keys_and_only_tls12(name: str) -> None:
     (account,) = resources(name, "Microsoft.Storage/storageAccounts")
     properties = account["config"]["properties"]
@@ -258,8 +260,10 @@ def test_state_lives_in_an_account_of_its_own_and_the_app_is_pointed_at_it() -> 
     state = modules["stateStorage"]["config"]["params"]
     assert modules["stateStorage"]["detail"]["path"] == "modules/state-storage.bicep"
     # Not the source account (passed by name to the source module) and not the host account.
-    assert state["name"] not in {modules["sourceStorage"]["config"]["params"]["accountName"],
-                                 modules["hostStorage"]["config"]["params"]["name"]}
+    assert state["name"] not in {
+        modules["sourceStorage"]["config"]["params"]["accountName"],
+        modules["hostStorage"]["config"]["params"]["name"],
+    }
     assert state["containerName"] == "stateContainerName"
     settings = app_settings_in_bicep()
     assert module_output(settings["STATE_STORAGE_ACCOUNT_URL"]) == ("stateStorage", "blobEndpoint")
@@ -270,8 +274,8 @@ def test_state_lives_in_an_account_of_its_own_and_the_app_is_pointed_at_it() -> 
     # The host account is the app's too (Blob Data Owner, as Flex Consumption needs), but holds no state.
     # The run queue is there too: the app sends and reads it, Event Grid may only send to it.
     assert sorted(role_ids("modules/host-storage.bicep")) == sorted(
-        [ROLES["storage_blob_data_owner"], ROLES["storage_queue_data_contributor"],
-         ROLES["storage_queue_data_message_sender"]])
+        [ROLES["storage_blob_data_owner"], ROLES["storage_queue_data_contributor"], ROLES["storage_queue_data_message_sender"]]
+    )
 
 
 def test_state_blobs_are_versioned_and_soft_deleted() -> None:
@@ -383,7 +387,8 @@ def test_the_deploying_principals_type_is_a_parameter_filled_by_azd() -> None:
             checked += 1
     assert checked >= 6
     (operator,) = [
-        a for a in resources("modules/keyvault.bicep", "Microsoft.Authorization/roleAssignments")
+        a
+        for a in resources("modules/keyvault.bicep", "Microsoft.Authorization/roleAssignments")
         if a["config"]["properties"]["principalId"] == "operatorPrincipalId"
     ]
     assert operator["config"]["properties"]["principalType"] == "operatorPrincipalType"
@@ -459,8 +464,10 @@ def test_five_alerts_each_query_a_table_and_columns_the_app_writes() -> None:
         assert tables and tables <= TABLES, (name, tables)
         assert dimensions <= emitted_dimensions, (name, dimensions - emitted_dimensions)
         assert measurements <= set(telemetry.EVENT_MEASUREMENTS), (name, measurements)
-        assert names <= {telemetry.EVENT_NAME, telemetry.METRIC_RUNS, telemetry.METRIC_CONTACTS,
-                         telemetry.METRIC_DURATION}, (name, names)
+        assert names <= {telemetry.EVENT_NAME, telemetry.METRIC_RUNS, telemetry.METRIC_CONTACTS, telemetry.METRIC_DURATION}, (
+            name,
+            names,
+        )
         if "customEvents" in tables:
             assert names == {telemetry.EVENT_NAME}, name  # every event query picks the app's event
     # The checker is not vacuous: a misspelt column or table is caught.
@@ -480,7 +487,10 @@ def test_alert_thresholds_are_parameters_wired_to_azd_and_placeholders_are_all_f
     module = parsed("main.bicep")["modules"]["alerts"]["config"]["params"]
     assert module_output(module["insightsId"]) == ("monitoring", "insightsId")
     assert (module["staleHours"], module["rejectPercent"], module["alertEmail"]) == (
-        "alertStaleHours", "alertRejectRate", "alertEmail")
+        "alertStaleHours",
+        "alertRejectRate",
+        "alertEmail",
+    )
     mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert mapped["alertStaleHours"] == {"value": "${ALERT_STALE_HOURS=26}"}
     assert mapped["alertRejectRate"] == {"value": "${ALERT_REJECT_RATE=5}"}

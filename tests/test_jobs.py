@@ -10,11 +10,18 @@ from shared import jobs
 
 def test_status_answers_update_the_report_entry_and_drop_the_signed_link() -> None:
     job = {"job_id": "j1", "contacts": 10, "status": "pending"}
-    url = jobs.apply_status(job, {"status": "errored", "results": {"requested_count": 10, "errored_count": 2,
-                                                                   "errors_url": "https://x/errors.csv?sig=s"}})
+    url = jobs.apply_status(
+        job,
+        {"status": "errored", "results": {"requested_count": 10, "errored_count": 2, "errors_url": "https://x/errors.csv?sig=s"}},
+    )
     assert url == "https://x/errors.csv?sig=s"
-    assert job == {"job_id": "j1", "contacts": 10, "status": "errored", "failed": 2,
-                   "results": {"requested_count": 10, "errored_count": 2}}
+    assert job == {
+        "job_id": "j1",
+        "contacts": 10,
+        "status": "errored",
+        "failed": 2,
+        "results": {"requested_count": 10, "errored_count": 2},
+    }
     assert jobs.apply_status(job, {"status": "failed", "results": {}}) is None and job["failed"] == 10
     assert jobs.is_pending({"status": "pending"}) and not jobs.is_pending(job)
 
@@ -47,8 +54,9 @@ def test_applied_follows_job_ranges_statuses_and_failures() -> None:
     deliveries.accepted("b", 10, 20)
     deliveries.accepted("c", 25, 30)
     deliveries.failed("b", {"x@x.io"})
-    deliveries.settle([{"job_id": "a", "status": "completed"}, {"job_id": "b", "status": "errored"},
-                       {"job_id": "c", "status": "pending"}])
+    deliveries.settle(
+        [{"job_id": "a", "status": "completed"}, {"job_id": "b", "status": "errored"}, {"job_id": "c", "status": "pending"}]
+    )
     assert deliveries.applied(0, b"a@x.io") and deliveries.applied(9, b"a@x.io")
     assert deliveries.applied(12, b"y@x.io") and not deliveries.applied(12, b"x@x.io")
     assert not deliveries.applied(22, b"y@x.io")  # in no request (refused with a 400)
@@ -61,7 +69,7 @@ def test_applied_follows_job_ranges_statuses_and_failures() -> None:
 def test_a_reason_keeps_sendgrids_words_but_no_quoted_value() -> None:
     messages = ["email 'a@x.io' is not valid", "email 'b@x.io' is not valid", "you have hit your contact limit"]
     assert jobs.safe_reason(messages) == "email … is not valid"
-    assert jobs.safe_reason(["bad value for e1_T: \"Gold\" at ana@x.io"]) == "bad value for e1_T: … at …"
+    assert jobs.safe_reason(['bad value for e1_T: "Gold" at ana@x.io']) == "bad value for e1_T: … at …"
     assert jobs.safe_reason([]) == ""
 
 

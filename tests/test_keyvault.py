@@ -57,8 +57,13 @@ def test_a_rotated_key_is_picked_up_by_a_warm_app_without_a_restart(
     standin, _ = vault
     standin.state.secrets[SECRET] = "SG.old-key"
     sandbox_config(sandbox, api_keys=["SG.old-key"])
-    write_export(source_container, "CustomerInsights_test/SendGridExport", "HighValueCustomers",
-                 [csv_bytes([["a@example.com", "A"], ["b@example.com", "B"]])], ("EMail", "FirstName"))
+    write_export(
+        source_container,
+        "CustomerInsights_test/SendGridExport",
+        "HighValueCustomers",
+        [csv_bytes([["a@example.com", "A"], ["b@example.com", "B"]])],
+        ("EMail", "FirstName"),
+    )
     app = app_factory([definition(mapping={"email": "EMail", "first_name": "FirstName"})], api_keys=store_for(vault))
     caplog.set_level(logging.DEBUG)
 

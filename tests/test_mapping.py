@@ -25,8 +25,7 @@ from shared.mapping import (
     resolve_custom_fields,
 )
 
-COLUMNS = ("CustomerId", "FirstName", "LastName", "EMail", "City", "State", "PostCode", "Country", "Tier", "Value",
-           "Since")
+COLUMNS = ("CustomerId", "FirstName", "LastName", "EMail", "City", "State", "PostCode", "Country", "Tier", "Value", "Since")
 FIELDS = {
     "loyalty_tier": CustomField("loyalty_tier", "e1_T", "Text"),
     "lifetime_value": CustomField("lifetime_value", "e2_N", "Number"),
@@ -41,8 +40,13 @@ def mapper(**overrides: object) -> ContactMapper:
 
 
 def row(**values: str) -> list[str]:
-    base = dict(zip(COLUMNS, ["C1", "Ana", "Costa", "ana@example.com", "Lisbon", "Lisboa", "1100-148", "Portugal",
-                              "Gold", "12.50", "2024-03-05"], strict=True))
+    base = dict(
+        zip(
+            COLUMNS,
+            ["C1", "Ana", "Costa", "ana@example.com", "Lisbon", "Lisboa", "1100-148", "Portugal", "Gold", "12.50", "2024-03-05"],
+            strict=True,
+        )
+    )
     base.update(values)
     return [base[c] for c in COLUMNS]
 
@@ -50,8 +54,13 @@ def row(**values: str) -> list[str]:
 def test_a_good_row_becomes_a_contact_shaped_for_sendgrid() -> None:
     contact = mapper().map(row(EMail="  Ana.Costa@Example.COM ", FirstName=" Ana ", Value="12", Since="3/5/2024"))
     assert contact == {
-        "email": "ana.costa@example.com", "first_name": "Ana", "last_name": "Costa", "city": "Lisbon",
-        "state_province_region": "Lisboa", "postal_code": "1100-148", "country": "Portugal",
+        "email": "ana.costa@example.com",
+        "first_name": "Ana",
+        "last_name": "Costa",
+        "city": "Lisbon",
+        "state_province_region": "Lisboa",
+        "postal_code": "1100-148",
+        "country": "Portugal",
         "custom_fields": {"e1_T": "Gold", "e2_N": 12, "e3_D": "2024-03-05T00:00:00Z"},
     }
 
@@ -150,13 +159,57 @@ def date_reference(value: str) -> str | None:
     return parsed.strftime("%Y-%m-%dT00:00:00Z")
 
 
-DAYS = ["2024-01-31", "2024-02-29", "2023-02-29", "2024-02-30", "2024-13-01", "2024-00-10", "0999-03-04",
-        "0001-01-01", "9999-12-31", "2024-1-31", "2024-W05-3", "20240131", "٢٠٢٤-01-31", "2024/01/31", "Z024-01-31"]
-SUFFIXES = ["", "T00:00:00Z", "T10:13:22Z", "T10:13:22.5+05:30", "T23:59:59.999999-11:59", " 10:00", "x10:00",
-            "T10", "T24:00:00", "T24:00", "T23:59:60", "T10:00:00+25:00", "T", "Z", "T10:00:00Z junk", "10:00",
-            "T10:00:00+05:30:15.5", "T1", "TZ", "T10:00:00.1234567Z", "T10:00:00ZZ", " "]
-US = ["8/1/2018 8:30:00 AM", "12/31/2020", "2/30/2020", "13/1/2020", "1/1/2020 25:99", "1/1/2020  7:05 pm",
-      "01/02/0999", "1/1/2020x"]
+DAYS = [
+    "2024-01-31",
+    "2024-02-29",
+    "2023-02-29",
+    "2024-02-30",
+    "2024-13-01",
+    "2024-00-10",
+    "0999-03-04",
+    "0001-01-01",
+    "9999-12-31",
+    "2024-1-31",
+    "2024-W05-3",
+    "20240131",
+    "٢٠٢٤-01-31",
+    "2024/01/31",
+    "Z024-01-31",
+]
+SUFFIXES = [
+    "",
+    "T00:00:00Z",
+    "T10:13:22Z",
+    "T10:13:22.5+05:30",
+    "T23:59:59.999999-11:59",
+    " 10:00",
+    "x10:00",
+    "T10",
+    "T24:00:00",
+    "T24:00",
+    "T23:59:60",
+    "T10:00:00+25:00",
+    "T",
+    "Z",
+    "T10:00:00Z junk",
+    "10:00",
+    "T10:00:00+05:30:15.5",
+    "T1",
+    "TZ",
+    "T10:00:00.1234567Z",
+    "T10:00:00ZZ",
+    " ",
+]
+US = [
+    "8/1/2018 8:30:00 AM",
+    "12/31/2020",
+    "2/30/2020",
+    "13/1/2020",
+    "1/1/2020 25:99",
+    "1/1/2020  7:05 pm",
+    "01/02/0999",
+    "1/1/2020x",
+]
 
 
 def test_dates_are_what_they_have_always_been_on_first_sight_and_after() -> None:
@@ -210,14 +263,41 @@ def number_reference(value: str) -> int | float | None:
 def test_numbers_take_the_short_way_to_the_same_values_and_types() -> None:
     # Plain digits and digits.digits skip the pattern: same value, same type, same bytes.
     rng = random.Random(5)
-    values = ["0", "00", "0.0", "0.00001", "0.0001", "0.000000001", "0.0000000001", "12.50", "١٢.٥", "9" * 64,
-              "9" * 63 + ".5", "1.", ".5", "+1", "-0.00005", "1e5", "1_000", " 1", "1.2.3", "²", "١٢", "NaN", "inf",
-              "9" * 299 + ".5", "9" * 310 + ".5"]
+    values = [
+        "0",
+        "00",
+        "0.0",
+        "0.00001",
+        "0.0001",
+        "0.000000001",
+        "0.0000000001",
+        "12.50",
+        "١٢.٥",
+        "9" * 64,
+        "9" * 63 + ".5",
+        "1.",
+        ".5",
+        "+1",
+        "-0.00005",
+        "1e5",
+        "1_000",
+        " 1",
+        "1.2.3",
+        "²",
+        "١٢",
+        "NaN",
+        "inf",
+        "9" * 299 + ".5",
+        "9" * 310 + ".5",
+    ]
     values += [f"{rng.uniform(0, 10 ** rng.randint(-10, 12)):.{rng.randint(0, 12)}f}" for _ in range(2000)]
     values += [str(rng.randrange(10 ** rng.randint(1, 30))) for _ in range(500)]
     for value in values:
         got, expected = normalise_number(value), number_reference(value)
-        assert got == expected and type(got) is type(expected) or (type(got) is JsonFloat and type(expected) is float
-                                                                   and got == expected), value
+        assert (
+            got == expected
+            and type(got) is type(expected)
+            or (type(got) is JsonFloat and type(expected) is float and got == expected)
+        ), value
         if expected is not None:
             assert encode_contact({"n": got}) == json.dumps({"n": expected}, separators=(",", ":")).encode(), value

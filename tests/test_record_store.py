@@ -33,9 +33,7 @@ def stored(store: StateStore, tmp_path: Path) -> tuple[Any, bytes]:
     return info, path.read_bytes()
 
 
-def test_a_staged_record_is_invisible_until_committed_then_whole_with_its_metadata(
-    store: StateStore, tmp_path: Path
-) -> None:
+def test_a_staged_record_is_invisible_until_committed_then_whole_with_its_metadata(store: StateStore, tmp_path: Path) -> None:
     staged = store.stage_record("vip", iter(LINES), block_bytes=1_000)
     assert len(staged.block_ids) > 5
     assert stored(store, tmp_path) == (("", None, None), b"")  # readers still see no record
@@ -106,8 +104,11 @@ def test_a_first_delivery_stages_its_record_while_its_import_jobs_are_confirmed(
     """The record goes up while SendGrid (the sandbox, holding the first status poll 3 s) has not
     said whether the job applied: once it says so, committing it is one request."""
     write(source_container, [[person(i) for i in range(1, 31)]])
-    sandbox_config(sandbox, job_pending_polls=0, faults=[
-        {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 0, "delay": 3.0, "times": 1}])
+    sandbox_config(
+        sandbox,
+        job_pending_polls=0,
+        faults=[{"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 0, "delay": 3.0, "times": 1}],
+    )
     app = app_factory([definition()])
     blob = app.services.state._container.get_blob_client("delivered/vip.tsv")
     answer: list[Any] = []
@@ -115,8 +116,11 @@ def test_a_first_delivery_stages_its_record_while_its_import_jobs_are_confirmed(
     running.start()
     staged_while_held = False
     while running.is_alive() and not staged_while_held:
-        held = [r for r in sandbox_get(sandbox, "requests")["requests"]
-                if r["method"] == "GET" and "/imports/" in r["path"] and "answered_seq" not in r]
+        held = [
+            r
+            for r in sandbox_get(sandbox, "requests")["requests"]
+            if r["method"] == "GET" and "/imports/" in r["path"] and "answered_seq" not in r
+        ]
         if held:
             try:
                 staged_while_held = bool(blob.get_block_list("uncommitted")[1])
@@ -140,7 +144,6 @@ def test_a_first_delivery_whose_import_failed_a_contact_stores_the_record_as_it_
     app = app_factory([definition()])
     assert run(app).body["counts"]["failed"] == 1
     record = app.services.state._container.download_blob("delivered/vip.tsv").readall().decode().splitlines()
-    assert sorted(line.split("\t")[0] for line in record) == sorted(
-        f"person{i}@example.com" for i in range(1, 31) if i != 2)
+    assert sorted(line.split("\t")[0] for line in record) == sorted(f"person{i}@example.com" for i in range(1, 31) if i != 2)
     sandbox_config(sandbox, import_error_emails=[])
     assert run(app).body["counts"]["sent"] == 1

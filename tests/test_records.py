@@ -25,13 +25,11 @@ class Opener:
 
     def __call__(self, guarded: bool) -> tuple[TextIO, list[int] | None]:
         self.openings += 1
-        chunks = (self.data[i:i + 1000] for i in range(0, len(self.data), 1000))
+        chunks = (self.data[i : i + 1000] for i in range(0, len(self.data), 1000))
         if not guarded:
-            return io.TextIOWrapper(io.BytesIO(self.data), encoding=self.encoding, errors="surrogateescape",
-                                    newline=""), None
+            return io.TextIOWrapper(io.BytesIO(self.data), encoding=self.encoding, errors="surrogateescape", newline=""), None
         stream = GuardedStream(chunks, self.limit) if self.limit else GuardedStream(chunks)
-        text = io.TextIOWrapper(io.BufferedReader(stream, 4096), encoding=self.encoding, errors="surrogateescape",
-                                newline="")
+        text = io.TextIOWrapper(io.BufferedReader(stream, 4096), encoding=self.encoding, errors="surrogateescape", newline="")
         return text, stream.progress
 
 
@@ -50,8 +48,7 @@ def test_the_guarded_way_reads_what_the_exact_reader_reads_in_one_opening() -> N
     for header in (False, True):
         for ending in ("\r\n", "\n", "\r"):
             rows = [[rng.choice(values) for _ in COLUMNS] for _ in range(300)]
-            lines = [",".join('"' + v.replace('"', '""') + '"' if set(v) & set(',"\r\n') else v for v in row)
-                     for row in rows]
+            lines = [",".join('"' + v.replace('"', '""') + '"' if set(v) & set(',"\r\n') else v for v in row) for row in rows]
             lines[10:10] = [""]  # a blank line
             text = ("C,A,B" + ending if header else "") + ending.join(lines) + ending
             fast, exact, openings = both(text.encode(), cdm.CsvFormat(header=header))

@@ -44,7 +44,10 @@ def accepted_emails(sandbox: Any) -> Counter[str]:
 
 # -- accepted is not applied ---------------------------------------------------------------
 def test_import_errors_are_found_by_polling_and_reported(
-    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient,
+    app_factory: Any,
+    source_container: ContainerClient,
+    sandbox: Any,
+    blob_service: BlobServiceClient,
     state_container_name: str,
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 21)]])
@@ -54,18 +57,22 @@ def test_import_errors_are_found_by_polling_and_reported(
     assert report["status"] == "partial"
     assert report["counts"]["sent"] == 20 and report["counts"]["failed"] == 2
     assert [(j["status"], j["failed"], j["results"]["errored_count"]) for j in report["jobs"]] == [
-        ("errored", 1, 1), ("errored", 1, 1)]
+        ("errored", 1, 1),
+        ("errored", 1, 1),
+    ]
     assert all("errors_url" not in j["results"] for j in report["jobs"])  # a signed link is not kept
     lines = sorted(rejects_rows(blob_service, state_container_name, report["rejects_blob"]), key=lambda r: int(r["row"]))
-    assert [(r["row"], r["reason"]) for r in lines] == [("4", "failed in SendGrid import"),
-                                                        ("17", "failed in SendGrid import")]
+    assert [(r["row"], r["reason"]) for r in lines] == [("4", "failed in SendGrid import"), ("17", "failed in SendGrid import")]
     downloads = [r for r in sandbox_get(sandbox, "requests")["requests"] if r["path"].startswith("/_sandbox/errors/")]
     assert len(downloads) == 2 and not any(r["authorization"] for r in downloads)
     assert len(contacts_by_email(sandbox)) == 18
 
 
 def test_import_failures_found_while_still_sending_are_all_listed(
-    app_factory: Any, source_container: ContainerClient, sandbox: Any, blob_service: BlobServiceClient,
+    app_factory: Any,
+    source_container: ContainerClient,
+    sandbox: Any,
+    blob_service: BlobServiceClient,
     state_container_name: str,
 ) -> None:
     # A streamed first delivery polls earlier jobs while it sends; here they are final at once, so
@@ -76,13 +83,13 @@ def test_import_failures_found_while_still_sending_are_all_listed(
     report = run(app).body
     assert report["streamed"] is True and report["counts"]["failed"] == 2
     lines = rejects_rows(blob_service, state_container_name, report["rejects_blob"])
-    assert sorted((int(r["row"]), r["reason"]) for r in lines) == [(4, "failed in SendGrid import"),
-                                                                   (25, "failed in SendGrid import")]
+    assert sorted((int(r["row"]), r["reason"]) for r in lines) == [
+        (4, "failed in SendGrid import"),
+        (25, "failed in SendGrid import"),
+    ]
 
 
-def test_a_job_that_fails_whole_fails_all_its_contacts(
-    app_factory: Any, source_container: ContainerClient, sandbox: Any
-) -> None:
+def test_a_job_that_fails_whole_fails_all_its_contacts(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
     write(source_container, [[person(i) for i in range(1, 21)]])
     sandbox_config(sandbox, fail_jobs=1)
     app = app_factory([definition()], services=dict(max_contacts_per_request=15))
@@ -172,8 +179,7 @@ def test_a_second_run_of_the_same_export_is_refused_while_one_holds_it(
 def interrupted_run(app: Any, time_limit: float) -> dict[str, Any]:
     """A run stopped by its time limit, on a clock that moves one "second" per reading."""
     ticks = iter(range(1000))
-    app.services = replace(app.services, max_contacts_per_request=10, time_limit=time_limit,
-                           clock=lambda: next(ticks))
+    app.services = replace(app.services, max_contacts_per_request=10, time_limit=time_limit, clock=lambda: next(ticks))
     report = run(app).body
     app.services = replace(app.services, time_limit=10_000)
     return report
@@ -230,8 +236,9 @@ def test_a_run_killed_halfway_is_completed_by_the_next_resending_at_most_one_req
         "JOB_WAIT_SECONDS": "5",
     }
     env.pop("KEY_VAULT_URL", None)
-    process = subprocess.Popen([sys.executable, "-m", "shared", "run", "vip"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared", "run", "vip"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and sum(1 for r in put_requests(sandbox) if r.get("status") == 202) < 4:
         time.sleep(0.05)
@@ -244,8 +251,15 @@ def test_a_run_killed_halfway_is_completed_by_the_next_resending_at_most_one_req
     # The killed run's lease ends by itself (within RUN_LEASE_SECONDS); until then a run is refused.
     deadline = time.monotonic() + 30
     while True:
-        result = subprocess.run([sys.executable, "-m", "shared", "run", "vip"], check=False, cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "shared", "run", "vip"],
+            check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if "run_in_progress" not in result.stdout or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -283,10 +297,17 @@ def test_bad_rows_are_rejected_and_every_other_row_delivered(
     write_export(source_container, FOLDER, SEGMENT, good + [nasty], COLUMNS)
     report = run(app_factory([definition()])).body
     assert report["status"] == "succeeded"
-    assert report["counts"] == {"read": 16, "valid": 11, "rejected": 5, "duplicates": 0, "sent": 11,
-                                "failed": 0, "unchanged": 0, "removed": 0}
-    assert report["rejects"] == {"NUL byte": 1, "invalid encoding": 1, "value too large": 1,
-                                 "wrong number of columns": 2}
+    assert report["counts"] == {
+        "read": 16,
+        "valid": 11,
+        "rejected": 5,
+        "duplicates": 0,
+        "sent": 11,
+        "failed": 0,
+        "unchanged": 0,
+        "removed": 0,
+    }
+    assert report["rejects"] == {"NUL byte": 1, "invalid encoding": 1, "value too large": 1, "wrong number of columns": 2}
     assert set(contacts_by_email(sandbox)) == {f"person{i}@example.com" for i in [*range(1, 11), 16]}
 
 
@@ -326,11 +347,17 @@ def test_a_storm_of_rate_limits_errors_and_drops_still_delivers_each_profile_onc
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 21)]])
-    sandbox_config(sandbox, rate_limit=1, rate_window=2.0, job_pending_polls=0, faults=[
-        {"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 1},
-        {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
-        {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 500, "times": 1},
-    ])
+    sandbox_config(
+        sandbox,
+        rate_limit=1,
+        rate_window=2.0,
+        job_pending_polls=0,
+        faults=[
+            {"method": "PUT", "path": "/v3/marketing/contacts", "status": 503, "times": 1},
+            {"method": "PUT", "path": "/v3/marketing/contacts", "drop": True, "times": 1},
+            {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 500, "times": 1},
+        ],
+    )
     app = app_factory([definition()], services=dict(max_contacts_per_request=10))
     report = run(app).body
     assert report["status"] == "succeeded", report
@@ -380,15 +407,20 @@ def test_jobs_are_confirmed_oldest_first_and_a_later_one_is_not_asked_about_whil
         waits.append(seconds)
         time.sleep(seconds)
 
-    app = app_factory([definition()], services=dict(max_contacts_per_request=10, sleep=sleep,
-                                                    job_polling=JobPolling(max_wait=30, first_interval=0.01)))
+    app = app_factory(
+        [definition()],
+        services=dict(max_contacts_per_request=10, sleep=sleep, job_polling=JobPolling(max_wait=30, first_interval=0.01)),
+    )
     report = run(app).body
     assert [job["status"] for job in report["jobs"]] == ["completed"] * 3
     requests = sandbox_get(sandbox, "requests")["requests"]
     last_put = max(r["answered_seq"] for r in requests if r["method"] == "PUT")
     order = [job["job_id"] for job in report["jobs"]]
-    asked = [order.index(r["path"].rsplit("/", 1)[-1]) for r in requests
-             if r["method"] == "GET" and "/imports/" in r["path"] and r["seq"] > last_put]
+    asked = [
+        order.index(r["path"].rsplit("/", 1)[-1])
+        for r in requests
+        if r["method"] == "GET" and "/imports/" in r["path"] and r["seq"] > last_put
+    ]
     assert len(asked) > 3 and asked == sorted(asked)  # never back to an earlier job
     # The wait doubles while nothing ends, and starts again from the first once a job has ended.
     assert any(later < earlier for earlier, later in itertools.pairwise(waits))

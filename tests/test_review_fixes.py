@@ -100,8 +100,9 @@ def test_an_error_after_the_last_send_does_not_make_the_next_run_resend(
     app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=1, first_interval=0.01)))
     run(app)
     write(source_container, [[person(i, City="Porto") if i <= 10 else person(i) for i in range(1, 21)]])
-    sandbox_config(sandbox, faults=[{"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 500,
-                                     "times": 6}])  # the status endpoint is down after the sends went through
+    sandbox_config(
+        sandbox, faults=[{"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 500, "times": 6}]
+    )  # the status endpoint is down after the sends went through
     second = run(app).body["report"]
     assert second["counts"]["sent"] == 10 and second["error"]["code"] == "sendgrid_unavailable"
     sandbox_config(sandbox, faults=[])
@@ -114,8 +115,11 @@ def test_a_failed_early_poll_does_not_stop_the_delivery(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 31)]])
-    sandbox_config(sandbox, job_pending_polls=1000, faults=[
-        {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 500, "times": 6}])
+    sandbox_config(
+        sandbox,
+        job_pending_polls=1000,
+        faults=[{"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 500, "times": 6}],
+    )
     app = app_factory([definition()], services=dict(max_contacts_per_request=5, **PENDING))
     report = run(app).body
     assert report["counts"]["sent"] == 30 and len(put_requests(sandbox)) == 6
@@ -127,21 +131,29 @@ def test_the_last_finished_run_is_found_when_two_runs_share_a_second(
     from shared.run.unchanged import last_finished  # noqa: PLC0415
 
     state = app_factory([definition()]).services.state
-    earlier = {"export": "vip", "run_id": "20261128T120000Z-ffffff", "status": "succeeded", "dry_run": False,
-               "started_at": "2026-11-28T12:00:00.100Z", "finished_at": "2026-11-28T12:00:00.400Z", "jobs": []}
+    earlier = {
+        "export": "vip",
+        "run_id": "20261128T120000Z-ffffff",
+        "status": "succeeded",
+        "dry_run": False,
+        "started_at": "2026-11-28T12:00:00.100Z",
+        "finished_at": "2026-11-28T12:00:00.400Z",
+        "jobs": [],
+    }
     state.save_report(earlier)
     # This run was made in the same second, and its random suffix sorts before the earlier one's.
     assert last_finished(state, "vip", "20261128T120000Z-000000") == earlier
 
 
-def test_a_status_poll_never_holds_up_the_next_request(
-    app_factory: Any, source_container: ContainerClient, sandbox: Any
-) -> None:
+def test_a_status_poll_never_holds_up_the_next_request(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
     """The early poll after a request is asked by a poller thread: the sender makes the next
     request while SendGrid (here, the sandbox, holding the first poll 3 s) has not answered it."""
     write(source_container, [[person(i) for i in range(1, 31)]])
-    sandbox_config(sandbox, job_pending_polls=1000, faults=[
-        {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 0, "delay": 3.0, "times": 1}])
+    sandbox_config(
+        sandbox,
+        job_pending_polls=1000,
+        faults=[{"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 0, "delay": 3.0, "times": 1}],
+    )
     app = app_factory([definition()], services=dict(max_contacts_per_request=5, **PENDING))
     report = run(app).body
     assert report["counts"]["sent"] == 30
@@ -157,8 +169,12 @@ def test_the_answer_to_the_last_early_poll_is_recorded_not_asked_again(
     """An early poll still unanswered when the last request is accepted: finish() records its
     answer (a job that failed one contact) before confirm looks at what is still pending."""
     write(source_container, [[person(i) for i in range(1, 31)]])
-    sandbox_config(sandbox, job_pending_polls=0, import_error_emails=["person2@example.com"], faults=[
-        {"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 0, "delay": 1.0, "times": 1}])
+    sandbox_config(
+        sandbox,
+        job_pending_polls=0,
+        import_error_emails=["person2@example.com"],
+        faults=[{"method": "GET", "path": "/v3/marketing/contacts/imports/", "status": 0, "delay": 1.0, "times": 1}],
+    )
     app = app_factory([definition()], services=dict(max_contacts_per_request=5, **PENDING))
     report = run(app).body
     requests = sandbox_get(sandbox, "requests")["requests"]

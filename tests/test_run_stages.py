@@ -55,8 +55,15 @@ def context(tmp_path: Path, client: ScriptedSendGrid, **services: Any) -> RunCon
     report = RunReport(export="vip", trigger="test", dry_run=False)
     workspace = Workspace(tmp_path)
     built = Services(source=None, state=None, sendgrid=lambda: client, **services)  # type: ignore[arg-type]
-    return RunContext(parse_definition(definition()), built, report, RunOptions(), workspace,
-                      RejectsLog(workspace.rejects, report), started=built.clock())
+    return RunContext(
+        parse_definition(definition()),
+        built,
+        report,
+        RunOptions(),
+        workspace,
+        RejectsLog(workspace.rejects, report),
+        started=built.clock(),
+    )
 
 
 def send(ctx: RunContext, count: int) -> list[Checkpoint]:
@@ -75,8 +82,14 @@ def rejected_rows(ctx: RunContext) -> list[tuple[str, str]]:
 
 
 def test_a_400_naming_contacts_drops_exactly_those_and_resends_the_rest_once(tmp_path: Path) -> None:
-    client = ScriptedSendGrid([[{"field": "contacts[1].email", "message": "email 'c1' is not valid"},
-                                {"field": "contacts[4].email", "message": "email 'c4' is not valid"}]])
+    client = ScriptedSendGrid(
+        [
+            [
+                {"field": "contacts[1].email", "message": "email 'c1' is not valid"},
+                {"field": "contacts[4].email", "message": "email 'c4' is not valid"},
+            ]
+        ]
+    )
     ctx = context(tmp_path, client)
     saved = send(ctx, 6)
     assert len(client.bodies) == 2  # the refused request and one resend
@@ -131,27 +144,54 @@ def test_a_checkpoint_of_another_identity_does_not_apply(change: str) -> None:
     assert checkpoint.matching(stored, wanted) is None
 
 
-@pytest.mark.parametrize("broken", [None, [], {"identity": {}}, {"identity": {}, "run_id": "r", "position": "x", "sent": 1},
-                                    {"identity": {}, "run_id": "r", "position": -1, "sent": 0}])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        None,
+        [],
+        {"identity": {}},
+        {"identity": {}, "run_id": "r", "position": "x", "sent": 1},
+        {"identity": {}, "run_id": "r", "position": -1, "sent": 0},
+    ],
+)
 def test_anything_that_is_not_a_checkpoint_is_ignored(broken: Any) -> None:
     assert Checkpoint.from_json(broken) is None
 
 
 def test_decide_on_tiny_files(tmp_path: Path) -> None:
-    keys = [lines.encode_key(email, digest, position, "p", position + 1)
-            for position, (email, digest) in enumerate([("b@x.io", "h2"), ("a@x.io", "new"), ("d@x.io", "h4")])]
-    record = [lines.encode_record(b"a@x.io", b"old"), lines.encode_record(b"b@x.io", b"h2"),
-              lines.encode_record(b"c@x.io", b"h3"), lines.encode_record(b"e@x.io", b"h5")]
+    keys = [
+        lines.encode_key(email, digest, position, "p", position + 1)
+        for position, (email, digest) in enumerate([("b@x.io", "h2"), ("a@x.io", "new"), ("d@x.io", "h4")])
+    ]
+    record = [
+        lines.encode_record(b"a@x.io", b"old"),
+        lines.encode_record(b"b@x.io", b"h2"),
+        lines.encode_record(b"c@x.io", b"h3"),
+        lines.encode_record(b"e@x.io", b"h5"),
+    ]
     with open(tmp_path / "decisions", "wb") as decisions, open(tmp_path / "leavers", "wb") as leavers:
-        plan = delta.decide(keys, record, tmp_path, decisions, leavers, valid=3, has_record=True, mirror=True,
-                            keep=lambda email: email == b"e@x.io")
+        plan = delta.decide(
+            keys,
+            record,
+            tmp_path,
+            decisions,
+            leavers,
+            valid=3,
+            has_record=True,
+            mirror=True,
+            keep=lambda email: email == b"e@x.io",
+        )
     assert (plan.upsert, plan.unchanged, plan.remove, plan.managed) == (2, 1, 1, 4)
     assert plan.send_mask == bytearray([0, 1, 1])
     assert (tmp_path / "leavers").read_bytes() == b"c@x.io\n"  # e is kept: rejected this time for another value
     decided = [lines.parse_decision(line) for line in (tmp_path / "decisions").read_bytes().splitlines(keepends=True)]
     assert [(d.email, d.action, d.position) for d in decided] == [
-        (b"a@x.io", "send", 1), (b"b@x.io", "same", -1), (b"c@x.io", "leave", -1), (b"d@x.io", "send", 2),
-        (b"e@x.io", "leave", -1)]
+        (b"a@x.io", "send", 1),
+        (b"b@x.io", "same", -1),
+        (b"c@x.io", "leave", -1),
+        (b"d@x.io", "send", 2),
+        (b"e@x.io", "leave", -1),
+    ]
 
 
 def test_a_run_that_lost_its_lease_stops_sending(tmp_path: Path, blob_service: Any) -> None:

@@ -24,8 +24,7 @@ CONTACTS = "/v3/marketing/contacts"
 
 
 def call(sandbox: Any, method: str, path: str, body: Any = None) -> requests.Response:
-    return requests.request(method, sandbox.url + path, timeout=30, json=body,
-                            headers={"Authorization": f"Bearer {API_KEY}"})
+    return requests.request(method, sandbox.url + path, timeout=30, json=body, headers={"Authorization": f"Bearer {API_KEY}"})
 
 
 def field_id(sandbox: Any, name: str) -> str:
@@ -87,20 +86,27 @@ def test_a_small_window_for_tests_is_spent_per_endpoint(sandbox: Any) -> None:
 
 # -- upserts ----------------------------------------------------------------------------------
 def test_a_400_names_every_refused_contact(sandbox: Any) -> None:
-    answer = put(sandbox, {"email": "bad one@example.com"}, {"email": "ok@example.com"}, {"email": "000"},
-                 {"email": "ok2@example.com", "first_name": "x" * 51})
+    answer = put(
+        sandbox,
+        {"email": "bad one@example.com"},
+        {"email": "ok@example.com"},
+        {"email": "000"},
+        {"email": "ok2@example.com", "first_name": "x" * 51},
+    )
     assert answer.status_code == 400
-    assert [e["field"] for e in answer.json()["errors"]] == ["contacts[0].email", "contacts[2].email",
-                                                            "contacts[3].first_name"]
+    assert [e["field"] for e in answer.json()["errors"]] == ["contacts[0].email", "contacts[2].email", "contacts[3].first_name"]
     assert answer.json()["errors"][1]["message"] == "email '000' is not valid"
     assert sandbox.state.jobs == {}
 
 
 def test_bad_custom_values_are_accepted_and_fail_in_the_job(sandbox: Any) -> None:
     number, date = field_id(sandbox, "lifetime_value"), field_id(sandbox, "member_since")
-    answer = put(sandbox, {"email": "a@example.com", "custom_fields": {number: "AAAAA"}},
-                 {"email": "b@example.com", "custom_fields": {date: "03/05/2024"}},
-                 {"email": "c@example.com", "custom_fields": {number: 12, date: "2024-03-05T00:00:00Z"}})
+    answer = put(
+        sandbox,
+        {"email": "a@example.com", "custom_fields": {number: "AAAAA"}},
+        {"email": "b@example.com", "custom_fields": {date: "03/05/2024"}},
+        {"email": "c@example.com", "custom_fields": {number: 12, date: "2024-03-05T00:00:00Z"}},
+    )
     assert answer.status_code == 202
     job = settled_job(sandbox, answer.json()["job_id"])
     assert job["status"] == "errored" and job["results"]["errored_count"] == 2
@@ -128,8 +134,15 @@ def test_jobs_stay_pending_for_a_while_with_their_counts_filled(sandbox: Any) ->
 
 def test_an_empty_string_clears_and_an_omitted_field_keeps_its_value(sandbox: Any) -> None:
     tier, date = field_id(sandbox, "loyalty_tier"), field_id(sandbox, "member_since")
-    put(sandbox, {"email": "a@example.com", "first_name": "Ana", "city": "Lisbon",
-                  "custom_fields": {tier: "Gold", date: "2021-02-11T23:03:03.000Z"}})
+    put(
+        sandbox,
+        {
+            "email": "a@example.com",
+            "first_name": "Ana",
+            "city": "Lisbon",
+            "custom_fields": {tier: "Gold", date: "2021-02-11T23:03:03.000Z"},
+        },
+    )
     sandbox.state.imports.join()
     first = stored(sandbox, "a@example.com")
     assert first["custom_fields"][date] == "2021-02-11T23:03:03Z"  # read back as recorded
@@ -177,8 +190,15 @@ def test_delete_answers_404_when_any_id_is_unknown_and_batch_says_which_exist(sa
     sandbox.state.imports.join()
     ids = [stored(sandbox, e)["id"] for e in ("a@example.com", "b@example.com")]
     path = f"/v3/marketing/lists/{LIST_ID}/contacts"
-    assert requests.delete(sandbox.url + path, params={"contact_ids": ",".join([*ids, "gone"])}, timeout=10,
-                           headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 404
+    assert (
+        requests.delete(
+            sandbox.url + path,
+            params={"contact_ids": ",".join([*ids, "gone"])},
+            timeout=10,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ).status_code
+        == 404
+    )
     assert sandbox_get(sandbox, "state")["lists"][LIST_ID] == 2  # nothing unlinked
     batch = call(sandbox, "POST", f"{CONTACTS}/batch", {"ids": [*ids, "gone"]}).json()
     assert sorted(c["id"] for c in batch["result"]) == sorted(ids)
@@ -199,8 +219,7 @@ def test_an_import_lets_other_requests_in_between_its_slices() -> None:
     the job still pending (not a poll held for the whole import)."""
     state = SandboxState()
     count = 2 * IMPORT_SLICE + IMPORT_SLICE // 2
-    job: dict[str, Any] = {"contacts": [{"email": f"p{i}@example.com"} for i in range(count)], "list_ids": [],
-                           "polls": 0}
+    job: dict[str, Any] = {"contacts": [{"email": f"p{i}@example.com"} for i in range(count)], "list_ids": [], "polls": 0}
     seen: list[tuple[int, bool]] = []  # what a request would find, each time the import takes the lock
 
     class Watching:
@@ -229,8 +248,7 @@ def test_a_request_waiting_during_an_import_slice_gets_the_lock_before_the_next_
     state = SandboxState()
     lock = state.lock
     count = 2 * IMPORT_SLICE + IMPORT_SLICE // 2
-    job: dict[str, Any] = {"contacts": [{"email": f"p{i}@example.com"} for i in range(count)], "list_ids": [],
-                           "polls": 0}
+    job: dict[str, Any] = {"contacts": [{"email": f"p{i}@example.com"} for i in range(count)], "list_ids": [], "polls": 0}
     order: list[tuple[str, int, bool]] = []  # who held the lock, in turn, and what it found
 
     def request() -> None:
@@ -256,8 +274,14 @@ def test_a_request_waiting_during_an_import_slice_gets_the_lock_before_the_next_
     state.lock = Importing()  # type: ignore[assignment]
     process_job(state, job, "job-1")
     waiter.join(timeout=30)
-    assert order == [("import", 0, False), ("import", 0, False), ("request", IMPORT_SLICE, False),
-                     ("import", IMPORT_SLICE, False), ("import", 2 * IMPORT_SLICE, False), ("import", count, False)]
+    assert order == [
+        ("import", 0, False),
+        ("import", 0, False),
+        ("request", IMPORT_SLICE, False),
+        ("import", IMPORT_SLICE, False),
+        ("import", 2 * IMPORT_SLICE, False),
+        ("import", count, False),
+    ]
     assert job["outcome"]["results"]["created_count"] == count
 
 
@@ -291,11 +315,18 @@ def test_a_status_poll_is_answered_while_a_put_body_is_decoded(sandbox: Any) -> 
     polled: list[Any] = []
 
     def at_decode(frame: FrameType, event: str, arg: Any) -> None:
-        if (event == "call" and frame.f_code is JSONDecoder.decode.__code__ and not polled
-                and marker in str(frame.f_locals.get("s", ""))):
+        if (
+            event == "call"
+            and frame.f_code is JSONDecoder.decode.__code__
+            and not polled
+            and marker in str(frame.f_locals.get("s", ""))
+        ):
             try:  # this thread is the PUT's: it decodes only once the poll has its answer
-                polled.append(requests.get(f"{sandbox.url}{CONTACTS}/imports/{job_id}", timeout=10,
-                                           headers={"Authorization": f"Bearer {API_KEY}"}).status_code)
+                polled.append(
+                    requests.get(
+                        f"{sandbox.url}{CONTACTS}/imports/{job_id}", timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}
+                    ).status_code
+                )
             except requests.RequestException as error:
                 polled.append(type(error).__name__)
 

@@ -44,9 +44,15 @@ def log_of(sandbox: Any, path: str, method: str = "POST") -> list[dict[str, Any]
 def seed(sandbox: Any, email: str, *, alternates: tuple[str, ...] = (), lists: tuple[str, ...] = (LIST_ID,)) -> str:
     """A contact in the sandbox's account, as if imported earlier; its id."""
     with sandbox.state.lock:
-        contact = {"id": f"c-{len(sandbox.state.contacts) + 1:04d}-{abs(hash(email)) % 10**8}", "email": email,
-                   "alternate_emails": list(alternates), "list_ids": set(lists), "custom_fields": {},
-                   "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}
+        contact = {
+            "id": f"c-{len(sandbox.state.contacts) + 1:04d}-{abs(hash(email)) % 10**8}",
+            "email": email,
+            "alternate_emails": list(alternates),
+            "list_ids": set(lists),
+            "custom_fields": {},
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+        }
         sandbox.state.contacts[email] = contact
     return contact["id"]
 
@@ -240,8 +246,9 @@ def test_import_status_is_returned_as_sendgrid_answers(sandbox: Any) -> None:
     assert api.import_status(job_id)["job_type"] == "upsert_contacts"
 
 
-@pytest.mark.parametrize("url", ["http://example.invalid/errors.csv", "ftp://example.com/e.csv", "file:///etc/passwd",
-                                 "errors.csv"])
+@pytest.mark.parametrize(
+    "url", ["http://example.invalid/errors.csv", "ftp://example.com/e.csv", "file:///etc/passwd", "errors.csv"]
+)
 def test_errors_files_are_fetched_over_https_only(url: str) -> None:
     sleep = Recorder()
     assert client("https://api.sendgrid.com", sleep).download_errors(url) is None

@@ -36,8 +36,7 @@ def test_defaults() -> None:
         ({"SOURCE_CONTAINER": "Bad_Name"}, "SOURCE_CONTAINER"),
         ({"STATE_CONTAINER": "x"}, "STATE_CONTAINER"),
         ({"SOURCE_STORAGE_CONNECTION_STRING": ""}, "SOURCE_STORAGE_CONNECTION_STRING"),
-        ({"SOURCE_STORAGE_CONNECTION_STRING": "", "SOURCE_STORAGE_ACCOUNT_URL": "http://acct"},
-         "SOURCE_STORAGE_ACCOUNT_URL"),
+        ({"SOURCE_STORAGE_CONNECTION_STRING": "", "SOURCE_STORAGE_ACCOUNT_URL": "http://acct"}, "SOURCE_STORAGE_ACCOUNT_URL"),
         ({"SENDGRID_API_KEY": ""}, "KEY_VAULT_URL"),
         ({"KEY_VAULT_URL": "http://vault"}, "KEY_VAULT_URL"),
         ({"SENDGRID_API_BASE_URL": "ftp://x"}, "SENDGRID_API_BASE_URL"),
@@ -101,13 +100,16 @@ def test_a_good_definition_round_trips_without_secrets() -> None:
     parsed = parse_definition(definition(custom_fields={"loyalty_tier": "Tier"}, max_profiles=5))
     public = parsed.to_public_dict()
     assert public["list_ids"] == [LIST_ID] and public["max_profiles"] == 5 and public["on_overlength"] == "truncate"
-    assert parsed.fingerprint() == parse_definition(definition(custom_fields={"loyalty_tier": "Tier"},
-                                                               max_profiles=5)).fingerprint()
+    assert (
+        parsed.fingerprint() == parse_definition(definition(custom_fields={"loyalty_tier": "Tier"}, max_profiles=5)).fingerprint()
+    )
     assert parsed.fingerprint() != parse_definition(definition()).fingerprint()
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:3001", "http://127.3.2.1", "http://localhost:3001/",
-                                 "http://[::1]:3001", "https://api.sendgrid.com"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:3001", "http://127.3.2.1", "http://localhost:3001/", "http://[::1]:3001", "https://api.sendgrid.com"],
+)
 def test_plain_http_is_for_loopback_sandboxes_only(url: str) -> None:
     assert load_settings({**BASE, "SENDGRID_API_BASE_URL": url}).sendgrid_base_url == url.rstrip("/")
 
@@ -115,8 +117,9 @@ def test_plain_http_is_for_loopback_sandboxes_only(url: str) -> None:
 def test_state_storage_defaults_to_the_source_account() -> None:
     local = load_settings(BASE)
     assert local.state_connection_string == "UseDevelopmentStorage=true" and local.state_account_url is None
-    deployed = load_settings({**BASE, "SOURCE_STORAGE_CONNECTION_STRING": "",
-                              "SOURCE_STORAGE_ACCOUNT_URL": "https://ci.blob.core.windows.net"})
+    deployed = load_settings(
+        {**BASE, "SOURCE_STORAGE_CONNECTION_STRING": "", "SOURCE_STORAGE_ACCOUNT_URL": "https://ci.blob.core.windows.net"}
+    )
     assert deployed.state_account_url == "https://ci.blob.core.windows.net" and deployed.state_connection_string is None
     own = load_settings({**BASE, "STATE_STORAGE_ACCOUNT_URL": "https://appstate.blob.core.windows.net/"})
     assert own.state_account_url == "https://appstate.blob.core.windows.net" and own.state_connection_string is None

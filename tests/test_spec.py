@@ -55,24 +55,51 @@ def response_schema(name: str, path: str, method: str, status: str) -> Draft2020
 
 def call(sandbox: Any, method: str, path: str, body: Any = None, key: str = API_KEY) -> requests.Response:
     data = body if isinstance(body, bytes) else (None if body is None else json.dumps(body).encode())
-    return requests.request(method, sandbox.url + path, data=data, timeout=30,
-                            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    return requests.request(
+        method,
+        sandbox.url + path,
+        data=data,
+        timeout=30,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
 
 
 def test_every_body_the_exporter_sends_is_valid_for_put_contacts(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
     columns = ("EMail", "FirstName", "LastName", "City", "Tier", "Value", "Since", "Address", "ExternalId")
-    rows = [[f"p{i}@example.com", "Ana" * 20, "Costa", "Lisbon", "Gold", f"{i}.5", "2024-01-0" + str(1 + i % 9),
-             "Rua Augusta 1", f"ext-{i}"] for i in range(60)]
-    write_export(source_container, "CustomerInsights_test/SendGridExport", "HighValueCustomers", [csv_bytes(rows)],
-                 columns)
-    app = app_factory([definition(
-        list_ids=[LIST_ID, OTHER_LIST_ID],
-        mapping={"email": "EMail", "first_name": "FirstName", "last_name": "LastName", "city": "City",
-                 "address_line_1": "Address", "external_id": "ExternalId"},
-        custom_fields={"loyalty_tier": "Tier", "lifetime_value": "Value", "member_since": "Since"},
-    )], services=dict(max_contacts_per_request=25))
+    rows = [
+        [
+            f"p{i}@example.com",
+            "Ana" * 20,
+            "Costa",
+            "Lisbon",
+            "Gold",
+            f"{i}.5",
+            "2024-01-0" + str(1 + i % 9),
+            "Rua Augusta 1",
+            f"ext-{i}",
+        ]
+        for i in range(60)
+    ]
+    write_export(source_container, "CustomerInsights_test/SendGridExport", "HighValueCustomers", [csv_bytes(rows)], columns)
+    app = app_factory(
+        [
+            definition(
+                list_ids=[LIST_ID, OTHER_LIST_ID],
+                mapping={
+                    "email": "EMail",
+                    "first_name": "FirstName",
+                    "last_name": "LastName",
+                    "city": "City",
+                    "address_line_1": "Address",
+                    "external_id": "ExternalId",
+                },
+                custom_fields={"loyalty_tier": "Tier", "lifetime_value": "Value", "member_since": "Since"},
+            )
+        ],
+        services=dict(max_contacts_per_request=25),
+    )
     assert api.handle(app, "POST", "vip", "run", b'{"wait": true}').body["counts"]["sent"] == 60
     check = request_schema("contacts", "/v3/marketing/contacts", "put")
     assert len(sandbox.state.bodies) == 3
@@ -95,8 +122,12 @@ def test_sandbox_answers_in_the_shapes_of_the_spec(sandbox: Any) -> None:
     response_schema("custom_fields", "/v3/marketing/field_definitions", "get", "200").validate(fields.json())
     listed = call(sandbox, "GET", f"/v3/marketing/lists/{LIST_ID}")
     response_schema("lists", "/v3/marketing/lists/{id}", "get", "200").validate(listed.json())
-    accepted = call(sandbox, "PUT", "/v3/marketing/contacts", {"list_ids": [LIST_ID], "contacts": [
-        {"email": "jane_doe@example.com", "first_name": "Jane"}]})
+    accepted = call(
+        sandbox,
+        "PUT",
+        "/v3/marketing/contacts",
+        {"list_ids": [LIST_ID], "contacts": [{"email": "jane_doe@example.com", "first_name": "Jane"}]},
+    )
     assert accepted.status_code == 202
     response_schema("contacts", "/v3/marketing/contacts", "put", "202").validate(accepted.json())
     job = call(sandbox, "GET", f"/v3/marketing/contacts/imports/{accepted.json()['job_id']}").json()
@@ -138,8 +169,10 @@ def test_sandbox_refuses_what_sendgrid_refuses(sandbox: Any, body: Any, status: 
 def test_sandbox_auth(sandbox: Any) -> None:
     assert call(sandbox, "GET", "/v3/marketing/field_definitions", key="SG.wrong").status_code == 401
     sandbox.state.read_only_keys.add("SG.read-only")
-    assert call(sandbox, "PUT", "/v3/marketing/contacts", {"contacts": [{"email": "a@example.com"}]},
-                key="SG.read-only").status_code == 403
+    assert (
+        call(sandbox, "PUT", "/v3/marketing/contacts", {"contacts": [{"email": "a@example.com"}]}, key="SG.read-only").status_code
+        == 403
+    )
 
 
 def test_the_mirror_calls_and_their_answers_match_the_spec(sandbox: Any) -> None:
@@ -149,8 +182,15 @@ def test_the_mirror_calls_and_their_answers_match_the_spec(sandbox: Any) -> None
     session = requests.Session()
     session.hooks["response"].append(lambda response, *args, **kwargs: seen.append(response))
     client = SendGridClient(sandbox.url, lambda refresh: API_KEY, policy=FAST_RETRIES, session=session)
-    accepted = call(sandbox, "PUT", "/v3/marketing/contacts", {"list_ids": [LIST_ID], "contacts": [
-        {"email": e} for e in ("a@example.com", "b@example.com", "c" * 95 + "@example.com")]})
+    accepted = call(
+        sandbox,
+        "PUT",
+        "/v3/marketing/contacts",
+        {
+            "list_ids": [LIST_ID],
+            "contacts": [{"email": e} for e in ("a@example.com", "b@example.com", "c" * 95 + "@example.com")],
+        },
+    )
     job = call(sandbox, "GET", f"/v3/marketing/contacts/imports/{accepted.json()['job_id']}").json()
     response_schema("contacts", "/v3/marketing/contacts/imports/{id}", "get", "200").validate(job)
     sandbox.state.imports.join()
@@ -158,10 +198,12 @@ def test_the_mirror_calls_and_their_answers_match_the_spec(sandbox: Any) -> None
     assert len(found.found) == 3
     call(sandbox, "POST", "/_sandbox/delete", {"emails": ["b@example.com"]})
     assert len(client.remove_from_list(LIST_ID, list(found.found.values()))) == 1
-    templates = {"/v3/marketing/contacts/search/emails": ("contacts", "/v3/marketing/contacts/search/emails"),
-                 "/v3/marketing/contacts/search": ("contacts", "/v3/marketing/contacts/search"),
-                 "/v3/marketing/contacts/batch": ("contacts", "/v3/marketing/contacts/batch"),
-                 f"/v3/marketing/lists/{LIST_ID}/contacts": ("lists", "/v3/marketing/lists/{id}/contacts")}
+    templates = {
+        "/v3/marketing/contacts/search/emails": ("contacts", "/v3/marketing/contacts/search/emails"),
+        "/v3/marketing/contacts/search": ("contacts", "/v3/marketing/contacts/search"),
+        "/v3/marketing/contacts/batch": ("contacts", "/v3/marketing/contacts/batch"),
+        f"/v3/marketing/lists/{LIST_ID}/contacts": ("lists", "/v3/marketing/lists/{id}/contacts"),
+    }
     checked = set()
     for response in seen:
         path = requests.utils.urlparse(response.request.url).path
@@ -174,6 +216,11 @@ def test_the_mirror_calls_and_their_answers_match_the_spec(sandbox: Any) -> None
         if "content" in operation or "$ref" in operation:
             response_schema(name, template, method, status).validate(response.json())
         checked.add((template, status))
-    assert checked >= {("/v3/marketing/contacts/search/emails", "200"), ("/v3/marketing/contacts/search/emails", "400"),
-                       ("/v3/marketing/contacts/search", "200"), ("/v3/marketing/contacts/batch", "200"),
-                       ("/v3/marketing/lists/{id}/contacts", "404"), ("/v3/marketing/lists/{id}/contacts", "202")}
+    assert checked >= {
+        ("/v3/marketing/contacts/search/emails", "200"),
+        ("/v3/marketing/contacts/search/emails", "400"),
+        ("/v3/marketing/contacts/search", "200"),
+        ("/v3/marketing/contacts/batch", "200"),
+        ("/v3/marketing/lists/{id}/contacts", "404"),
+        ("/v3/marketing/lists/{id}/contacts", "202"),
+    }

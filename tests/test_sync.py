@@ -31,8 +31,11 @@ MIRROR = {"sync_mode": "mirror"}
 
 def writes(sandbox: Any) -> list[dict[str, Any]]:
     """Every request that changes something in SendGrid."""
-    return [r for r in sandbox_get(sandbox, "requests")["requests"]
-            if r["method"] in ("PUT", "DELETE") or (r["method"] == "POST" and "search" not in r["path"])]
+    return [
+        r
+        for r in sandbox_get(sandbox, "requests")["requests"]
+        if r["method"] in ("PUT", "DELETE") or (r["method"] == "POST" and "search" not in r["path"])
+    ]
 
 
 def on_list(sandbox: Any) -> set[str]:
@@ -46,8 +49,9 @@ def emails(numbers: Any) -> set[str]:
 def someone_elses_contacts(sandbox: Any) -> None:
     """Contacts another tool put on the same list: an exporter in mirror mode never touches them."""
     body = {"list_ids": [LIST_ID], "contacts": [{"email": "manual1@example.org"}, {"email": "manual2@example.org"}]}
-    answer = requests.put(f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10,
-                          headers={"Authorization": f"Bearer {API_KEY}"})
+    answer = requests.put(
+        f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}
+    )
     assert answer.status_code == 202
     sandbox_get(sandbox, "contacts")  # let the import finish
 
@@ -57,8 +61,7 @@ def record_lines(app: App) -> list[str]:
     return data.decode().splitlines()
 
 
-def test_a_sequence_of_snapshots_in_mirror_mode(app_factory: Any, source_container: ContainerClient,
-                                                sandbox: Any) -> None:
+def test_a_sequence_of_snapshots_in_mirror_mode(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
     someone_elses_contacts(sandbox)
     app = app_factory([definition(**MIRROR)])
 
@@ -123,8 +126,9 @@ def test_a_sequence_of_snapshots_in_mirror_mode(app_factory: Any, source_contain
     assert len(record_lines(app)) == 3
 
 
-def test_upsert_mode_never_removes_and_full_refresh_resends_all(app_factory: Any, source_container: ContainerClient,
-                                                                 sandbox: Any) -> None:
+def test_upsert_mode_never_removes_and_full_refresh_resends_all(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     app = app_factory([definition()])
     write(source_container, [[person(i) for i in range(1, 11)]])
     run(app)
@@ -136,8 +140,7 @@ def test_upsert_mode_never_removes_and_full_refresh_resends_all(app_factory: Any
     assert refresh["counts"]["sent"] == 3 and refresh["full_refresh"] is True
 
 
-def test_the_record_takes_only_what_sendgrid_applied(app_factory: Any, source_container: ContainerClient,
-                                                     sandbox: Any) -> None:
+def test_the_record_takes_only_what_sendgrid_applied(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
     app = app_factory([definition()])
     write(source_container, [[person(i) for i in range(1, 11)]])
     sandbox_config(sandbox, import_error_emails=["person3@example.com"])
@@ -150,8 +153,9 @@ def test_the_record_takes_only_what_sendgrid_applied(app_factory: Any, source_co
     assert second["status"] == "succeeded" and len(record_lines(app)) == 10
 
 
-def test_late_imports_settle_and_are_not_sent_again_meanwhile(app_factory: Any, source_container: ContainerClient,
-                                                               sandbox: Any) -> None:
+def test_late_imports_settle_and_are_not_sent_again_meanwhile(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     from shared.exporter import JobPolling  # noqa: PLC0415
 
     app = app_factory([definition(**MIRROR)], services=dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01)))
@@ -176,8 +180,7 @@ def test_late_imports_settle_and_are_not_sent_again_meanwhile(app_factory: Any, 
     assert all(line.count("\t") == 1 for line in record_lines(app))  # settled entries carry no mark
 
 
-def test_a_late_import_that_fails_is_sent_again(app_factory: Any, source_container: ContainerClient,
-                                                sandbox: Any) -> None:
+def test_a_late_import_that_fails_is_sent_again(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
     from shared.exporter import JobPolling  # noqa: PLC0415
 
     app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01)))
@@ -230,8 +233,12 @@ def test_after_a_list_change_leavers_leave_only_the_lists_this_export_put_them_o
     # Someone else puts persons 1-3 on the other list; then they leave the segment and the
     # export moves to the other list.
     body = {"list_ids": [OTHER_LIST_ID], "contacts": [{"email": f"person{i}@example.com"} for i in (1, 2, 3)]}
-    assert requests.put(f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10,
-                        headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 202
+    assert (
+        requests.put(
+            f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}
+        ).status_code
+        == 202
+    )
     sandbox_get(sandbox, "contacts")
     write(source_container, [[person(i) for i in range(4, 11)]])
     moved = app_factory([definition(**MIRROR, list_ids=[OTHER_LIST_ID])])
@@ -275,32 +282,62 @@ def test_sorting_lines_sorts_by_email() -> None:
 
 
 def test_diff_and_next_record(tmp_path: Path) -> None:
-    keys = [lines.encode_key(email, digest, position, "p", position + 1)
-            for position, (email, digest) in enumerate([("a@x.io", "h1"), ("b@x.io", "h2"), ("d@x.io", "h4")])]
+    keys = [
+        lines.encode_key(email, digest, position, "p", position + 1)
+        for position, (email, digest) in enumerate([("a@x.io", "h1"), ("b@x.io", "h2"), ("d@x.io", "h4")])
+    ]
     record = [b"b@x.io\th2\n", b"c@x.io\th3\n", b"d@x.io\told\n"]
 
     def decided(full_refresh: bool = False) -> list[tuple[bytes, str]]:
         with open(tmp_path / "d", "wb") as out, open(tmp_path / "l", "wb") as leavers:
-            delta.decide(keys, record, tmp_path, out, leavers, valid=3, has_record=True, mirror=False,
-                         keep=lambda email: False, full_refresh=full_refresh)
+            delta.decide(
+                keys,
+                record,
+                tmp_path,
+                out,
+                leavers,
+                valid=3,
+                has_record=True,
+                mirror=False,
+                keep=lambda email: False,
+                full_refresh=full_refresh,
+            )
         return [(d.email, d.action) for d in map(lines.parse_decision, (tmp_path / "d").read_bytes().splitlines(True))]
 
     assert decided() == [(b"a@x.io", "send"), (b"b@x.io", "same"), (b"c@x.io", "leave"), (b"d@x.io", "send")]
     assert decided(full_refresh=True)[1] == (b"b@x.io", "send")
-    rows = [lines.encode_decision(*row) for row in [
-        (b"a@x.io", b"h1", b"", "send", 0), (b"b@x.io", b"h2", b"h2", "same", -1),
-        (b"c@x.io", b"", b"h3", "leave", -1), (b"d@x.io", b"h4", b"old", "send", 1)]]
+    rows = [
+        lines.encode_decision(*row)
+        for row in [
+            (b"a@x.io", b"h1", b"", "send", 0),
+            (b"b@x.io", b"h2", b"h2", "same", -1),
+            (b"c@x.io", b"", b"h3", "leave", -1),
+            (b"d@x.io", b"h4", b"old", "send", 1),
+        ]
+    ]
     # a not applied (dropped: never delivered), d not applied (keeps its old hash), c removed.
-    assert list(delta.next_record(rows, lambda pos, email: False, lambda email: True)) == [
-        b"b@x.io\th2\n", b"d@x.io\told\n"]
+    assert list(delta.next_record(rows, lambda pos, email: False, lambda email: True)) == [b"b@x.io\th2\n", b"d@x.io\told\n"]
     assert list(delta.next_record(rows, lambda pos, email: True, lambda email: False)) == [
-        b"a@x.io\th1\n", b"b@x.io\th2\n", b"c@x.io\th3\n", b"d@x.io\th4\n"]
+        b"a@x.io\th1\n",
+        b"b@x.io\th2\n",
+        b"c@x.io\th3\n",
+        b"d@x.io\th4\n",
+    ]
 
 
 def test_an_unsorted_record_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError), open(tmp_path / "d", "wb") as out, open(tmp_path / "l", "wb") as leavers:
-        delta.decide([], [b"b@x.io\th\n", b"a@x.io\th\n"], tmp_path, out, leavers, valid=0, has_record=True,
-                     mirror=False, keep=lambda email: False)
+        delta.decide(
+            [],
+            [b"b@x.io\th\n", b"a@x.io\th\n"],
+            tmp_path,
+            out,
+            leavers,
+            valid=0,
+            has_record=True,
+            mirror=False,
+            keep=lambda email: False,
+        )
 
 
 def test_hash_covers_fields_and_lists() -> None:
@@ -318,8 +355,9 @@ def test_the_hash_is_the_one_every_record_was_written_with() -> None:
     assert delta.contact_hash(contact, ["l1"]) == "a1889f4d46968cec"
 
 
-def test_the_same_snapshot_again_costs_no_sendgrid_request(app_factory: Any, source_container: ContainerClient,
-                                                           sandbox: Any) -> None:
+def test_the_same_snapshot_again_costs_no_sendgrid_request(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     write(source_container, [[person(i) for i in range(1, 11)]])
     app = app_factory([definition()])
     first = run(app).body
@@ -335,8 +373,7 @@ def test_the_same_snapshot_again_costs_no_sendgrid_request(app_factory: Any, sou
     assert run(app, body=b'{"full_refresh": true}').body["unchanged_snapshot"] is False
 
 
-def test_a_confirm_settles_the_record_between_runs(app_factory: Any, source_container: ContainerClient,
-                                                   sandbox: Any) -> None:
+def test_a_confirm_settles_the_record_between_runs(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
     from shared.exporter import JobPolling, confirm_jobs  # noqa: PLC0415
 
     app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0)))
@@ -358,12 +395,18 @@ def test_an_emptied_value_is_cleared_and_a_value_only_others_set_is_untouched(
     run(app)
     # Someone else keeps a postcode for person 3 in SendGrid; the export never set one.
     body = {"list_ids": [], "contacts": [{"email": "person3@example.com", "postal_code": "9999-001"}]}
-    assert requests.put(f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10,
-                        headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 202
+    assert (
+        requests.put(
+            f"{sandbox.url}/v3/marketing/contacts", json=body, timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}
+        ).status_code
+        == 202
+    )
     sandbox_get(sandbox, "contacts")
     # In Customer Insights, person 2's first name and person 4's tier are emptied; person 3 moves.
-    write(source_container, [[person(2, FirstName=""), person(3, PostCode="", City="Porto"), person(4, Tier="")]
-                             + [person(i) for i in (1, 5)]])
+    write(
+        source_container,
+        [[person(2, FirstName=""), person(3, PostCode="", City="Porto"), person(4, Tier="")] + [person(i) for i in (1, 5)]],
+    )
     report = run(app).body
     assert report["status"] == "succeeded" and report["counts"]["sent"] == 3
     sent = {c["email"]: c for c in sandbox.state.bodies[-1]["contacts"]}
@@ -375,8 +418,10 @@ def test_an_emptied_value_is_cleared_and_a_value_only_others_set_is_untouched(
     assert not stored["person2@example.com"].get("first_name")
     assert stored["person3@example.com"]["postal_code"] == "9999-001" and stored["person3@example.com"]["city"] == "Porto"
     # The same snapshot again sends nothing: the cleared fields are now ones the export does not set.
-    write(source_container, [[person(2, FirstName=""), person(3, PostCode="", City="Porto"), person(4, Tier="")]
-                             + [person(i) for i in (1, 5)]])
+    write(
+        source_container,
+        [[person(2, FirstName=""), person(3, PostCode="", City="Porto"), person(4, Tier="")] + [person(i) for i in (1, 5)]],
+    )
     assert run(app).body["counts"]["sent"] == 0
 
 

@@ -55,22 +55,30 @@ PROFILE_VALUES = ("First", "Last", "Lisbon", "Lisboa", "1100-148", "Portugal", "
 
 
 @pytest.fixture
-def environment(azurite: Any, source_container: ContainerClient, state_container_name: str,
-                sandbox: Any) -> dict[str, str]:
+def environment(azurite: Any, source_container: ContainerClient, state_container_name: str, sandbox: Any) -> dict[str, str]:
     write(source_container, [[person(i) for i in range(1, 6)] + [person(9, email="not-an-email")]])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLICATIONINSIGHTS", "OTEL_", "KEY_VAULT"))}
-    env.update({
-        **app_env(azurite, source_container, state_container_name, sandbox.url, [definition()]),
-        "JOB_WAIT_SECONDS": "30",
-        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            **app_env(azurite, source_container, state_container_name, sandbox.url, [definition()]),
+            "JOB_WAIT_SECONDS": "30",
+            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
 def run_child(env: dict[str, str], trigger: str = "http", runs: int = 1) -> list[dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-c", CHILD, trigger, str(runs)], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=240, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, trigger, str(runs)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
@@ -94,8 +102,7 @@ def test_a_run_through_the_real_exporter_sends_one_export_run_event_and_no_profi
     standin, ca_file = https_standin
     # The exporter speaks to the endpoint the connection string names, over HTTPS here (the CA
     # of the stand-in trusted through requests' REQUESTS_CA_BUNDLE, which azure-core honours).
-    environment.update({"APPLICATIONINSIGHTS_CONNECTION_STRING": standin.connection_string,
-                        "REQUESTS_CA_BUNDLE": ca_file})
+    environment.update({"APPLICATIONINSIGHTS_CONNECTION_STRING": standin.connection_string, "REQUESTS_CA_BUNDLE": ca_file})
     lines = run_child(environment)
     answer, state = lines[0], lines[-1]
     assert state == {"configured": True}
@@ -122,11 +129,14 @@ def test_a_run_through_the_real_exporter_sends_one_export_run_event_and_no_profi
     metrics = standin.state.of_type("MetricData")
     names = {m["name"] for data in metrics for m in data["metrics"]}
     assert {telemetry.METRIC_RUNS, telemetry.METRIC_CONTACTS, telemetry.METRIC_DURATION} <= names
-    contacts = {(data["properties"]["outcome"]): m["value"] for data in metrics for m in data["metrics"]
-                if m["name"] == telemetry.METRIC_CONTACTS}
+    contacts = {
+        (data["properties"]["outcome"]): m["value"]
+        for data in metrics
+        for m in data["metrics"]
+        if m["name"] == telemetry.METRIC_CONTACTS
+    }
     assert contacts == {"sent": 5, "rejected": 1}
-    runs = [(data["properties"], m["value"]) for data in metrics for m in data["metrics"]
-            if m["name"] == telemetry.METRIC_RUNS]
+    runs = [(data["properties"], m["value"]) for data in metrics for m in data["metrics"] if m["name"] == telemetry.METRIC_RUNS]
     assert runs == [({"export": "vip", "status": "succeeded"}, 1)]
 
     # Spans: one per stage carrying the run id; SendGrid calls as dependencies.
@@ -147,9 +157,7 @@ def test_a_run_through_the_real_exporter_sends_one_export_run_event_and_no_profi
         assert value not in text, value
 
 
-def test_the_timer_trigger_sends_its_events_to_a_plain_http_endpoint_too(
-    environment: dict[str, str]
-) -> None:
+def test_the_timer_trigger_sends_its_events_to_a_plain_http_endpoint_too(environment: dict[str, str]) -> None:
     standin = ingestion_standin.start()
     try:
         environment["APPLICATIONINSIGHTS_CONNECTION_STRING"] = standin.connection_string
@@ -173,17 +181,21 @@ def test_a_second_run_on_the_same_snapshot_says_so(environment: dict[str, str]) 
         standin.stop()
 
 
-def test_without_a_connection_string_nothing_is_configured_or_sent_but_the_event_is_known(
-    environment: dict[str, str]
-) -> None:
+def test_without_a_connection_string_nothing_is_configured_or_sent_but_the_event_is_known(environment: dict[str, str]) -> None:
     lines = run_child(environment)
     assert lines[-1] == {"configured": False} and lines[0]["status"] == 200
 
 
 def test_a_cold_start_imports_no_opentelemetry() -> None:
     code = "import sys, export_http, export_timer; print(sorted(m for m in sys.modules if 'opentelemetry' in m))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.stdout.strip() == "[]"
 
 

@@ -43,10 +43,16 @@ def test_function_bindings_and_host() -> None:
 
 
 @pytest.fixture
-def environment(monkeypatch: pytest.MonkeyPatch, azurite: Any, source_container: ContainerClient,
-                state_container_name: str, sandbox: Any) -> Iterator[None]:
-    write_export(source_container, "CustomerInsights_test/SendGridExport", "HighValueCustomers",
-                 [csv_bytes([["a@example.com"], ["b@example.com"], ["nope"]])], ("EMail",))
+def environment(
+    monkeypatch: pytest.MonkeyPatch, azurite: Any, source_container: ContainerClient, state_container_name: str, sandbox: Any
+) -> Iterator[None]:
+    write_export(
+        source_container,
+        "CustomerInsights_test/SendGridExport",
+        "HighValueCustomers",
+        [csv_bytes([["a@example.com"], ["b@example.com"], ["nope"]])],
+        ("EMail",),
+    )
     values = {
         "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
         "SOURCE_CONTAINER": source_container.container_name,
@@ -65,14 +71,16 @@ def environment(monkeypatch: pytest.MonkeyPatch, azurite: Any, source_container:
     reset_app()
 
 
-def call_http(method: str, name: str | None = None, action: str | None = None, body: bytes = b"",
-              run_id: str | None = None) -> tuple[int, Any]:
+def call_http(
+    method: str, name: str | None = None, action: str | None = None, body: bytes = b"", run_id: str | None = None
+) -> tuple[int, Any]:
     status, payload, _ = call_http_headers(method, name, action, body, run_id)
     return status, payload
 
 
-def call_http_headers(method: str, name: str | None = None, action: str | None = None, body: bytes = b"",
-                      run_id: str | None = None) -> tuple[int, Any, dict[str, str]]:
+def call_http_headers(
+    method: str, name: str | None = None, action: str | None = None, body: bytes = b"", run_id: str | None = None
+) -> tuple[int, Any, dict[str, str]]:
     params = {k: v for k, v in {"name": name, "action": action, "id": run_id}.items() if v}
     url = "http://localhost:7071/api/exports" + "".join(f"/{v}" for v in params.values())
     response = export_http.main(func.HttpRequest(method, url, body=body, route_params=params))
@@ -80,8 +88,7 @@ def call_http_headers(method: str, name: str | None = None, action: str | None =
     return response.status_code, json.loads(response.get_body()), dict(response.headers)
 
 
-def test_http_trigger_queues_the_run_and_the_worker_runs_it(environment: None,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_http_trigger_queues_the_run_and_the_worker_runs_it(environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
     status, listing = call_http("GET")
     assert status == 200 and listing["exports"][0]["name"] == "vip" and listing["exports"][0]["last_run"] is None
     assert API_KEY not in json.dumps(listing)
@@ -119,8 +126,9 @@ def test_http_trigger_queues_the_run_and_the_worker_runs_it(environment: None,
         ("POST", "nobody", "run", b"", 404, "not_found"),
     ],
 )
-def test_bad_requests_get_json_errors(environment: None, method: str, name: str | None, action: str | None,
-                                      body: bytes, status: int, code: str) -> None:
+def test_bad_requests_get_json_errors(
+    environment: None, method: str, name: str | None, action: str | None, body: bytes, status: int, code: str
+) -> None:
     got_status, payload = call_http(method, name, action, body)
     assert (got_status, payload["error"]["code"]) == (status, code)
     assert payload["error"]["message"]
@@ -151,8 +159,12 @@ def test_bad_settings_are_a_json_error_naming_the_setting(monkeypatch: pytest.Mo
 
 def test_the_http_trigger_answers_as_the_api_does(environment: None) -> None:
     # Behaviour, not source text: the trigger's answer is the API's answer for the same request.
-    for method, name, action, body in [("GET", None, None, b""), ("GET", "vip", None, b""),
-                                       ("POST", "vip", "run", b'{"dry_run": true}'), ("GET", "vip", "explode", b"")]:
+    for method, name, action, body in [
+        ("GET", None, None, b""),
+        ("GET", "vip", None, b""),
+        ("POST", "vip", "run", b'{"dry_run": true}'),
+        ("GET", "vip", "explode", b""),
+    ]:
         status, payload = call_http(method, name, action, body)
         expected = api.handle(get_app(), method, name, action, body)
         assert status == expected.status
@@ -164,8 +176,13 @@ def test_the_http_trigger_answers_as_the_api_does(environment: None) -> None:
 
 
 def test_the_http_trigger_reads_the_query_string(environment: None, sandbox: Any) -> None:
-    request = func.HttpRequest("POST", "/api/exports/vip/run", body=b"", route_params={"name": "vip", "action": "run"},
-                               params={"dry_run": "true", "code": "function-key"})
+    request = func.HttpRequest(
+        "POST",
+        "/api/exports/vip/run",
+        body=b"",
+        route_params={"name": "vip", "action": "run"},
+        params={"dry_run": "true", "code": "function-key"},
+    )
     response = export_http.main(request)
     assert response.status_code == 200 and json.loads(response.get_body())["dry_run"] is True
     assert not [r for r in sandbox_get(sandbox, "requests")["requests"] if r["method"] == "PUT"]

@@ -34,14 +34,20 @@ def accepted_emails(sandbox: Any) -> Counter[str]:
 
 
 def blob_created(container: str, path: str) -> dict[str, Any]:
-    return {"id": "1", "topic": "/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/z",
-            "subject": f"/blobServices/default/containers/{container}/blobs/{path}",
-            "eventType": "Microsoft.Storage.BlobCreated", "eventTime": utc_now(), "dataVersion": "",
-            "data": {"api": "PutBlob", "url": f"https://z.blob.core.windows.net/{container}/{path}"}}
+    return {
+        "id": "1",
+        "topic": "/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/z",
+        "subject": f"/blobServices/default/containers/{container}/blobs/{path}",
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": utc_now(),
+        "dataVersion": "",
+        "data": {"api": "PutBlob", "url": f"https://z.blob.core.windows.net/{container}/{path}"},
+    }
 
 
 def test_post_answers_202_and_the_worker_delivers_every_contact(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(source_container, [[person(i) for i in range(1, 26)]])
     app = app_factory([definition()])
     response = post(app)
@@ -61,12 +67,12 @@ def test_post_answers_202_and_the_worker_delivers_every_contact(
 
 
 def test_one_timer_tick_runs_each_export_as_its_own_message(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(source_container, [[person(i) for i in range(1, 6)]])
     app = app_factory([definition(name="vip"), definition(name="other"), definition(name="off", enabled=False)])
     summaries = engine.enqueue_all(app)
-    assert [(s["export"], s["status"]) for s in summaries] == [("vip", "queued"), ("other", "queued"),
-                                                              ("off", "skipped")]
+    assert [(s["export"], s["status"]) for s in summaries] == [("vip", "queued"), ("other", "queued"), ("off", "skipped")]
     assert put_requests(sandbox) == []  # the tick itself sends nothing
     runs = [i for i in QueueHost(app, monkeypatch).drain() if i.kind == "run"]
     assert sorted((i.export, i.outcome) for i in runs) == [("other", "done"), ("vip", "done")]
@@ -76,7 +82,8 @@ def test_one_timer_tick_runs_each_export_as_its_own_message(
 
 
 def test_a_run_past_its_time_limit_continues_over_several_invocations(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(source_container, [[person(i) for i in range(1, 61)]])
     app = app_factory([definition()], services=dict(max_contacts_per_request=10, time_limit=3))
     sandbox.state.faults.append(Fault(method="PUT", path="/v3/marketing/contacts", status=0, times=10_000, delay=1.0))
@@ -93,7 +100,8 @@ def test_a_run_past_its_time_limit_continues_over_several_invocations(
 
 
 def test_jobs_that_finish_late_are_confirmed_by_delayed_messages(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(source_container, [[person(i) for i in range(1, 11)]])
     sandbox_config(sandbox, job_pending_polls=3)  # the run's one poll, then two confirm messages see it pending
     app = app_factory([definition()])
@@ -108,14 +116,21 @@ def test_jobs_that_finish_late_are_confirmed_by_delayed_messages(
 
 @pytest.mark.parametrize("encoding", ["base64", "plain", "cloudevents"])
 def test_an_event_grid_event_runs_exactly_the_definition_of_that_folder(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch,
-        encoding: str) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
     write(source_container, [[person(i) for i in range(1, 6)]])
     app = app_factory([definition(name="vip"), definition(name="elsewhere", source_folder="Other/Folder")])
     event = blob_created(source_container.container_name, f"{FOLDER}/model.json")
     if encoding == "cloudevents":
-        event = {"specversion": "1.0", "type": event["eventType"], "source": event["topic"],
-                 "subject": event["subject"], "id": "1", "time": event["eventTime"], "data": event["data"]}
+        event = {
+            "specversion": "1.0",
+            "type": event["eventType"],
+            "source": event["topic"],
+            "subject": event["subject"],
+            "id": "1",
+            "time": event["eventTime"],
+            "data": event["data"],
+        }
     text = json.dumps(event)
     host = QueueHost(app, monkeypatch)
     host.put(base64.b64encode(text.encode()).decode() if encoding == "base64" else text)
@@ -136,7 +151,8 @@ def test_an_event_grid_event_runs_exactly_the_definition_of_that_folder(
 
 
 def test_a_worker_crash_mid_run_resumes_on_the_retry(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(source_container, [[person(i) for i in range(1, 51)]])
     crashed: list[bool] = []
 
@@ -159,7 +175,8 @@ def test_a_worker_crash_mid_run_resumes_on_the_retry(
 
 
 def test_a_message_that_always_fails_goes_to_poison_and_its_run_says_failed(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(source_container, [[person(i) for i in range(1, 6)]])
 
     def clock() -> float:
@@ -184,7 +201,8 @@ def test_host_json_declares_what_the_engine_assumes() -> None:
 
 
 def test_a_queued_run_whose_worker_is_gone_is_stale_and_failed(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     write(source_container, [[person(i) for i in range(1, 6)]])
     app = app_factory([definition()])
     run_id = post(app).body["run_id"]
@@ -199,12 +217,12 @@ def test_a_queued_run_whose_worker_is_gone_is_stale_and_failed(
 
 
 def test_a_running_report_whose_run_holds_the_lease_is_not_stale(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any
+) -> None:
     write(source_container, [[person(i) for i in range(1, 6)]])
     app = app_factory([definition()])
     run_id = post(app).body["run_id"]
-    app.services.state.save_report({**report_of(app, "vip", run_id), "status": "running",
-                                    "updated_at": "2020-01-01T00:00:00Z"})
+    app.services.state.save_report({**report_of(app, "vip", run_id), "status": "running", "updated_at": "2020-01-01T00:00:00Z"})
     lease = app.services.state.acquire_run_lease("vip", 60)
     try:
         busy = post(app)
@@ -213,11 +231,13 @@ def test_a_running_report_whose_run_holds_the_lease_is_not_stale(
         lease.release()
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"kind": "explode", "export": "vip", "run_id": "x"}',
-                                  b'{"hello": 1}', base64.b64encode(b"[1, 2]")])
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b'{"kind": "explode", "export": "vip", "run_id": "x"}', b'{"hello": 1}', base64.b64encode(b"[1, 2]")],
+)
 def test_a_message_the_engine_cannot_read_is_dropped_not_retried(
-        app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch,
-        body: bytes) -> None:
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
     app = app_factory([definition()])
     host = QueueHost(app, monkeypatch)
     host.put(body.decode())

@@ -45,52 +45,68 @@ def main() -> int:
             container = service.create_container("customer-insights")
             rows = list(profile_rows(PROFILES, bad_every=97))
             size = -(-len(rows) // PARTITIONS)
-            parts = [csv_bytes(rows[i:i + size]) for i in range(0, len(rows), size)]
+            parts = [csv_bytes(rows[i : i + size]) for i in range(0, len(rows), size)]
             folder = "CustomerInsights_demo/SendGridExport"
             write_export(container, folder, "HighValueCustomers", parts, PROFILE_COLUMNS)
             print(f"wrote {len(rows)} profiles in {len(parts)} headerless partitions to Azurite ({folder})")
 
             definition = {
-                "name": "vip", "display_name": "VIP newsletter", "source_folder": folder,
-                "segment": "HighValueCustomers", "list_ids": [LIST_ID], "privacy_consent": True,
-                "mapping": {"email": "EMail", "first_name": "FirstName", "last_name": "LastName",
-                            "country": "Country", "state_province_region": "State", "city": "City",
-                            "postal_code": "PostCode"},
+                "name": "vip",
+                "display_name": "VIP newsletter",
+                "source_folder": folder,
+                "segment": "HighValueCustomers",
+                "list_ids": [LIST_ID],
+                "privacy_consent": True,
+                "mapping": {
+                    "email": "EMail",
+                    "first_name": "FirstName",
+                    "last_name": "LastName",
+                    "country": "Country",
+                    "state_province_region": "State",
+                    "city": "City",
+                    "postal_code": "PostCode",
+                },
                 "custom_fields": {"loyalty_tier": "Tier", "lifetime_value": "LifetimeValue"},
             }
-            os.environ.update({
-                "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
-                "SOURCE_CONTAINER": "customer-insights",
-                "SENDGRID_API_BASE_URL": sandbox.url,
-                "SENDGRID_API_KEY": "SG.demo-local-key",  # the local secret: no vault in the demo
-                "EXPORT_DEFINITIONS": json.dumps([definition]),
-                "RUN_QUEUE": "export-runs",
-                "CONFIRM_INTERVAL_SECONDS": "1",  # the demo does not wait a minute for its jobs
-            })
+            os.environ.update(
+                {
+                    "SOURCE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+                    "SOURCE_CONTAINER": "customer-insights",
+                    "SENDGRID_API_BASE_URL": sandbox.url,
+                    "SENDGRID_API_KEY": "SG.demo-local-key",  # the local secret: no vault in the demo
+                    "EXPORT_DEFINITIONS": json.dumps([definition]),
+                    "RUN_QUEUE": "export-runs",
+                    "CONFIRM_INTERVAL_SECONDS": "1",  # the demo does not wait a minute for its jobs
+                }
+            )
             os.environ.pop("KEY_VAULT_URL", None)
             import export_http  # noqa: PLC0415 - after the settings are in the environment
 
-            request = func.HttpRequest("POST", "http://localhost:7071/api/exports/vip/run", body=b"",
-                                       route_params={"name": "vip", "action": "run"})
+            request = func.HttpRequest(
+                "POST", "http://localhost:7071/api/exports/vip/run", body=b"", route_params={"name": "vip", "action": "run"}
+            )
             started = time.perf_counter()
             response = export_http.main(request)
             queued = json.loads(response.get_body())
-            print(f"POST /api/exports/vip/run -> HTTP {response.status_code}, Location: "
-                  f"{response.headers.get('Location')}")
+            print(f"POST /api/exports/vip/run -> HTTP {response.status_code}, Location: {response.headers.get('Location')}")
             print(json.dumps(queued, indent=2))
             worked = drain(azurite.connection_string, "export-runs")
             print(f"\nthe queue worker ran {len(worked)} message(s): {', '.join(worked)}")
             elapsed = time.perf_counter() - started
-            status = export_http.main(func.HttpRequest(
-                "GET", queued["status_url"], body=b"",
-                route_params={"name": "vip", "action": "runs", "id": queued["run_id"]}))
+            status = export_http.main(
+                func.HttpRequest(
+                    "GET", queued["status_url"], body=b"", route_params={"name": "vip", "action": "runs", "id": queued["run_id"]}
+                )
+            )
             report = json.loads(status.get_body())
             print(f"\nGET {queued['status_url']} -> HTTP {status.status_code}")
             print(json.dumps(report, indent=2))
             arrived = len(sendgrid_sandbox_contacts(sandbox))
             counts = report.get("counts", {})
-            print(f"\n{counts.get('read', 0)} rows in {elapsed:.2f}s ({counts.get('read', 0) / elapsed:,.0f} rows/s); "
-                  f"{arrived} contacts now in the sandbox list")
+            print(
+                f"\n{counts.get('read', 0)} rows in {elapsed:.2f}s ({counts.get('read', 0) / elapsed:,.0f} rows/s); "
+                f"{arrived} contacts now in the sandbox list"
+            )
             # What Application Insights would get for this run (no connection string set here: nothing is sent).
             print("\nthe ExportRun event of this run (README: Operations):")
             print(json.dumps(telemetry.last_event(), indent=2))
@@ -119,8 +135,11 @@ def drain(connection_string: str, queue_name: str, timeout: float = 120.0) -> li
             continue
         message = received[0]
         body = str(message.content).encode()
-        export_worker.main(func_queue.QueueMessage(id=message.id, body=body, dequeue_count=message.dequeue_count,
-                                                   pop_receipt=message.pop_receipt))
+        export_worker.main(
+            func_queue.QueueMessage(
+                id=message.id, body=body, dequeue_count=message.dequeue_count, pop_receipt=message.pop_receipt
+            )
+        )
         queue.delete_message(message)
         done.append(str(json.loads(body).get("kind")))
     raise TimeoutError(f"the run queue was not empty after {timeout:.0f}s")

@@ -108,8 +108,7 @@ class IngestionStandIn:
         self.server.server_close()
 
 
-def start(cert_file: str | None = None, key_file: str | None = None,
-          state: IngestionState | None = None) -> IngestionStandIn:
+def start(cert_file: str | None = None, key_file: str | None = None, state: IngestionState | None = None) -> IngestionStandIn:
     server = _Server(state or IngestionState())
     if cert_file and key_file:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

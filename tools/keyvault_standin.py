@@ -63,10 +63,12 @@ class _VaultHandler(_Handler):
         parts = [p for p in url.path.split("/") if p]
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in state.tokens:
-            challenge = (f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
-                         'resource="https://vault.azure.net"')
-            self._reply(401, {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer"}},
-                        {"WWW-Authenticate": challenge})
+            challenge = f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", resource="https://vault.azure.net"'
+            self._reply(
+                401,
+                {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer"}},
+                {"WWW-Authenticate": challenge},
+            )
             return
         if len(parts) < 2 or parts[0] != "secrets":
             self._reply(404, {"error": {"code": "NotFound", "message": "not found"}})
@@ -80,8 +82,14 @@ class _VaultHandler(_Handler):
             self._reply(404, {"error": {"code": "SecretNotFound", "message": f"A secret with (name/id) {name} was not found"}})
             return
         host = self.headers.get("Host", "localhost")
-        self._reply(200, {"value": state.secrets[name], "id": f"https://{host}/secrets/{name}/0123456789abcdef",
-                          "attributes": {"enabled": True, "created": int(time.time()), "updated": int(time.time())}})
+        self._reply(
+            200,
+            {
+                "value": state.secrets[name],
+                "id": f"https://{host}/secrets/{name}/0123456789abcdef",
+                "attributes": {"enabled": True, "created": int(time.time()), "updated": int(time.time())},
+            },
+        )
 
 
 class _IdentityHandler(_Handler):
@@ -95,8 +103,9 @@ class _IdentityHandler(_Handler):
         token = secrets.token_urlsafe(24)
         state.tokens.add(token)
         resource = query.get("resource", [""])[0]
-        self._reply(200, {"access_token": token, "expires_on": str(int(time.time()) + 3600),
-                          "resource": resource, "token_type": "Bearer"})
+        self._reply(
+            200, {"access_token": token, "expires_on": str(int(time.time()) + 3600), "resource": resource, "token_type": "Bearer"}
+        )
 
 
 class _Server(ThreadingHTTPServer):
@@ -121,8 +130,10 @@ class KeyVaultStandIn:
     @property
     def identity_env(self) -> dict[str, str]:
         """What a Function App's host sets for its managed identity."""
-        return {"IDENTITY_ENDPOINT": f"http://127.0.0.1:{self.identity.server_address[1]}/msi/token",
-                "IDENTITY_HEADER": self.state.identity_header}
+        return {
+            "IDENTITY_ENDPOINT": f"http://127.0.0.1:{self.identity.server_address[1]}/msi/token",
+            "IDENTITY_HEADER": self.state.identity_header,
+        }
 
     def stop(self) -> None:
         for server in (self.vault, self.identity):

@@ -74,10 +74,26 @@ def start_azurite(location: Path, port: int | None = None) -> Azurite:
     queue_port, table_port = free_port(), free_port()
     location.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--queueHost", "127.0.0.1", "--queuePort", str(queue_port),
-         "--tableHost", "127.0.0.1", "--tablePort", str(table_port), "--location", str(location),
-         "--silent", "--skipApiVersionCheck", "--loose"],
+        [
+            azurite_binary(),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(queue_port),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(table_port),
+            "--location",
+            str(location),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

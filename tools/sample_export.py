@@ -18,12 +18,25 @@ from datetime import UTC, datetime
 from azure.storage.blob import ContainerClient
 
 PROFILE_COLUMNS = (
-    "CustomerId", "FirstName", "LastName", "EMail", "City", "State", "PostCode", "Country", "Tier", "LifetimeValue",
+    "CustomerId",
+    "FirstName",
+    "LastName",
+    "EMail",
+    "City",
+    "State",
+    "PostCode",
+    "Country",
+    "Tier",
+    "LifetimeValue",
 )
 FIRST = ["Ana", "Björn", "Chloé", "Dev", "Eitan", "Fatima", "Giulia", "Hiro", "Ines", "Jonas", "Kwame", "Lena"]
 LAST = ["Andersson", "Bianchi", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Hughes", "Ivanova", "Jensen"]
-CITIES = [("Lisbon", "Lisboa", "1100-148", "Portugal"), ("Austin", "TX", "78701", "United States"),
-          ("Lyon", "Auvergne-Rhône-Alpes", "69001", "France"), ("Osaka", "Osaka", "530-0001", "Japan")]
+CITIES = [
+    ("Lisbon", "Lisboa", "1100-148", "Portugal"),
+    ("Austin", "TX", "78701", "United States"),
+    ("Lyon", "Auvergne-Rhône-Alpes", "69001", "France"),
+    ("Osaka", "Osaka", "530-0001", "Japan"),
+]
 
 
 def profile_rows(count: int, *, bad_every: int = 0, seed: int = 7) -> Iterable[list[str]]:
@@ -34,8 +47,18 @@ def profile_rows(count: int, *, bad_every: int = 0, seed: int = 7) -> Iterable[l
         first, last = rng.choice(FIRST), rng.choice(LAST)
         city, state, postcode, country = rng.choice(CITIES)
         email = f"{first.lower()}.{last.lower()}.{i}@example.com".replace("é", "e").replace("ö", "o").replace("í", "i")
-        row = [f"C{i:08d}", first, last, email, city, state, postcode, country, rng.choice(["Gold", "Silver"]),
-               f"{rng.uniform(10, 5000):.2f}"]
+        row = [
+            f"C{i:08d}",
+            first,
+            last,
+            email,
+            city,
+            state,
+            postcode,
+            country,
+            rng.choice(["Gold", "Silver"]),
+            f"{rng.uniform(10, 5000):.2f}",
+        ]
         if bad_every and i % bad_every == 0:
             kind = (i // bad_every) % 3
             if kind == 0:
@@ -62,18 +85,24 @@ def model_json(segment: str, columns: Sequence[str], locations: Sequence[str], *
     for n, location in enumerate(locations, start=1):
         partition = {"name": f"{segment}_{n}", "location": location, "refreshTime": "2026-11-28T02:00:00Z"}
         if header:
-            partition["fileFormatSettings"] = {"$type": "CsvFormatSettings", "columnHeaders": True,
-                                               "delimiter": ",", "quoteStyle": "QuoteStyle.Csv"}
+            partition["fileFormatSettings"] = {
+                "$type": "CsvFormatSettings",
+                "columnHeaders": True,
+                "delimiter": ",",
+                "quoteStyle": "QuoteStyle.Csv",
+            }
         partitions.append(partition)
     model = {
         "name": "SendGridExport",
         "version": "1.0",
-        "entities": [{
-            "$type": "LocalEntity",
-            "name": segment,
-            "attributes": [{"name": c, "dataType": "string"} for c in columns],
-            "partitions": partitions,
-        }],
+        "entities": [
+            {
+                "$type": "LocalEntity",
+                "name": segment,
+                "attributes": [{"name": c, "dataType": "string"} for c in columns],
+                "partitions": partitions,
+            }
+        ],
     }
     return json.dumps(model, indent=2).encode()
 
@@ -97,7 +126,9 @@ def write_export(
         container.upload_blob(f"{folder}/{relative}", data, overwrite=True)
         names.append(f"{folder}/{relative}")
         # Real exports point at the account Customer Insights wrote to, with :443 and a snapshot.
-        locations.append(f"https://ciexports.blob.core.windows.net:443/{container.container_name}/"
-                         f"{folder}/{relative}?snapshot={when.strftime('%Y-%m-%dT%H%%3A%M%%3A00Z')}")
+        locations.append(
+            f"https://ciexports.blob.core.windows.net:443/{container.container_name}/"
+            f"{folder}/{relative}?snapshot={when.strftime('%Y-%m-%dT%H%%3A%M%%3A00Z')}"
+        )
     container.upload_blob(f"{folder}/model.json", model_json(segment, columns, locations, header=header), overwrite=True)
     return names

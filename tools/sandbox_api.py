@@ -35,9 +35,18 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 # (https://www.twilio.com/docs/sendgrid/for-developers/sending-email/segmentation-query-language).
 _SGQL_EMAIL = re.compile(r"^\s*email\s*=\s*'((?:[^'\\]|\\.)*)'\s*$")
 # /_sandbox/config keys set as they come (see SandboxState for what each means).
-CONFIG_KEYS = ("rate_limit", "rate_limits", "rate_window", "reset_form", "job_pending_polls",
-               "pending_polls_after_counts", "record_bodies", "fail_jobs", "fail_reason",
-               "search_errors_name_emails")
+CONFIG_KEYS = (
+    "rate_limit",
+    "rate_limits",
+    "rate_window",
+    "reset_form",
+    "job_pending_polls",
+    "pending_polls_after_counts",
+    "record_bodies",
+    "fail_jobs",
+    "fail_reason",
+    "search_errors_name_emails",
+)
 
 
 def errors(message: str, field_name: str | None = None) -> dict[str, Any]:
@@ -149,8 +158,7 @@ def contact_problems(state: SandboxState, contact: Any, index: int) -> list[dict
     else:
         for field_id in custom:
             if field_id not in state.custom_fields:
-                found.append({"field": f"{where}.custom_fields.{field_id}",
-                              "message": f"custom field {field_id} does not exist"})
+                found.append({"field": f"{where}.custom_fields.{field_id}", "message": f"custom field {field_id} does not exist"})
     return found
 
 
@@ -168,8 +176,15 @@ def unlink(state: SandboxState, list_id: str, query: dict[str, list[str]]) -> An
     for contact_id in ids:
         by_id[contact_id]["list_ids"].discard(list_id)
     job_id = str(uuid.uuid4())
-    state.jobs[job_id] = {"contacts": [], "list_ids": [], "polls": 0, "status": "completed", "results": {},
-                          "job_type": "delete", "started_at": now_iso()}
+    state.jobs[job_id] = {
+        "contacts": [],
+        "list_ids": [],
+        "polls": 0,
+        "status": "completed",
+        "results": {},
+        "job_type": "delete",
+        "started_at": now_iso(),
+    }
     return 202, {"job_id": job_id}, {}
 
 
@@ -189,8 +204,13 @@ def job_status(state: SandboxState, job_id: str) -> Answer:
             results = job["results"]
         else:
             results = {k: v for k, v in job["outcome"]["results"].items() if k != "errors_url"}
-    answer = {"id": job_id, "status": job.get("status", "pending"), "job_type": job.get("job_type", "upsert_contacts"),
-              "results": results, "started_at": job["started_at"]}
+    answer = {
+        "id": job_id,
+        "status": job.get("status", "pending"),
+        "job_type": job.get("job_type", "upsert_contacts"),
+        "results": results,
+        "started_at": job["started_at"],
+    }
     if "finished_at" in job:
         answer["finished_at"] = job["finished_at"]
     return 200, answer, {}
@@ -203,12 +223,14 @@ def search_emails(state: SandboxState, body: bytes) -> Answer:
     emails = data.get("emails") if isinstance(data, dict) else None
     if not isinstance(emails, list) or not emails or len(emails) > SEARCH_EMAILS_MAX:
         return 400, errors(f"emails must be 1 to {SEARCH_EMAILS_MAX} addresses", "emails"), {}
-    bad = [i for i, e in enumerate(emails) if not isinstance(e, str) or len(e) > SEARCH_EMAIL_MAX_CHARS
-           or not sandbox_email_ok(e.lower())]
+    bad = [
+        i
+        for i, e in enumerate(emails)
+        if not isinstance(e, str) or len(e) > SEARCH_EMAIL_MAX_CHARS or not sandbox_email_ok(e.lower())
+    ]
     if bad:
         if state.search_errors_name_emails:
-            return 400, {"errors": [{"field": f"emails[{i}]", "message": f"email '{emails[i]}' is not valid"}
-                                    for i in bad]}, {}
+            return 400, {"errors": [{"field": f"emails[{i}]", "message": f"email '{emails[i]}' is not valid"} for i in bad]}, {}
         return 400, errors("one or more email addresses are invalid", "emails"), {}
     result: dict[str, Any] = {}
     found = False
@@ -251,8 +273,17 @@ def sandbox_helper(state: SandboxState, path: str, data: Any) -> Answer:
     state, contacts, requests, delete (a contact vanishing), config (faults and CONFIG_KEYS)."""
     if path == "/_sandbox/state":
         pending = sum(1 for j in state.jobs.values() if "outcome" not in j and "status" not in j)
-        return 200, {"contacts": len(state.contacts), "jobs": len(state.jobs), "pending_jobs": pending,
-                     "requests": len(state.requests), "lists": {k: state.list_count(k) for k in state.lists}}, {}
+        return (
+            200,
+            {
+                "contacts": len(state.contacts),
+                "jobs": len(state.jobs),
+                "pending_jobs": pending,
+                "requests": len(state.requests),
+                "lists": {k: state.list_count(k) for k in state.lists},
+            },
+            {},
+        )
     if path == "/_sandbox/contacts":
         return 200, {"contacts": [public_contact(c) for c in state.contacts.values()]}, {}
     if path == "/_sandbox/requests":

@@ -23,18 +23,31 @@ SEARCH_EMAIL_MAX_CHARS = 100  # OpenAPI: search/emails emails.items.maxLength
 BATCH_IDS_MAX = 100  # OpenAPI: contacts/batch ids.maxItems
 # ContactRequest maxLength values from the OpenAPI description.
 MAX_LENGTHS = {
-    "address_line_1": 100, "address_line_2": 100, "city": 60, "country": 50, "email": 254,
-    "external_id": 254, "anonymous_id": 254, "first_name": 50, "last_name": 50,
+    "address_line_1": 100,
+    "address_line_2": 100,
+    "city": 60,
+    "country": 50,
+    "email": 254,
+    "external_id": 254,
+    "anonymous_id": 254,
+    "first_name": 50,
+    "last_name": 50,
     "state_province_region": 50,
 }
 CONTACT_KEYS = set(MAX_LENGTHS) | {"alternate_emails", "phone_number_id", "postal_code", "custom_fields"}
 IDENTIFIERS = ("email", "phone_number_id", "external_id", "anonymous_id")
 RESERVED_FIELDS = [
-    ("_rf0_T", "first_name", "Text"), ("_rf1_T", "last_name", "Text"), ("_rf2_T", "email", "Text"),
-    ("_rf3_T", "alternate_emails", "Text"), ("_rf4_T", "address_line_1", "Text"),
-    ("_rf5_T", "address_line_2", "Text"), ("_rf6_T", "city", "Text"),
-    ("_rf7_T", "state_province_region", "Text"), ("_rf8_T", "postal_code", "Text"),
-    ("_rf9_T", "country", "Text"), ("_rf10_T", "phone_number", "Text"),
+    ("_rf0_T", "first_name", "Text"),
+    ("_rf1_T", "last_name", "Text"),
+    ("_rf2_T", "email", "Text"),
+    ("_rf3_T", "alternate_emails", "Text"),
+    ("_rf4_T", "address_line_1", "Text"),
+    ("_rf5_T", "address_line_2", "Text"),
+    ("_rf6_T", "city", "Text"),
+    ("_rf7_T", "state_province_region", "Text"),
+    ("_rf8_T", "postal_code", "Text"),
+    ("_rf9_T", "country", "Text"),
+    ("_rf10_T", "phone_number", "Text"),
 ]
 # Recorded limits (grouparoo export-record.js): 200 for PUT contacts and contacts search, 600
 # for lists and field_definitions. Endpoints not recorded get DEFAULT_RATE_LIMIT (a guess).
@@ -131,7 +144,8 @@ class SandboxState:
         """The contact whose primary or alternate email is `email` (as search/emails matches)."""
         email = email.lower()
         return self.contacts.get(email) or next(
-            (c for c in self.contacts.values() if email in (a.lower() for a in c.get("alternate_emails", []))), None)
+            (c for c in self.contacts.values() if email in (a.lower() for a in c.get("alternate_emails", []))), None
+        )
 
     # -- rate limits -------------------------------------------------------------------------
     def limit_of(self, endpoint: str) -> int:
@@ -157,8 +171,11 @@ class SandboxState:
         end = window.start + self.rate_window
         reset = math.ceil(end) if self.reset_form == "epoch" else max(1, math.ceil(end - now))
         limit = self.limit_of(endpoint)
-        return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(limit - window.count, 0)),
-                "X-RateLimit-Reset": str(reset)}, end
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(limit - window.count, 0)),
+            "X-RateLimit-Reset": str(reset),
+        }, end
 
 
 def public_contact(contact: dict[str, Any]) -> dict[str, Any]:
@@ -213,20 +230,27 @@ def process_job(state: SandboxState, job: dict[str, Any], job_id: str) -> None:
     if failing:
         # The status answer has no field for a reason (OpenAPI ContactImport; no recording):
         # the docs point at the errors_url file, so the reason is there, on every line.
-        errors_csv = "email,error\r\n" + "".join(
-            f"{c.get('email', '')},{state.fail_reason}\r\n" for c in job["contacts"])
+        errors_csv = "email,error\r\n" + "".join(f"{c.get('email', '')},{state.fail_reason}\r\n" for c in job["contacts"])
         with state.lock:
             job["errors_csv"] = errors_csv
-            job["outcome"] = {"status": "failed", "finished_at": now, "results": {
-                "requested_count": len(job["contacts"]), "created_count": 0, "updated_count": 0,
-                "deleted_count": 0, "errored_count": len(job["contacts"]),
-                "errors_url": f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"}}
+            job["outcome"] = {
+                "status": "failed",
+                "finished_at": now,
+                "results": {
+                    "requested_count": len(job["contacts"]),
+                    "created_count": 0,
+                    "updated_count": 0,
+                    "deleted_count": 0,
+                    "errored_count": len(job["contacts"]),
+                    "errors_url": f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox",
+                },
+            }
         return
     errored: list[tuple[dict[str, Any], str]] = []
     contacts = job["contacts"]
     for start in range(0, len(contacts), IMPORT_SLICE):
         with state.lock:
-            for contact in contacts[start:start + IMPORT_SLICE]:
+            for contact in contacts[start : start + IMPORT_SLICE]:
                 failure = _contact_failure(state, contact)
                 if failure:
                     errored.append((contact, failure))
@@ -234,8 +258,12 @@ def process_job(state: SandboxState, job: dict[str, Any], job_id: str) -> None:
                 email = contact["email"].lower()  # SendGrid lower-cases emails
                 existing = state.contacts.get(email)
                 if existing is None:
-                    existing = state.contacts[email] = {"id": contact_id(), "list_ids": set(),
-                                                        "custom_fields": {}, "created_at": now}
+                    existing = state.contacts[email] = {
+                        "id": contact_id(),
+                        "list_ids": set(),
+                        "custom_fields": {},
+                        "created_at": now,
+                    }
                     created += 1
                 else:
                     updated += 1
@@ -243,13 +271,17 @@ def process_job(state: SandboxState, job: dict[str, Any], job_id: str) -> None:
                 existing["email"] = email
                 existing["updated_at"] = now
                 existing["list_ids"].update(job["list_ids"])
-    results: dict[str, Any] = {"requested_count": len(contacts), "created_count": created,
-               "updated_count": updated, "deleted_count": 0, "errored_count": len(errored)}
+    results: dict[str, Any] = {
+        "requested_count": len(contacts),
+        "created_count": created,
+        "updated_count": updated,
+        "deleted_count": 0,
+        "errored_count": len(errored),
+    }
     with state.lock:
         if errored:
             # The real errors_url is a pre-signed download link; its layout is NOT documented or
             # recorded. This one is a CSV with a header, one line per contact that failed.
-            job["errors_csv"] = "email,error\r\n" + "".join(
-                f"{c['email']},{why.replace(',', ' ')}\r\n" for c, why in errored)
+            job["errors_csv"] = "email,error\r\n" + "".join(f"{c['email']},{why.replace(',', ' ')}\r\n" for c, why in errored)
             results["errors_url"] = f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"
         job["outcome"] = {"status": "errored" if errored else "completed", "results": results, "finished_at": now}

@@ -117,8 +117,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 fault.times -= 1
                 if fault.times <= 0:
                     state.faults.remove(fault)
-            record = {"method": self.command, "path": path, "query": url.query, "bytes": len(body), "at": time.time(),
-                      "seq": next(state.events)}
+            record = {
+                "method": self.command,
+                "path": path,
+                "query": url.query,
+                "bytes": len(body),
+                "at": time.time(),
+                "seq": next(state.events),
+            }
             state.requests.append(record)
         if fault and fault.delay:
             time.sleep(fault.delay)
@@ -142,8 +148,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _dispatch
 
     # -- the API ------------------------------------------------------------------------------
-    def _handle(self, endpoint: str, path: str, query: dict[str, list[str]], body: bytes,
-                fault: Fault | None, upsert_body: UpsertBody | None) -> Answer:
+    def _handle(
+        self,
+        endpoint: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        fault: Fault | None,
+        upsert_body: UpsertBody | None,
+    ) -> Answer:
         state = self.server.state
         auth = self.headers.get("Authorization", "")
         key = auth[7:] if auth.startswith("Bearer ") else ""
@@ -158,10 +171,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return 403, errors("access forbidden"), {}
         route = (self.command, path)
         if route == ("GET", "/v3/marketing/field_definitions"):
-            return 200, {
-                "custom_fields": list(state.custom_fields.values()),
-                "reserved_fields": [{"id": i, "name": n, "field_type": t} for i, n, t in RESERVED_FIELDS],
-            }, {}
+            return (
+                200,
+                {
+                    "custom_fields": list(state.custom_fields.values()),
+                    "reserved_fields": [{"id": i, "name": n, "field_type": t} for i, n, t in RESERVED_FIELDS],
+                },
+                {},
+            )
         if route == ("POST", "/v3/marketing/field_definitions"):
             return sandbox_api.create_field(state, body)
         if route == ("GET", "/v3/marketing/lists"):
@@ -192,8 +209,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _errors_file(self, path: str) -> None:
         state = self.server.state
-        state.requests.append({"method": self.command, "path": path, "bytes": 0, "at": time.time(),
-                               "authorization": "Authorization" in self.headers})
+        state.requests.append(
+            {
+                "method": self.command,
+                "path": path,
+                "bytes": 0,
+                "at": time.time(),
+                "authorization": "Authorization" in self.headers,
+            }
+        )
         if "Authorization" in self.headers:
             # Pre-signed storage links refuse a second form of auth; a key must never go there.
             self._reply(400, {"error": "only one auth mechanism allowed"})
@@ -262,8 +286,12 @@ def main() -> None:
     parser.add_argument("--no-record-bodies", action="store_true", help="keep no copy of request bodies (long runs)")
     parser.add_argument("--epoch-reset", action="store_true", help="X-RateLimit-Reset as an epoch (the doc page's form)")
     args = parser.parse_args()
-    state = SandboxState(api_keys={args.api_key}, job_pending_polls=args.job_pending_polls,
-                         record_bodies=not args.no_record_bodies, reset_form="epoch" if args.epoch_reset else "relative")
+    state = SandboxState(
+        api_keys={args.api_key},
+        job_pending_polls=args.job_pending_polls,
+        record_bodies=not args.no_record_bodies,
+        reset_form="epoch" if args.epoch_reset else "relative",
+    )
     for list_id in args.list:
         state.add_list(f"list {list_id[:8]}", list_id)
     for spec in args.field:

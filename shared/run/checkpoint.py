@@ -25,8 +25,12 @@ REFUSED = "rejected by SendGrid"
 
 def identity(segment: Segment, definition: ExportDefinition, record_etag: str, full_refresh: bool) -> dict[str, Any]:
     """What must be equal for a checkpoint to apply: the same sends in the same order."""
-    return {"snapshot": segment.snapshot_id, "definition": definition.fingerprint(), "record": record_etag,
-            "full_refresh": full_refresh}
+    return {
+        "snapshot": segment.snapshot_id,
+        "definition": definition.fingerprint(),
+        "record": record_etag,
+        "full_refresh": full_refresh,
+    }
 
 
 @dataclass
@@ -41,9 +45,16 @@ class Checkpoint:
     refused_positions: list[int] = field(default_factory=list)  # refused inside accepted ranges (added later)
 
     def to_json(self) -> dict[str, Any]:
-        return {"identity": self.identity, "run_id": self.run_id, "position": self.position, "sent": self.sent,
-                "refused": self.refused, "jobs": self.jobs, "ranges": self.ranges,
-                "refused_positions": self.refused_positions}
+        return {
+            "identity": self.identity,
+            "run_id": self.run_id,
+            "position": self.position,
+            "sent": self.sent,
+            "refused": self.refused,
+            "jobs": self.jobs,
+            "ranges": self.ranges,
+            "refused_positions": self.refused_positions,
+        }
 
     @classmethod
     def from_json(cls, data: object) -> Checkpoint | None:

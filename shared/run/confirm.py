@@ -62,8 +62,7 @@ def record(job: JobEntry, answer: JobAnswer, deliveries: jobs.Deliveries | None)
     jobs.apply_status(job, answer.status)
     if jobs.is_pending(job) or job["status"] == "completed":
         return None
-    log.warning("import job %s ended %s with %d contact(s) not applied", job["job_id"], job["status"],
-                job.get("failed", 0))
+    log.warning("import job %s ended %s with %d contact(s) not applied", job["job_id"], job["status"], job.get("failed", 0))
     failures = answer.failures
     if failures:
         job["reason"] = jobs.safe_reason(failures.values())
@@ -110,8 +109,9 @@ def confirm(ctx: RunContext, deliveries: jobs.Deliveries) -> None:
         interval = polling.first_interval if ended else min(interval * 2, polling.max_interval)
     ctx.report.counts.failed = sum(job.get("failed", 0) for job in ctx.report.jobs)
     if pending:
-        log.info("export '%s': %d import job(s) still pending; the status endpoint and the next run check them",
-                 ctx.name, len(pending))
+        log.info(
+            "export '%s': %d import job(s) still pending; the status endpoint and the next run check them", ctx.name, len(pending)
+        )
 
 
 def _ended_in_turn(client: SendGridClient, pending: list[JobEntry], deliveries: jobs.Deliveries) -> int:
@@ -154,8 +154,9 @@ def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled
         if jobs.is_pending(job):
             settled["pending"] += 1
             return None
-        ok = job["status"] == "completed" or (job["status"] == "errored" and failures is not None
-                                              and email.decode() not in failures)
+        ok = job["status"] == "completed" or (
+            job["status"] == "errored" and failures is not None and email.decode() not in failures
+        )
         settled["applied" if ok else "not_applied"] += 1
         return ok
 

@@ -106,13 +106,19 @@ class RunContext:
         (another run may hold the export now). It then stops checkpointed, resumable."""
         if self.lease is not None and self.lease.lost.is_set():
             self.report.resumable = True
-            log.warning("export '%s': the run lease was lost after %d contacts sent; stopped, checkpointed",
-                        self.name, self.report.counts.sent)
+            log.warning(
+                "export '%s': the run lease was lost after %d contacts sent; stopped, checkpointed",
+                self.name,
+                self.report.counts.sent,
+            )
             return False
         if self.services.clock() - self.started > self.services.time_limit:
             self.report.resumable = True
-            log.warning("export '%s': time limit reached after %d contacts sent; checkpointed, the next run goes on "
-                        "from here", self.name, self.report.counts.sent)
+            log.warning(
+                "export '%s': time limit reached after %d contacts sent; checkpointed, the next run goes on from here",
+                self.name,
+                self.report.counts.sent,
+            )
             return False
         return True
 

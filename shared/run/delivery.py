@@ -51,16 +51,18 @@ HALVING_BUDGET_MIN = 8  # requests a 400 naming no contact may cost, at the leas
 
 
 class ContactSink:
-    def __init__(self, ctx: RunContext, identity: dict[str, Any],
-                 save_checkpoint: Callable[[Checkpoint], None] | None = None) -> None:
+    def __init__(
+        self, ctx: RunContext, identity: dict[str, Any], save_checkpoint: Callable[[Checkpoint], None] | None = None
+    ) -> None:
         """`save_checkpoint` stores each checkpoint (default: the state container's blob)."""
         self.ctx = ctx
         self.progress = ctx.progress
         self.identity = identity
         self.save_checkpoint = save_checkpoint or (lambda cp: ctx.services.state.save_checkpoint(ctx.name, cp.to_json()))
         services = ctx.services
-        self.packer: chunking.Packer[Item] = chunking.Packer(ctx.definition.list_ids, services.max_contacts_per_request,
-                                                             services.max_body_bytes)
+        self.packer: chunking.Packer[Item] = chunking.Packer(
+            ctx.definition.list_ids, services.max_contacts_per_request, services.max_body_bytes
+        )
         self.max_contact = chunking.max_contact_bytes(ctx.definition.list_ids, services.max_body_bytes)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender")
         self.in_flight: Future[None] | None = None
@@ -80,8 +82,9 @@ class ContactSink:
                 return False
         return True
 
-    def add_from_spill(self, spill: Path, start: int = 0, mask: bytearray | None = None,
-                       clears: dict[int, bytes] | None = None) -> bool:
+    def add_from_spill(
+        self, spill: Path, start: int = 0, mask: bytearray | None = None, clears: dict[int, bytes] | None = None
+    ) -> bool:
         """Every spilled contact from position `start` on that `mask` selects (None: all), with
         the fields `clears` names for its position sent as "" (values this export set that are
         empty now); False once no more may be sent."""
@@ -193,8 +196,9 @@ class ContactSink:
         encoded = [part for _, part in parts]
         # The body is built in the call, not held here: `_deliver` lets go of it before it splits
         # a refused one further (halving would otherwise keep a body at every level).
-        self._deliver([item for item, _ in parts], chunking.build_body(self.ctx.definition.list_ids, encoded),
-                      lambda: encoded, budget)
+        self._deliver(
+            [item for item, _ in parts], chunking.build_body(self.ctx.definition.list_ids, encoded), lambda: encoded, budget
+        )
 
     def _refused(self, parts: list[Part], rejected: SendGridRejected, budget: list[int]) -> None:
         named = {index: message for index, message in rejected.contacts.items() if 0 <= index < len(parts)}
@@ -213,8 +217,11 @@ class ContactSink:
             self._refuse(parts[0], "; ".join(str(e.get("message", "")) for e in rejected.errors))
             return
         if budget[0] <= 0 or not self.ctx.may_go_on():
-            raise ExportError("sendgrid_error", "SendGrid kept refusing requests without naming the contacts at fault; "
-                                                "stopped looking for them (the run is resumable from its checkpoint)")
+            raise ExportError(
+                "sendgrid_error",
+                "SendGrid kept refusing requests without naming the contacts at fault; "
+                "stopped looking for them (the run is resumable from its checkpoint)",
+            )
         middle = len(parts) // 2
         self._resend(parts[:middle], budget)
         self._resend(parts[middle:], budget)
@@ -228,5 +235,15 @@ class ContactSink:
         report = self.ctx.report
         first_run = report.resumed_from["run_id"] if report.resumed_from else report.run_id
         deliveries = self.progress.deliveries
-        self.save_checkpoint(Checkpoint(self.identity, first_run, position, report.counts.sent, self.progress.refused,
-                                        report.jobs, deliveries.ranges, sorted(deliveries.refused)))
+        self.save_checkpoint(
+            Checkpoint(
+                self.identity,
+                first_run,
+                position,
+                report.counts.sent,
+                self.progress.refused,
+                report.jobs,
+                deliveries.ranges,
+                sorted(deliveries.refused),
+            )
+        )

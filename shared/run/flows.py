@@ -31,8 +31,10 @@ from shared.run.reading import Prepared, ReadResult, read
 
 log = logging.getLogger(__name__)
 
-HELD_BACK = ("{n} row(s) could not be read cleanly (damaged file: wrong number of columns, undecodable bytes, "
-             "oversized values); removals are held back until a snapshot reads cleanly")
+HELD_BACK = (
+    "{n} row(s) could not be read cleanly (damaged file: wrong number of columns, undecodable bytes, "
+    "oversized values); removals are held back until a snapshot reads cleanly"
+)
 
 
 def plan_only(ctx: RunContext, prepared: Prepared) -> None:
@@ -75,8 +77,7 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
         else:  # some contacts were refused, failed or are pending: their lines differ
             with open(workspace.next_record, "wb") as out:
                 out.writelines(_first_record(ctx, None if everything else deliveries.outcome))
-            state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, lists,
-                              prepared.field_codes)
+            state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, lists, prepared.field_codes)
     # Only now: a run stopped before its record was stored resumes without resending (the new
     # record's etag makes the checkpoint stale anyway).
     ctx.services.state.clear_checkpoint(ctx.name)
@@ -93,8 +94,7 @@ def _stage_record(ctx: RunContext, confirming: Future[None]) -> StagedRecord | N
     try:
         return ctx.services.state.stage_record(ctx.name, lines)
     except ExportError as exc:
-        log.warning("export '%s': the record was not staged (%s); it is uploaded after the confirmation",
-                    ctx.name, exc.message)
+        log.warning("export '%s': the record was not staged (%s); it is uploaded after the confirmation", ctx.name, exc.message)
         return None
 
 
@@ -155,21 +155,34 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         with open(workspace.decisions, "rb") as decisions, open(workspace.next_record, "wb") as out:
             carried_unknown = prepared.record_fields is None or list(prepared.record_fields) != prepared.field_codes
             out.writelines(delta.next_record(extsort.pieces(decisions), deliveries.outcome, gone, carried_unknown))
-        state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids,
-                          prepared.field_codes)
+        state.save_record(
+            ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids, prepared.field_codes
+        )
     state.clear_checkpoint(ctx.name)  # only now: a run stopped before this resumes without resending
 
 
 def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> delta.Plan:
     """The plan: what to send, what is unchanged, who left (written to the workspace)."""
     workspace, report = ctx.workspace, ctx.report
-    with (open(workspace.keys, "rb") as keys, open(workspace.record, "rb") as record,
-          open(workspace.decisions, "wb") as decisions, open(workspace.leavers, "wb") as leavers):
-        plan = delta.decide(keys, record, workspace.root, decisions, leavers, valid=report.counts.valid,
-                            has_record=workspace.record.stat().st_size > 0,
-                            mirror=ctx.definition.sync_mode == "mirror",
-                            keep=lambda email: email.decode() in result.kept, full_refresh=ctx.options.full_refresh,
-                            clears=_clears(prepared))
+    with (
+        open(workspace.keys, "rb") as keys,
+        open(workspace.record, "rb") as record,
+        open(workspace.decisions, "wb") as decisions,
+        open(workspace.leavers, "wb") as leavers,
+    ):
+        plan = delta.decide(
+            keys,
+            record,
+            workspace.root,
+            decisions,
+            leavers,
+            valid=report.counts.valid,
+            has_record=workspace.record.stat().st_size > 0,
+            mirror=ctx.definition.sync_mode == "mirror",
+            keep=lambda email: email.decode() in result.kept,
+            full_refresh=ctx.options.full_refresh,
+            clears=_clears(prepared),
+        )
     report.plan = {"upsert": plan.upsert, "remove": plan.remove}
     report.counts.unchanged = plan.unchanged
     return plan

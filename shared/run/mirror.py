@@ -59,10 +59,16 @@ def remove_leavers(ctx: RunContext, planned: int, record_lists: tuple[str, ...])
                     report.counts.removed += 1
             if search.unsearchable:
                 unsearched += len(search.unsearchable)
-                log.warning("export '%s': %d leaver(s) could not be looked up in SendGrid (%s)", ctx.name,
-                            len(search.unsearchable), ", ".join(sorted(set(search.unsearchable.values()))))
+                log.warning(
+                    "export '%s': %d leaver(s) could not be looked up in SendGrid (%s)",
+                    ctx.name,
+                    len(search.unsearchable),
+                    ", ".join(sorted(set(search.unsearchable.values()))),
+                )
             log.info("export '%s': %d of %d leavers unlinked", ctx.name, report.counts.removed, planned)
     if unsearched:
-        report.held_back = (f"{unsearched} leaver(s) could not be looked up in SendGrid; they stay in the delivered "
-                            "record and are tried again next run")
+        report.held_back = (
+            f"{unsearched} leaver(s) could not be looked up in SendGrid; they stay in the delivered "
+            "record and are tried again next run"
+        )
     return removed

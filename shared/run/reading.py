@@ -80,9 +80,17 @@ def prepare(ctx: RunContext, writes: bool) -> Prepared:
     found = checkpoint.matching(stored, identity)
     if stored is not None and found is None:
         services.state.clear_checkpoint(definition.name)  # another snapshot, definition or record: start again
-    return Prepared(segment, mapper, record_etag, record.list_ids or definition.list_ids, identity, found,
-                    tuple(name for name in definition.mapping if name != "email"),
-                    tuple(custom[name] for name in definition.custom_fields), record.fields)
+    return Prepared(
+        segment,
+        mapper,
+        record_etag,
+        record.list_ids or definition.list_ids,
+        identity,
+        found,
+        tuple(name for name in definition.mapping if name != "email"),
+        tuple(custom[name] for name in definition.custom_fields),
+        record.fields,
+    )
 
 
 def _check_time(ctx: RunContext, read_rows: int, valid: int) -> None:
@@ -94,8 +102,11 @@ def _check_time(ctx: RunContext, read_rows: int, valid: int) -> None:
         log.info("export '%s': read %d rows, %d valid", ctx.name, read_rows, valid)
     if ctx.services.clock() - ctx.started > ctx.services.time_limit:
         ctx.report.resumable = ctx.report.counts.sent > 0  # what was sent is checkpointed
-        raise ExportError("time_limit", f"the run's time limit passed while reading (after {read_rows} rows); "
-                                        "raise RUN_TIME_LIMIT_SECONDS or look for rows that are slow to read")
+        raise ExportError(
+            "time_limit",
+            f"the run's time limit passed while reading (after {read_rows} rows); "
+            "raise RUN_TIME_LIMIT_SECONDS or look for rows that are slow to read",
+        )
 
 
 def _provable(segment: Segment, bytes_left: int, valid: int, limit: int) -> bool:
@@ -167,8 +178,11 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                         f"the segment has more than max_profiles ({limit}) valid profiles; "
                         "nothing was sent. Raise max_profiles or narrow the segment",
                     )
-                unset = "" if len(mapped) == every_key and (not every_custom or len(mapped["custom_fields"]) == every_custom) \
+                unset = (
+                    ""
+                    if len(mapped) == every_key and (not every_custom or len(mapped["custom_fields"]) == every_custom)
                     else unset_of(mapped)
+                )
                 write_key(encode_key(email, contact_hash(encoded, lists), valid, partition, number, unset))
                 if spilling:
                     write_spill(encode_spill(partition, number, encoded))
@@ -190,5 +204,3 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
     if sink is not None and spilling:  # read to the end within the limit: proven now
         sink.add_from_spill(spill_path)
     return result
-
-

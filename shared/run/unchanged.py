@@ -28,9 +28,15 @@ def last_finished(state: StateStore, export: str, this_run: str) -> dict[str, An
         found, _ = state.list_reports(export, LOOK_BACK)
     except Exception:  # noqa: BLE001 - an unreadable history just means: do the work
         return None
-    finished = [report for run_id, report in found
-                if run_id != this_run and isinstance(report, dict) and not report.get("dry_run")
-                and report.get("status") in FINISHED and isinstance(report.get("finished_at"), str)]
+    finished = [
+        report
+        for run_id, report in found
+        if run_id != this_run
+        and isinstance(report, dict)
+        and not report.get("dry_run")
+        and report.get("status") in FINISHED
+        and isinstance(report.get("finished_at"), str)
+    ]
     return max(finished, key=lambda report: report["finished_at"], default=None)
 
 
@@ -40,10 +46,13 @@ def same_as_before(report: RunReport, segment: Segment, previous: dict[str, Any]
     if previous is None or previous.get("status") != "succeeded" or not report.definition:
         return False
     source = previous.get("source") or {}
-    return (source.get("metadata") == segment.metadata_blob and source.get("etag") == segment.etag
-            and previous.get("definition") == report.definition
-            and not any(jobs.is_pending(job) for job in previous.get("jobs", []) if isinstance(job, dict))
-            and not (previous.get("settled") or {}).get("pending"))  # earlier runs' jobs left in the record
+    return (
+        source.get("metadata") == segment.metadata_blob
+        and source.get("etag") == segment.etag
+        and previous.get("definition") == report.definition
+        and not any(jobs.is_pending(job) for job in previous.get("jobs", []) if isinstance(job, dict))
+        and not (previous.get("settled") or {}).get("pending")
+    )  # earlier runs' jobs left in the record
 
 
 def finish_unchanged(report: RunReport, previous: dict[str, Any]) -> None:
@@ -55,5 +64,8 @@ def finish_unchanged(report: RunReport, previous: dict[str, Any]) -> None:
     report.counts.duplicates = int(counts.get("duplicates", 0))
     report.counts.rejected = int(counts.get("rejected", 0))
     report.plan = {"upsert": 0, "remove": 0}
-    log.info("export '%s': the snapshot and definition are those of run %s, which succeeded: nothing to do",
-             report.export, previous.get("run_id"))
+    log.info(
+        "export '%s': the snapshot and definition are those of run %s, which succeeded: nothing to do",
+        report.export,
+        previous.get("run_id"),
+    )
