@@ -19,9 +19,9 @@ from types import FrameType
 from typing import Any
 
 from bench.memory import peak_rss_mb
-from shared import api
+from shared.api import routes
+from shared.api.compose import get_app
 from shared.run import context, delivery, flows
-from shared.services import get_app
 
 _profiles: list[cProfile.Profile] = []
 _stage_cpu: dict[str, float] = {}
@@ -65,8 +65,8 @@ def main() -> None:
         profile.enable()
     started = time.perf_counter()
     # Run inline and answer with the report (where runs are queued, "wait" asks for that).
-    body = b'{"wait": true}' if "wait" in getattr(api, "RUN_OPTIONS", ()) else b""
-    response = api.handle(app, "POST", sys.argv[1], "run", body)
+    body = b'{"wait": true}' if "wait" in getattr(routes, "RUN_OPTIONS", ()) else b""
+    response = routes.handle(app, "POST", sys.argv[1], "run", body)
     elapsed = time.perf_counter() - started
     if profile is not None and target:
         profile.disable()

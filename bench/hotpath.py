@@ -22,14 +22,15 @@ import orjson
 
 from bench import data
 from bench.minimal import FIELDS, member_since
-from shared import chunking, delta
-from shared.cdm import CsvFormat
-from shared.dedup import EmailSet
+from shared.contacts import packing
+from shared.contacts.dedup import EmailSet
+from shared.contacts.mapping import ContactMapper
 from shared.definitions import parse_definition
-from shared.fields import CustomField
-from shared.lines import encode_key, encode_spill
-from shared.mapping import ContactMapper
-from shared.records import BUFFER_BYTES, GuardedStream, guarded_records, read_records
+from shared.delta import diff
+from shared.delta.lines import encode_key, encode_spill
+from shared.sendgrid.fields import CustomField
+from shared.source.cdm import CsvFormat
+from shared.source.csv_rows import BUFFER_BYTES, GuardedStream, guarded_records, read_records
 
 LIST_ID = "3f1c5a7e-9b2d-4e6f-8a1c-2b3d4e5f6a7b"
 
@@ -79,9 +80,9 @@ def opener(raw: bytes) -> Callable[[bool], tuple[TextIO, list[int] | None]]:
 
 def export_loop(raw: bytes, rows: int) -> int:
     """What reading.read does per row, minus the sink and the reject log."""
-    to_map, encode, contact_hash = mapper().map, chunking.encode_contact, delta.contact_hash
+    to_map, encode, contact_hash = mapper().map, packing.encode_contact, diff.contact_hash
     first_time = EmailSet(expected=rows).first_time
-    lists = delta.lists_suffix([LIST_ID])
+    lists = diff.lists_suffix([LIST_ID])
     keys, spill = io.BytesIO(), io.BytesIO()
     write_key, write_spill = keys.write, spill.write
     valid = 0

@@ -26,11 +26,11 @@ from typing import Any
 import orjson
 
 from bench import data
-from shared.chunking import encode_contact
-from shared.dedup import EmailSet
+from shared.contacts.dedup import EmailSet
+from shared.contacts.mapping import ContactMapper
+from shared.contacts.packing import encode_contact
 from shared.definitions import parse_definition
-from shared.fields import CustomField
-from shared.mapping import ContactMapper
+from shared.sendgrid.fields import CustomField
 
 _stdlib = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

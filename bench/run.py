@@ -28,7 +28,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from bench import data
-from shared.chunking import minimum_requests
+from shared.contacts.packing import minimum_requests
 from tools.localstack import start_azurite
 
 ROOT = Path(__file__).resolve().parent.parent

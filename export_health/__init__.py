@@ -7,7 +7,7 @@ import logging
 
 import azure.functions as func
 
-from shared.services import get_app
+from shared.api.compose import get_app
 from shared.settings import SETTINGS, SettingsError
 
 

@@ -7,9 +7,10 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared import api, telemetry
+from shared import telemetry
+from shared.api import routes
+from shared.api.compose import get_app
 from shared.errors import ExportError
-from shared.services import get_app
 from shared.settings import SettingsError
 
 
@@ -26,9 +27,9 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
             app = get_app()
         except SettingsError as exc:
             logging.error("settings: %s", exc)
-            result = api.error_response(ExportError("internal_error", f"app settings are invalid: {exc}"))
+            result = routes.error_response(ExportError("internal_error", f"app settings are invalid: {exc}"))
         else:
-            result = api.handle(
+            result = routes.handle(
                 app,
                 req.method,
                 req.route_params.get("name"),

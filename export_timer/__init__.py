@@ -1,4 +1,4 @@
-"""Timer trigger: queues one run per enabled export on EXPORT_SCHEDULE (shared/engine.py) and
+"""Timer trigger: queues one run per enabled export on EXPORT_SCHEDULE (shared/handlers.py) and
 returns within seconds; the queue worker runs them, in parallel across instances. Telemetry
 (when configured) is flushed before the invocation returns."""
 
@@ -6,8 +6,9 @@ import logging
 
 import azure.functions as func
 
-from shared import engine, telemetry
-from shared.services import get_app
+from shared import telemetry
+from shared.api.compose import get_app
+from shared.engine import handlers
 
 
 def main(timer: func.TimerRequest) -> None:
@@ -15,6 +16,6 @@ def main(timer: func.TimerRequest) -> None:
     try:
         if timer.past_due:
             logging.info("the export timer is past due; queueing now")
-        engine.enqueue_all(get_app())
+        handlers.enqueue_all(get_app())
     finally:
         telemetry.flush()  # the instance may be frozen as soon as the invocation returns

@@ -14,7 +14,7 @@ param environmentName string
 @metadata({ azd: { type: 'location' } })
 param location string
 
-@description('The run engine\'s queue (RUN_QUEUE, shared/engine.py), in the host\'s storage account.')
+@description('The run engine\'s queue (RUN_QUEUE, shared/engine/), in the host\'s storage account.')
 param runQueueName string = 'export-runs'
 
 @description('Object id of the principal deploying; gets Key Vault Secrets Officer to set the SendGrid key. Empty: none.')

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import ExportError
-from shared.jobs import JobEntry
+from shared.sendgrid.jobs import JobEntry
 
 
 def utc_now() -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from shared import api
-from shared.exporter import JobPolling
-from shared.keyvault import ApiKeyStore
-from shared.sendgrid import RetryPolicy
-from shared.services import App, build_services
+from shared.api import routes
+from shared.api.compose import build_services
+from shared.errors import ExportError
+from shared.run.exporter import JobPolling, run_export
+from shared.sendgrid.client import RetryPolicy
+from shared.sendgrid.keys import ApiKeyStore
+from shared.services import App
 from shared.settings import load_settings
 from tools import sendgrid_sandbox
 from tools.sample_export import csv_bytes, write_export
@@ -144,9 +147,9 @@ def write(container: ContainerClient, partitions: list[list[list[str]]], **kwarg
     write_export(container, FOLDER, SEGMENT, [csv_bytes(rows) for rows in partitions], COLUMNS, **kwargs)
 
 
-def run(app: App, name: str = "vip", body: bytes = b"") -> api.ApiResponse:
+def run(app: App, name: str = "vip", body: bytes = b"") -> routes.ApiResponse:
     """POST .../run inline ({"wait": true} added to a JSON body): the report comes back as 200."""
-    return api.handle(app, "POST", name, "run", inline_body(body))
+    return routes.handle(app, "POST", name, "run", inline_body(body))
 
 
 def inline_body(body: bytes) -> bytes:
@@ -185,3 +188,43 @@ def tls_files(folder: Path) -> tuple[str, str, str]:
     cert.private_key_pem.write_to_path(str(key_file))
     ca.cert_pem.write_to_path(str(ca_file))
     return str(cert_file), str(key_file), str(ca_file)
+
+
+# Every enabled export run inline, one after another; one failing stops none. The timer trigger
+# queues one run per export (`handlers.enqueue_all`); tests that want every export run in this
+# process, waiting for each, use this.
+def run_all(app: App, *, trigger: str = "timer") -> list[dict[str, Any]]:
+    """Run every definition whose `enabled` is not false; a summary line per export."""
+    log = logging.getLogger("run_all")
+    summaries: list[dict[str, Any]] = []
+    for name, raw in app.settings.definitions.items():
+        if raw.get("enabled", True) is False:
+            log.info("export '%s': disabled, skipped", name)
+            summaries.append({"export": name, "status": "skipped"})
+            continue
+        try:
+            report = run_export(name, raw, app.services, trigger=trigger)
+        except ExportError as exc:  # run_in_progress: another run holds this export
+            log.info("export '%s': skipped, %s", name, exc.message)
+            summaries.append({"export": name, "status": "skipped", "error": exc.code})
+            continue
+        except Exception as exc:  # a bug in one export's run must not stop the others
+            log.error("export '%s': unexpected %s; going on with the other exports", name, type(exc).__name__)
+            summaries.append({"export": name, "status": "failed", "error": "internal_error"})
+            continue
+        summaries.append(
+            {
+                "export": name,
+                "status": report.status,
+                "sent": report.counts.sent,
+                "error": report.error.code if report.error else None,
+            }
+        )
+    ok = sum(1 for s in summaries if s["status"] == "succeeded")
+    log.info(
+        "scheduled run: %d of %d export(s) succeeded: %s",
+        ok,
+        len(summaries),
+        ", ".join(f"{s['export']}={s['status']}" for s in summaries),
+    )
+    return summaries

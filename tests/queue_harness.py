@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 from helpers import ROOT
 
 import export_worker
-from shared import services as services_module
+from shared.api import compose as services_module
 from shared.services import App
 
 

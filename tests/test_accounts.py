@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import ContainerClient
-from helpers import LIST_ID, contacts_by_email, definition, make_app, person, run, sandbox_config, write
+from helpers import LIST_ID, contacts_by_email, definition, make_app, person, run, run_all, sandbox_config, write
 
-from shared import api
+from shared.api import routes
 from shared.definitions import parse_definition
 from shared.errors import ExportError
-from shared.keyvault import ApiKeyStores
-from shared.timer import run_all
+from shared.sendgrid.keys import ApiKeyStores
 from tools import keyvault_standin, sendgrid_sandbox
 
 DEFAULT_SECRET, EU_SECRET = "sendgrid-api-key", "sendgrid-eu-key"
@@ -88,7 +87,7 @@ def test_one_exports_bad_key_fails_only_that_export_and_a_rotated_key_is_reread_
 
 
 def test_the_listing_names_each_exports_secret_and_never_a_key(two_accounts: Any) -> None:
-    listing = api.handle(two_accounts, "GET", None, None)
+    listing = routes.handle(two_accounts, "GET", None, None)
     secrets = {e["name"]: (e["sendgrid_api_key_secret"], e["sendgrid_region"]) for e in listing.body["exports"]}
     assert secrets == {"vip": (DEFAULT_SECRET, "global"), "eu": (EU_SECRET, "eu")}
     assert "SG." not in listing.json()

@@ -9,9 +9,9 @@ import tracemalloc
 import pytest
 from helpers import reference_dir
 
-from shared import cdm
 from shared.errors import ExportError
-from shared.records import OversizedRecord, read_records
+from shared.source import cdm
+from shared.source.csv_rows import OversizedRecord, read_records
 
 
 def records(text: str, fmt: cdm.CsvFormat, columns: tuple[str, ...], **cap: int) -> list[tuple[int, list[str]]]:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from shared.chunking import (
+from shared.contacts.packing import (
     MAX_BODY_BYTES,
     MAX_CONTACTS_PER_REQUEST,
     Chunk,

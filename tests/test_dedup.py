@@ -1,10 +1,10 @@
-"""The compact de-duplication set (shared/dedup.py): exact set semantics, pure."""
+"""The compact de-duplication set (shared/contacts/dedup.py): exact set semantics, pure."""
 
 from __future__ import annotations
 
 import random
 
-from shared.dedup import EmailSet, HashSet64
+from shared.contacts.dedup import EmailSet, HashSet64
 
 
 def test_first_time_is_true_once_per_email() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import delta, extsort, lines
+from shared.delta import diff, extsort, lines
 
 
-def decide(tmp_path: Path, keys: list[bytes], record: list[bytes], **options: object) -> tuple[delta.Plan, bytes]:
+def decide(tmp_path: Path, keys: list[bytes], record: list[bytes], **options: object) -> tuple[diff.Plan, bytes]:
     """decide over files, as a run does; the plan and the decisions file."""
     (tmp_path / "keys").write_bytes(b"".join(keys))
     (tmp_path / "record").write_bytes(b"".join(record))
@@ -27,12 +27,12 @@ def decide(tmp_path: Path, keys: list[bytes], record: list[bytes], **options: ob
         open(tmp_path / "decisions", "wb") as decisions,
         open(tmp_path / "leavers", "wb") as leavers,
     ):
-        plan = delta.decide(key_file, record_file, tmp_path, decisions, leavers, **settings)  # type: ignore[arg-type]
+        plan = diff.decide(key_file, record_file, tmp_path, decisions, leavers, **settings)  # type: ignore[arg-type]
     return plan, (tmp_path / "decisions").read_bytes()
 
 
 def record_after(decided: bytes, applied: bool = True) -> bytes:
-    return b"".join(delta.next_record([decided], lambda position, email: applied, lambda email: False))
+    return b"".join(diff.next_record([decided], lambda position, email: applied, lambda email: False))
 
 
 # -- key lines -----------------------------------------------------------------------------------
@@ -151,13 +151,13 @@ def test_the_delta_over_many_runs_matches_the_one_in_memory(tmp_path: Path) -> N
     plan, decided = decide(tmp_path, keys, record, mirror=True)
     runs = extsort.sorted_runs(keys, tmp_path, lines_per_run=37)
     assert len(runs) > 10
-    whole = b"".join(delta.first_record(extsort.merged(runs), None))
+    whole = b"".join(diff.first_record(extsort.merged(runs), None))
     assert whole == b"".join(sorted(lines.key_as_record(key) for key in keys))
     assert record_after(decided) == b"".join(sorted(whole.splitlines(True) + record[-20:]))
     assert (plan.upsert, plan.unchanged, plan.remove, plan.managed) == (233, 267, 20, 420)
     assert (tmp_path / "leavers").read_bytes() == b"".join(b"z%03d@x.io\n" % n for n in range(20))
     pieces = list(extsort.pieces(open(tmp_path / "decisions", "rb"), size=100))  # noqa: SIM115
-    assert b"".join(delta.next_record(pieces, lambda p, e: True, lambda e: False)) == record_after(decided)
+    assert b"".join(diff.next_record(pieces, lambda p, e: True, lambda e: False)) == record_after(decided)
 
 
 def test_a_first_record_names_pending_jobs_and_leaves_out_what_failed() -> None:
@@ -169,8 +169,8 @@ def test_a_first_record_names_pending_jobs_and_leaves_out_what_failed() -> None:
         ]
     )
     outcome: dict[int, bool | bytes] = {0: b"job1", 1: True, 2: False}
-    assert b"".join(delta.first_record([keys], lambda position, email: outcome[position])) == b"a@x.io\th1\nb@x.io\th2\tfn;job1\n"
-    assert b"".join(delta.first_record([keys], None)) == b"a@x.io\th1\nb@x.io\th2\tfn;\nc@x.io\th3\n"
+    assert b"".join(diff.first_record([keys], lambda position, email: outcome[position])) == b"a@x.io\th1\nb@x.io\th2\tfn;job1\n"
+    assert b"".join(diff.first_record([keys], None)) == b"a@x.io\th1\nb@x.io\th2\tfn;\nc@x.io\th3\n"
 
 
 def test_leavers_are_written_as_they_come_whatever_their_number(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_leavers_are_written_as_they_come_whatever_their_number(tmp_path: Path) 
         with open(tmp_path / "d", "wb") as out, open(tmp_path / "l", "wb") as leavers:
             tracemalloc.start()
             try:
-                plan = delta.decide(
+                plan = diff.decide(
                     [], record, tmp_path, out, leavers, valid=0, has_record=True, mirror=True, keep=lambda email: False
                 )
                 _, top = tracemalloc.get_traced_memory()

@@ -12,10 +12,10 @@ import tracemalloc
 
 import pytest
 
-from shared.chunking import JsonFloat, encode_contact, normalise_number
+from shared.contacts.mapping import ContactMapper, Rejected
+from shared.contacts.packing import JsonFloat, encode_contact, normalise_number
 from shared.definitions import parse_definition
-from shared.fields import CustomField
-from shared.mapping import ContactMapper, Rejected
+from shared.sendgrid.fields import CustomField
 
 _reference_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

@@ -21,14 +21,14 @@ from helpers import (
     put_requests,
     rejects_rows,
     run,
+    run_all,
     sandbox_config,
     sandbox_get,
     write,
 )
 
-from shared import api
-from shared.source import BlobSource, Segment, SourceRow
-from shared.timer import run_all
+from shared.api import routes
+from shared.source.blob import BlobSource, Segment, SourceRow
 
 
 def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
@@ -95,9 +95,9 @@ def test_a_run_delivers_every_valid_profile_once_and_accounts_for_every_row(
         (f"{SEGMENT}_3", "22", "invalid email"),
     ]
 
-    status = api.handle(app, "GET", "vip", "status")
+    status = routes.handle(app, "GET", "vip", "status")
     assert status.status == 200 and status.body["run_id"] == report["run_id"]
-    listing = api.handle(app, "GET", None, None)
+    listing = routes.handle(app, "GET", None, None)
     assert listing.body["exports"][0]["last_run"]["status"] == "succeeded"
 
 
@@ -200,7 +200,7 @@ def test_invalid_definitions_are_422_and_send_nothing(
     assert response.body["error"]["code"] == code
     assert response.body["report"]["status"] == "failed"
     assert put_requests(sandbox) == []
-    stored = api.handle(app_factory([definition(**change)]), "GET", "vip", "status").body
+    stored = routes.handle(app_factory([definition(**change)]), "GET", "vip", "status").body
     assert stored["error"]["code"] == code  # the refusal is on record too
 
 
@@ -305,7 +305,7 @@ def test_the_timer_runs_every_enabled_export_and_one_failure_stops_none(
     assert [(s["export"], s["status"]) for s in summaries] == [("broken", "failed"), ("off", "skipped"), ("good", "succeeded")]
     assert summaries[0]["error"] == "unknown_column"
     assert len(contacts_by_email(sandbox)) == 5
-    assert api.handle(app, "GET", "good", "status").body["trigger"] == "timer"
+    assert routes.handle(app, "GET", "good", "status").body["trigger"] == "timer"
 
 
 def test_a_request_level_refusal_is_an_error_not_a_hunt_for_bad_contacts(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from shared import delta, fields, lines
-from shared.fields import CustomField
+from shared.delta import diff, lines
+from shared.sendgrid import fields
+from shared.sendgrid.fields import CustomField
 
 TIER = CustomField("loyalty_tier", "e1_T", "Text")
 VALUE = CustomField("lifetime_value", "e2_N", "Number")
@@ -45,7 +46,7 @@ def test_decide_clears_only_what_the_export_set_and_the_record_keeps_what_it_did
         return b",".join(sorted((set(unset.split(b",")) & {b"fn", b"ci"}) - old))
 
     with open(tmp_path / "d", "wb") as decisions, open(tmp_path / "l", "wb") as leavers:
-        plan = delta.decide(
+        plan = diff.decide(
             keys,
             record,
             tmp_path,
@@ -59,7 +60,7 @@ def test_decide_clears_only_what_the_export_set_and_the_record_keeps_what_it_did
         )
     assert plan.clears == {0: b"fn"} and plan.upsert == 2 and plan.unchanged == 1
     decided = (tmp_path / "d").read_bytes().splitlines(keepends=True)
-    record_after = list(delta.next_record(decided, lambda position, email: True, lambda email: False))
+    record_after = list(diff.next_record(decided, lambda position, email: True, lambda email: False))
     assert record_after == [b"a@x.io\th1\tfn;\n", b"b@x.io\th2\tci;\n", b"c@x.io\th3\n"]
 
 

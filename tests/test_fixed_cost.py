@@ -21,8 +21,8 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from helpers import ROOT, app_env, definition, person, run, write
 
 from shared import services
-from shared.source import BlobSource
-from shared.state import StateStore
+from shared.source.blob import BlobSource
+from shared.state.store import StateStore
 
 # Loaded only when used (see the module docstring).
 ON_DEMAND = ("azure.identity", "azure.storage.queue", "azure.keyvault", "msal")

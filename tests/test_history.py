@@ -7,11 +7,11 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from helpers import definition, person, run, write
 
-from shared import api
+from shared.api import routes
 
 
-def history(app: Any, **query: str) -> api.ApiResponse:
-    return api.handle(app, "GET", "vip", "runs", b"", query)
+def history(app: Any, **query: str) -> routes.ApiResponse:
+    return routes.handle(app, "GET", "vip", "runs", b"", query)
 
 
 def test_runs_are_listed_newest_first_and_paged_without_latest_json(app_factory: Any, source_container: ContainerClient) -> None:
@@ -48,4 +48,4 @@ def test_an_unreadable_report_is_listed_as_such_and_bad_parameters_are_refused(
         answer = history(app, **query)
         assert answer.status == 400, query
     assert history(app, limit="200").status == 200
-    assert api.handle(app, "POST", "vip", "runs").status == 405
+    assert routes.handle(app, "POST", "vip", "runs").status == 405

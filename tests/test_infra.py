@@ -21,7 +21,7 @@ from pycep import BicepParser
 
 from shared import settings as app_settings
 from shared import telemetry
-from shared.state import StateStore
+from shared.state.store import StateStore
 
 INFRA = ROOT / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from shared import jobs
+from shared.sendgrid import jobs
 
 
 def test_status_answers_update_the_report_entry_and_drop_the_signed_link() -> None:

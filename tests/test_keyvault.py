@@ -10,9 +10,9 @@ import pytest
 from azure.storage.blob import ContainerClient
 from helpers import definition, sandbox_config
 
-from shared import api
+from shared.api import routes
 from shared.errors import ExportError
-from shared.keyvault import ApiKeyStore
+from shared.sendgrid.keys import ApiKeyStore
 from tools import keyvault_standin
 from tools.sample_export import csv_bytes, write_export
 
@@ -67,11 +67,11 @@ def test_a_rotated_key_is_picked_up_by_a_warm_app_without_a_restart(
     app = app_factory([definition(mapping={"email": "EMail", "first_name": "FirstName"})], api_keys=store_for(vault))
     caplog.set_level(logging.DEBUG)
 
-    assert api.handle(app, "POST", "vip", "run", b'{"wait": true}').body["status"] == "succeeded"
+    assert routes.handle(app, "POST", "vip", "run", b'{"wait": true}').body["status"] == "succeeded"
     # Rotation: the vault gets a new key and SendGrid stops accepting the old one.
     standin.state.secrets[SECRET] = "SG.new-key"
     sandbox_config(sandbox, api_keys=["SG.new-key"])
-    second = api.handle(app, "POST", "vip", "run", b'{"full_refresh": true, "wait": true}')
+    second = routes.handle(app, "POST", "vip", "run", b'{"full_refresh": true, "wait": true}')
     assert second.status == 200 and second.body["counts"]["sent"] == 2
     assert standin.state.secret_reads == 2  # one read per key, not one per request
     logged = "\n".join(r.getMessage() for r in caplog.records)

@@ -11,11 +11,7 @@ from datetime import datetime
 import pytest
 from helpers import definition
 
-from shared.chunking import JsonFloat, encode_contact, normalise_number
-from shared.definitions import parse_definition
-from shared.errors import ExportError
-from shared.fields import CustomField
-from shared.mapping import (
+from shared.contacts.mapping import (
     MAX_VALUE_CHARS,
     ContactMapper,
     Rejected,
@@ -24,6 +20,10 @@ from shared.mapping import (
     has_bad_characters,
     resolve_custom_fields,
 )
+from shared.contacts.packing import JsonFloat, encode_contact, normalise_number
+from shared.definitions import parse_definition
+from shared.errors import ExportError
+from shared.sendgrid.fields import CustomField
 
 COLUMNS = ("CustomerId", "FirstName", "LastName", "EMail", "City", "State", "PostCode", "Country", "Tier", "Value", "Since")
 FIELDS = {
@@ -225,7 +225,7 @@ def test_dates_are_what_they_have_always_been_on_first_sight_and_after() -> None
 
 
 def test_numbers_are_typed_so_that_their_bytes_never_change() -> None:
-    # Number values come from chunking.normalise_number: a float that orjson would write as
+    # Number values come from packing.normalise_number: a float that orjson would write as
     # 1e-7 (the stdlib writes 1e-07) is marked to take the stdlib encoder's path.
     contact = mapper().map(row(Value="1e-7"))
     assert isinstance(contact, dict) and type(contact["custom_fields"]["e2_N"]) is JsonFloat

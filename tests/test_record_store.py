@@ -1,4 +1,4 @@
-"""The delivered record's blob against Azurite (shared/record_store.py): staged blocks stay
+"""The delivered record's blob against Azurite (shared/state/record.py): staged blocks stay
 invisible until committed, a commit keeps the record's condition and metadata, and a record can
 be stored over the uncommitted blocks a stopped run left behind."""
 
@@ -16,7 +16,7 @@ from azure.storage.blob import BlobServiceClient
 from helpers import definition, person, run, sandbox_config, sandbox_get, write
 
 from shared.errors import ExportError
-from shared.state import StateStore
+from shared.state.store import StateStore
 
 LISTS = ("b-list", "a-list")
 LINES = [f"person{i}@example.com\t{i:016x}\n".encode() for i in range(1, 400)]
@@ -29,33 +29,33 @@ def store(blob_service: BlobServiceClient, state_container_name: str) -> StateSt
 
 def stored(store: StateStore, tmp_path: Path) -> tuple[Any, bytes]:
     path = tmp_path / "got.tsv"
-    info = store.download_record_info("vip", str(path))
+    info = store.record.download("vip", str(path))
     return info, path.read_bytes()
 
 
 def test_a_staged_record_is_invisible_until_committed_then_whole_with_its_metadata(store: StateStore, tmp_path: Path) -> None:
-    staged = store.stage_record("vip", iter(LINES), block_bytes=1_000)
+    staged = store.record.stage("vip", iter(LINES), block_bytes=1_000)
     assert len(staged.block_ids) > 5
     assert stored(store, tmp_path) == (("", None, None), b"")  # readers still see no record
-    store.commit_record("vip", staged, "", LISTS, ["first_name", "e1_T"])
+    store.record.commit("vip", staged, "", LISTS, ["first_name", "e1_T"])
     info, content = stored(store, tmp_path)
     assert content == b"".join(LINES)
     assert info.etag and info.list_ids == ("a-list", "b-list") and info.fields == ("first_name", "e1_T")
 
 
 def test_a_commit_replaces_only_the_record_the_run_read(store: StateStore, tmp_path: Path) -> None:
-    first = store.stage_record("vip", iter(LINES[:10]))
-    second = store.stage_record("vip", iter(LINES[10:20]))  # another run's, staged beside it
-    store.commit_record("vip", first, "", LISTS)
+    first = store.record.stage("vip", iter(LINES[:10]))
+    second = store.record.stage("vip", iter(LINES[10:20]))  # another run's, staged beside it
+    store.record.commit("vip", first, "", LISTS)
     with pytest.raises(ExportError) as missing_no_more:
-        store.commit_record("vip", second, "", LISTS)  # it read no record: one appeared meanwhile
+        store.record.commit("vip", second, "", LISTS)  # it read no record: one appeared meanwhile
     assert missing_no_more.value.code == "run_in_progress"
     etag = stored(store, tmp_path)[0].etag
-    third = store.stage_record("vip", iter(LINES[20:30]))
-    store.commit_record("vip", third, etag, LISTS)
+    third = store.record.stage("vip", iter(LINES[20:30]))
+    store.record.commit("vip", third, etag, LISTS)
     assert stored(store, tmp_path)[1] == b"".join(LINES[20:30])
     with pytest.raises(ExportError) as stale:
-        store.commit_record("vip", store.stage_record("vip", iter(LINES[:1])), etag, LISTS)
+        store.record.commit("vip", store.record.stage("vip", iter(LINES[:1])), etag, LISTS)
     assert stale.value.code == "run_in_progress"
     assert stored(store, tmp_path)[1] == b"".join(LINES[20:30])
 
@@ -63,10 +63,10 @@ def test_a_commit_replaces_only_the_record_the_run_read(store: StateStore, tmp_p
 def test_a_record_is_stored_over_the_blocks_a_stopped_run_staged(store: StateStore, tmp_path: Path) -> None:
     """A run stopped between staging and committing leaves uncommitted blocks and no record: the
     next run (which read no record) still stores its own, and only its own."""
-    store.stage_record("vip", iter(LINES), block_bytes=1_000)
+    store.record.stage("vip", iter(LINES), block_bytes=1_000)
     path = tmp_path / "next.tsv"
     path.write_bytes(b"".join(LINES[:3]))
-    store.save_record("vip", str(path), "", LISTS, [])
+    store.record.save("vip", str(path), "", LISTS, [])
     info, content = stored(store, tmp_path)
     assert content == b"".join(LINES[:3]) and info.fields == ()
 
@@ -83,16 +83,16 @@ def test_a_record_is_stored_over_the_blocks_an_earlier_release_left_by_an_interr
     blob.stage_block(leftover(), b"interrupted\n")
     path = tmp_path / "next.tsv"
     path.write_bytes(b"".join(LINES[:3]))
-    store.save_record("vip", str(path), "", LISTS)
+    store.record.save("vip", str(path), "", LISTS)
     etag = stored(store, tmp_path)[0].etag
     blob.stage_block(leftover(), b"interrupted again\n")
     path.write_bytes(b"".join(LINES[3:6]))
-    store.save_record("vip", str(path), etag, LISTS)
+    store.record.save("vip", str(path), etag, LISTS)
     assert stored(store, tmp_path)[1] == b"".join(LINES[3:6])
 
 
 def test_an_empty_record_is_a_record(store: StateStore, tmp_path: Path) -> None:
-    store.commit_record("vip", store.stage_record("vip", iter([])), "", LISTS)
+    store.record.commit("vip", store.record.stage("vip", iter([])), "", LISTS)
     info, content = stored(store, tmp_path)
     assert info.etag and content == b""
 

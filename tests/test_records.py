@@ -10,9 +10,9 @@ from typing import TextIO
 
 import pytest
 
-from shared import cdm
 from shared.errors import ExportError
-from shared.records import GuardedStream, guarded_records, read_records
+from shared.source import cdm
+from shared.source.csv_rows import GuardedStream, guarded_records, read_records
 
 COLUMNS = ("A", "B", "C")
 

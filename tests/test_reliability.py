@@ -27,14 +27,14 @@ from helpers import (
     put_requests,
     rejects_rows,
     run,
+    run_all,
     sandbox_config,
     sandbox_get,
     write,
 )
 
-from shared import api
-from shared.exporter import JobPolling
-from shared.timer import run_all
+from shared.api import routes
+from shared.run.exporter import JobPolling
 from tools.sample_export import csv_bytes
 
 
@@ -109,7 +109,7 @@ def test_pending_jobs_are_checked_again_by_the_status_endpoint_and_the_next_run(
     assert first["status"] == "succeeded" and first["jobs"][0]["status"] == "pending"
     # SendGrid finishes the job later, with one contact that did not import.
     sandbox_config(sandbox, job_pending_polls=0)
-    latest = api.handle(app, "GET", "vip", "status").body
+    latest = routes.handle(app, "GET", "vip", "status").body
     assert latest["run_id"] == first["run_id"]
     assert latest["jobs"][0]["status"] == "errored" and latest["counts"]["failed"] == 1
     assert latest["status"] == "partial"
@@ -137,7 +137,7 @@ def test_the_status_endpoint_never_rewrites_a_run_still_going_on(
     app.services.state.save_report(interim)
     sandbox_config(sandbox, job_pending_polls=0)
     polls_before = len(sandbox_get(sandbox, "requests")["requests"])
-    answer = api.handle(app, "GET", "vip", "status").body
+    answer = routes.handle(app, "GET", "vip", "status").body
     assert answer["status"] == "running" and answer["jobs"][0]["status"] == "pending"
     assert app.services.state.latest_report("vip") == interim  # not persisted by the status path
     assert len(sandbox_get(sandbox, "requests")["requests"]) == polls_before  # nor polled
@@ -389,7 +389,7 @@ def test_a_corrupt_report_of_one_export_stops_neither_it_nor_the_others(
     app.services.state._container.upload_blob("runs/vip/latest.json", b"{not json", overwrite=True)
     summaries = run_all(app)
     assert [(s["export"], s["status"]) for s in summaries] == [("vip", "succeeded"), ("other", "succeeded")]
-    listing = api.handle(app, "GET", None, None)
+    listing = routes.handle(app, "GET", None, None)
     assert listing.status == 200 and len(listing.body["exports"]) == 2
 
 

@@ -13,19 +13,20 @@ import pytest
 from azure.storage.blob import BlobLeaseClient
 from helpers import ROOT, definition
 
-from shared import chunking, delta, lines
+from shared.contacts import packing
 from shared.definitions import parse_definition
+from shared.delta import diff, lines
+from shared.delta.lines import encode_spill
 from shared.errors import ExportError
-from shared.lease import acquire_run_lease
-from shared.lines import encode_spill
-from shared.rejects import RejectsLog
 from shared.report import RunReport
 from shared.run import checkpoint
 from shared.run.checkpoint import Checkpoint
 from shared.run.context import RunContext, RunOptions, Workspace
 from shared.run.delivery import ContactSink
-from shared.sendgrid import SendGridRejected
+from shared.run.rejects import RejectsLog
+from shared.sendgrid.client import SendGridRejected
 from shared.services import Services
+from shared.state.lease import acquire_run_lease
 
 
 class ScriptedSendGrid:
@@ -170,7 +171,7 @@ def test_decide_on_tiny_files(tmp_path: Path) -> None:
         lines.encode_record(b"e@x.io", b"h5"),
     ]
     with open(tmp_path / "decisions", "wb") as decisions, open(tmp_path / "leavers", "wb") as leavers:
-        plan = delta.decide(
+        plan = diff.decide(
             keys,
             record,
             tmp_path,
@@ -218,7 +219,7 @@ def test_a_contact_that_clearing_takes_over_the_size_cap_is_rejected_and_the_res
     client = ScriptedSendGrid([])
     contacts = [{"email": f"c{i}@example.com", "first_name": "x" * (40 if i == 1 else 1)} for i in range(3)]
     encoded = [json.dumps(c, separators=(",", ":")).encode() for c in contacts]
-    envelope = len(chunking.build_body(definition()["list_ids"], []))
+    envelope = len(packing.build_body(definition()["list_ids"], []))
     ctx = context(tmp_path, client, max_body_bytes=envelope + len(encoded[1]) + 5)
     spill = tmp_path / "spill"
     spill.write_bytes(b"".join(encode_spill("p_1", i + 1, e) for i, e in enumerate(encoded)))

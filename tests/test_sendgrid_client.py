@@ -15,7 +15,7 @@ import requests
 from helpers import API_KEY, FAST_RETRIES, LIST_ID, sandbox_config, sandbox_get
 
 from shared.errors import ExportError
-from shared.sendgrid import RetryPolicy, SendGridClient, SendGridRejected, id_batches
+from shared.sendgrid.client import RetryPolicy, SendGridClient, SendGridRejected, id_batches
 
 FIELDS = "/v3/marketing/field_definitions"
 
@@ -174,7 +174,7 @@ LONG = "a" * 90 + "@example.com"  # 102 characters: over search/emails' 100
 def test_search_takes_long_addresses_through_sgql_and_escapes_quotes(sandbox: Any) -> None:
     quoted = "o'b\\r" + "x" * 90 + "@example.com"
     ids = {email: seed(sandbox, email) for email in ("ana@example.com", LONG, quoted)}
-    found = client(sandbox.url, Recorder()).contact_ids(["ana@example.com", LONG, quoted, "nobody@example.com"])
+    found = client(sandbox.url, Recorder()).members.contact_ids(["ana@example.com", LONG, quoted, "nobody@example.com"])
     assert found.found == ids and found.unsearchable == {}
     assert len(log_of(sandbox, "/v3/marketing/contacts/search/emails")) == 1  # no 400 for the long ones
     assert len(log_of(sandbox, "/v3/marketing/contacts/search")) == 2
@@ -186,21 +186,21 @@ def test_an_invalid_address_does_not_fail_the_search_of_the_others(sandbox: Any,
     emails = [f"p{i}@example.com" for i in range(40)]
     ids = {email: seed(sandbox, email) for email in emails[::3]}
     emails[7] = "broken@@example.com"
-    found = client(sandbox.url, Recorder()).contact_ids(emails)
+    found = client(sandbox.url, Recorder()).members.contact_ids(emails)
     assert found.found == ids and found.unsearchable == {}
     assert len(log_of(sandbox, "/v3/marketing/contacts/search/emails")) <= most
 
 
 def test_search_does_not_take_a_contact_found_through_an_alternate_email(sandbox: Any) -> None:
     primary = seed(sandbox, "main@example.com", alternates=("old@example.com",))
-    found = client(sandbox.url, Recorder()).contact_ids(["old@example.com", "main@example.com"])
+    found = client(sandbox.url, Recorder()).members.contact_ids(["old@example.com", "main@example.com"])
     assert found.found == {"main@example.com": primary}
 
 
 def test_a_contact_id_that_does_not_look_like_an_id_is_unsearchable(sandbox: Any) -> None:
     seed(sandbox, "ana@example.com")
     sandbox.state.contacts["ana@example.com"]["id"] = "../../lists"
-    found = client(sandbox.url, Recorder()).contact_ids(["ana@example.com"])
+    found = client(sandbox.url, Recorder()).members.contact_ids(["ana@example.com"])
     assert found.found == {} and list(found.unsearchable) == ["ana@example.com"]
 
 
@@ -208,7 +208,7 @@ def test_a_contact_id_that_does_not_look_like_an_id_is_unsearchable(sandbox: Any
 def test_a_vanished_contact_does_not_fail_the_removal_of_the_others(sandbox: Any) -> None:
     ids = [seed(sandbox, f"p{i}@example.com") for i in range(3)]
     requests.post(f"{sandbox.url}/_sandbox/delete", json={"emails": ["p1@example.com"]}, timeout=10)
-    jobs = client(sandbox.url, Recorder()).remove_from_list(LIST_ID, ids)
+    jobs = client(sandbox.url, Recorder()).members.remove_from_list(LIST_ID, ids)
     assert len(jobs) == 1
     assert sandbox_get(sandbox, "state")["lists"][LIST_ID] == 0
     deletes = log_of(sandbox, f"/v3/marketing/lists/{LIST_ID}/contacts", "DELETE")
@@ -217,16 +217,16 @@ def test_a_vanished_contact_does_not_fail_the_removal_of_the_others(sandbox: Any
 
 def test_removing_only_vanished_contacts_is_no_error_but_a_missing_list_is(sandbox: Any) -> None:
     api = client(sandbox.url, Recorder())
-    assert api.remove_from_list(LIST_ID, ["gone-1", "gone-2"]) == []
+    assert api.members.remove_from_list(LIST_ID, ["gone-1", "gone-2"]) == []
     contact = seed(sandbox, "ana@example.com")
     with pytest.raises(ExportError) as failure:
-        api.remove_from_list("00000000-0000-4000-8000-000000000000", [contact])
+        api.members.remove_from_list("00000000-0000-4000-8000-000000000000", [contact])
     assert failure.value.code == "sendgrid_error"
 
 
 def test_removal_batches_the_ids_under_the_query_limit(sandbox: Any) -> None:
     ids = [seed(sandbox, f"p{i}@example.com") for i in range(150)]
-    jobs = client(sandbox.url, Recorder()).remove_from_list(LIST_ID, ids)
+    jobs = client(sandbox.url, Recorder()).members.remove_from_list(LIST_ID, ids)
     assert len(jobs) == len(list(id_batches(ids))) > 1
     assert sandbox_get(sandbox, "state")["lists"][LIST_ID] == 0
 

@@ -12,7 +12,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from helpers import COLUMNS, FOLDER, LIST_ID, SEGMENT, definition, person, reference_dir, rejects_rows, run, sandbox_get, write
 
 from shared.errors import ExportError
-from shared.source import MAX_METADATA_BYTES, BlobSource
+from shared.source.blob import MAX_METADATA_BYTES, BlobSource
 from tools.sample_export import csv_bytes, write_export
 
 
@@ -262,7 +262,7 @@ def test_rejects_csv_cells_cannot_run_as_formulas(
 
 
 def test_a_partition_that_changes_while_it_is_read_again_is_refused(source_container: ContainerClient) -> None:
-    # The oversized line makes the reader go back to the partition's start (see records.py); by
+    # The oversized line makes the reader go back to the partition's start (see csv_rows.py); by
     # then the blob was replaced: its new rows must not be read as the rest of the old ones.
     source_container.upload_blob("f/model.json", one_partition_model())
     data = b"a@example.com,A\r\n" + b"z" * (3 * 1024 * 1024) + b",Z\r\nb@example.com,B\r\n"

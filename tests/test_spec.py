@@ -25,8 +25,8 @@ from helpers import (
 )
 from jsonschema import Draft202012Validator
 
-from shared import api
-from shared.sendgrid import SendGridClient
+from shared.api import routes
+from shared.sendgrid.client import SendGridClient
 from tools.sample_export import csv_bytes, write_export
 
 
@@ -100,7 +100,7 @@ def test_every_body_the_exporter_sends_is_valid_for_put_contacts(
         ],
         services=dict(max_contacts_per_request=25),
     )
-    assert api.handle(app, "POST", "vip", "run", b'{"wait": true}').body["counts"]["sent"] == 60
+    assert routes.handle(app, "POST", "vip", "run", b'{"wait": true}').body["counts"]["sent"] == 60
     check = request_schema("contacts", "/v3/marketing/contacts", "put")
     assert len(sandbox.state.bodies) == 3
     for body in sandbox.state.bodies:
@@ -194,10 +194,10 @@ def test_the_mirror_calls_and_their_answers_match_the_spec(sandbox: Any) -> None
     job = call(sandbox, "GET", f"/v3/marketing/contacts/imports/{accepted.json()['job_id']}").json()
     response_schema("contacts", "/v3/marketing/contacts/imports/{id}", "get", "200").validate(job)
     sandbox.state.imports.join()
-    found = client.contact_ids(["a@example.com", "b@example.com", "c" * 95 + "@example.com", "broken@@x.io"])
+    found = client.members.contact_ids(["a@example.com", "b@example.com", "c" * 95 + "@example.com", "broken@@x.io"])
     assert len(found.found) == 3
     call(sandbox, "POST", "/_sandbox/delete", {"emails": ["b@example.com"]})
-    assert len(client.remove_from_list(LIST_ID, list(found.found.values()))) == 1
+    assert len(client.members.remove_from_list(LIST_ID, list(found.found.values()))) == 1
     templates = {
         "/v3/marketing/contacts/search/emails": ("contacts", "/v3/marketing/contacts/search/emails"),
         "/v3/marketing/contacts/search": ("contacts", "/v3/marketing/contacts/search"),

@@ -23,7 +23,7 @@ from helpers import (
     write,
 )
 
-from shared import delta, extsort, lines
+from shared.delta import diff, extsort, lines
 from shared.services import App
 
 MIRROR = {"sync_mode": "mirror"}
@@ -156,7 +156,7 @@ def test_the_record_takes_only_what_sendgrid_applied(app_factory: Any, source_co
 def test_late_imports_settle_and_are_not_sent_again_meanwhile(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:
-    from shared.exporter import JobPolling  # noqa: PLC0415
+    from shared.run.exporter import JobPolling  # noqa: PLC0415
 
     app = app_factory([definition(**MIRROR)], services=dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01)))
     write(source_container, [[person(i) for i in range(1, 6)]])
@@ -181,7 +181,7 @@ def test_late_imports_settle_and_are_not_sent_again_meanwhile(
 
 
 def test_a_late_import_that_fails_is_sent_again(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
-    from shared.exporter import JobPolling  # noqa: PLC0415
+    from shared.run.exporter import JobPolling  # noqa: PLC0415
 
     app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01)))
     write(source_container, [[person(i) for i in range(1, 6)]])
@@ -290,7 +290,7 @@ def test_diff_and_next_record(tmp_path: Path) -> None:
 
     def decided(full_refresh: bool = False) -> list[tuple[bytes, str]]:
         with open(tmp_path / "d", "wb") as out, open(tmp_path / "l", "wb") as leavers:
-            delta.decide(
+            diff.decide(
                 keys,
                 record,
                 tmp_path,
@@ -316,8 +316,8 @@ def test_diff_and_next_record(tmp_path: Path) -> None:
         ]
     ]
     # a not applied (dropped: never delivered), d not applied (keeps its old hash), c removed.
-    assert list(delta.next_record(rows, lambda pos, email: False, lambda email: True)) == [b"b@x.io\th2\n", b"d@x.io\told\n"]
-    assert list(delta.next_record(rows, lambda pos, email: True, lambda email: False)) == [
+    assert list(diff.next_record(rows, lambda pos, email: False, lambda email: True)) == [b"b@x.io\th2\n", b"d@x.io\told\n"]
+    assert list(diff.next_record(rows, lambda pos, email: True, lambda email: False)) == [
         b"a@x.io\th1\n",
         b"b@x.io\th2\n",
         b"c@x.io\th3\n",
@@ -327,7 +327,7 @@ def test_diff_and_next_record(tmp_path: Path) -> None:
 
 def test_an_unsorted_record_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError), open(tmp_path / "d", "wb") as out, open(tmp_path / "l", "wb") as leavers:
-        delta.decide(
+        diff.decide(
             [],
             [b"b@x.io\th\n", b"a@x.io\th\n"],
             tmp_path,
@@ -342,17 +342,17 @@ def test_an_unsorted_record_is_refused(tmp_path: Path) -> None:
 
 def test_hash_covers_fields_and_lists() -> None:
     contact = json.dumps({"email": "a@x.io"}).encode()
-    assert delta.contact_hash(contact, ["l1"]) == delta.contact_hash(contact, ["l1"])
-    assert delta.contact_hash(contact, ["l1"]) != delta.contact_hash(contact, ["l2"])
-    assert delta.contact_hash(contact, ["l1"]) != delta.contact_hash(contact.replace(b"a@", b"b@"), ["l1"])
+    assert diff.contact_hash(contact, ["l1"]) == diff.contact_hash(contact, ["l1"])
+    assert diff.contact_hash(contact, ["l1"]) != diff.contact_hash(contact, ["l2"])
+    assert diff.contact_hash(contact, ["l1"]) != diff.contact_hash(contact.replace(b"a@", b"b@"), ["l1"])
 
 
 def test_the_hash_is_the_one_every_record_was_written_with() -> None:
     # blake2b-8 of the contact's bytes, RS, its sorted list ids: records of earlier releases hold
     # these, so any other value would resend every contact once.
     contact = b'{"email":"a@example.com","first_name":"Ana"}'
-    assert delta.contact_hash(contact, ["l2", "l1"]) == hashlib.blake2b(contact + b"\x1el1,l2", digest_size=8).hexdigest()
-    assert delta.contact_hash(contact, ["l1"]) == "a1889f4d46968cec"
+    assert diff.contact_hash(contact, ["l2", "l1"]) == hashlib.blake2b(contact + b"\x1el1,l2", digest_size=8).hexdigest()
+    assert diff.contact_hash(contact, ["l1"]) == "a1889f4d46968cec"
 
 
 def test_the_same_snapshot_again_costs_no_sendgrid_request(
@@ -374,7 +374,7 @@ def test_the_same_snapshot_again_costs_no_sendgrid_request(
 
 
 def test_a_confirm_settles_the_record_between_runs(app_factory: Any, source_container: ContainerClient, sandbox: Any) -> None:
-    from shared.exporter import JobPolling, confirm_jobs  # noqa: PLC0415
+    from shared.run.exporter import JobPolling, confirm_jobs  # noqa: PLC0415
 
     app = app_factory([definition()], services=dict(job_polling=JobPolling(max_wait=0)))
     write(source_container, [[person(i) for i in range(1, 6)]])

@@ -17,8 +17,8 @@ from queue_harness import QueueHost
 
 import export_http
 import export_timer
-from shared import api
-from shared.services import get_app, reset_app
+from shared.api import routes
+from shared.api.compose import get_app, reset_app
 from tools.sample_export import csv_bytes, write_export
 
 
@@ -166,13 +166,13 @@ def test_the_http_trigger_answers_as_the_api_does(environment: None) -> None:
         ("GET", "vip", "explode", b""),
     ]:
         status, payload = call_http(method, name, action, body)
-        expected = api.handle(get_app(), method, name, action, body)
+        expected = routes.handle(get_app(), method, name, action, body)
         assert status == expected.status
         if method == "GET":
             assert payload == expected.body
         else:  # two dry runs: same plan, different run ids
             assert payload["dry_run"] is True and payload["plan"] == expected.body["plan"]
-    assert api.parse_run_options(b"") == {}
+    assert routes.parse_run_options(b"") == {}
 
 
 def test_the_http_trigger_reads_the_query_string(environment: None, sandbox: Any) -> None:
@@ -191,7 +191,7 @@ def test_the_http_trigger_reads_the_query_string(environment: None, sandbox: Any
 
 
 def test_operator_cli(environment: None, capsys: pytest.CaptureFixture[str]) -> None:
-    from shared.__main__ import main  # noqa: PLC0415
+    from shared.api.cli import main  # noqa: PLC0415
 
     assert main(["validate"]) == 0
     capsys.readouterr()

@@ -14,17 +14,18 @@ from azure.storage.blob import ContainerClient
 from helpers import FOLDER, contacts_by_email, definition, person, put_requests, sandbox_config, sandbox_get, write
 from queue_harness import QueueHost, WorkerCrash, host_queue_settings
 
-from shared import api, engine, engine_state
+from shared.api import routes
+from shared.engine import handlers, liveness
 from shared.report import utc_now
 from tools.sendgrid_sandbox import Fault
 
 
-def post(app: Any, name: str = "vip", body: bytes = b"") -> api.ApiResponse:
-    return api.handle(app, "POST", name, "run", body)
+def post(app: Any, name: str = "vip", body: bytes = b"") -> routes.ApiResponse:
+    return routes.handle(app, "POST", name, "run", body)
 
 
 def report_of(app: Any, name: str, run_id: str) -> dict[str, Any]:
-    response = api.handle(app, "GET", name, "runs", run_id=run_id)
+    response = routes.handle(app, "GET", name, "runs", run_id=run_id)
     assert response.status == 200, response.body
     return response.body
 
@@ -71,7 +72,7 @@ def test_one_timer_tick_runs_each_export_as_its_own_message(
 ) -> None:
     write(source_container, [[person(i) for i in range(1, 6)]])
     app = app_factory([definition(name="vip"), definition(name="other"), definition(name="off", enabled=False)])
-    summaries = engine.enqueue_all(app)
+    summaries = handlers.enqueue_all(app)
     assert [(s["export"], s["status"]) for s in summaries] == [("vip", "queued"), ("other", "queued"), ("off", "skipped")]
     assert put_requests(sandbox) == []  # the tick itself sends nothing
     runs = [i for i in QueueHost(app, monkeypatch).drain() if i.kind == "run"]
@@ -137,15 +138,15 @@ def test_an_event_grid_event_runs_exactly_the_definition_of_that_folder(
     host.put(json.dumps(blob_created(source_container.container_name, f"{FOLDER}/HighValueCustomers/part-1.csv")))
     done = host.drain()
     assert [(i.kind, i.export) for i in done if i.kind == "run"] == [("run", "vip")]
-    latest = api.handle(app, "GET", "vip", "status").body
+    latest = routes.handle(app, "GET", "vip", "status").body
     assert latest["trigger"] == "event" and latest["status"] == "succeeded" and latest["counts"]["sent"] == 5
-    assert api.handle(app, "GET", "elsewhere", "status").status == 404  # not run
+    assert routes.handle(app, "GET", "elsewhere", "status").status == 404  # not run
 
     # The same snapshot again (the timer after the event): nothing to do, no SendGrid request.
     before = len(sandbox_get(sandbox, "requests")["requests"])
-    engine.enqueue_all(app)
+    handlers.enqueue_all(app)
     host.drain()
-    again = api.handle(app, "GET", "vip", "status").body
+    again = routes.handle(app, "GET", "vip", "status").body
     assert again["trigger"] == "timer" and again["status"] == "succeeded" and again["unchanged_snapshot"] is True
     assert len(sandbox_get(sandbox, "requests")["requests"]) == before
 
@@ -195,9 +196,9 @@ def test_a_message_that_always_fails_goes_to_poison_and_its_run_says_failed(
 def test_host_json_declares_what_the_engine_assumes() -> None:
     queues = host_queue_settings()
     assert queues["messageEncoding"] == "none"  # the worker reads plain JSON and Base64 itself
-    assert queues["maxDequeueCount"] == engine.MAX_DEQUEUE_COUNT == engine_state.MAX_TRIES
+    assert queues["maxDequeueCount"] == handlers.MAX_DEQUEUE_COUNT == liveness.MAX_TRIES
     h, m, s = (int(p) for p in queues["visibilityTimeout"].split(":"))
-    assert h * 3600 + m * 60 + s == engine_state.RETRY_DELAY_SECONDS
+    assert h * 3600 + m * 60 + s == liveness.RETRY_DELAY_SECONDS
 
 
 def test_a_queued_run_whose_worker_is_gone_is_stale_and_failed(
@@ -210,7 +211,7 @@ def test_a_queued_run_whose_worker_is_gone_is_stale_and_failed(
     assert post(app).status == 409
     # The same report as written an hour ago (its message lost, no run holding the lease).
     app.services.state.save_report({**stored, "status": "running", "updated_at": "2020-01-01T00:00:00Z"})
-    status = api.handle(app, "GET", "vip", "status").body
+    status = routes.handle(app, "GET", "vip", "status").body
     assert status["status"] == "failed" and status["error"]["code"] == "internal_error" and status["abandoned"]
     assert report_of(app, "vip", run_id)["status"] == "failed"
     assert post(app).status == 202  # no longer blocks the export

@@ -12,11 +12,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from shared import jobs
 from shared.definitions import ExportDefinition
-from shared.jobs import JobEntry
 from shared.report import RunReport
-from shared.source import Segment
+from shared.sendgrid import jobs
+from shared.sendgrid.jobs import JobEntry
+from shared.source.blob import Segment
 
 log = logging.getLogger(__name__)
 

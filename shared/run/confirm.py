@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from shared import delta, jobs
+from shared.delta import diff
+from shared.delta.lines import parse_key, parse_record, pending_job
 from shared.errors import ExportError
-from shared.jobs import JobEntry
-from shared.lines import parse_key, parse_record, pending_job
 from shared.report import refresh_status
 from shared.run.context import RunContext
-from shared.sendgrid import SendGridClient
+from shared.sendgrid import jobs
+from shared.sendgrid.client import SendGridClient
+from shared.sendgrid.jobs import JobEntry
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -162,7 +163,7 @@ def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled
 
     settled_path = path.with_suffix(".settled")
     with open(path, "rb") as record, open(settled_path, "wb") as out:
-        out.writelines(delta.settle_record(record, outcome))
+        out.writelines(diff.settle_record(record, outcome))
     settled_path.replace(path)
     return True
 

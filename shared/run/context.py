@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared import jobs, telemetry
+from shared import telemetry
 from shared.definitions import ExportDefinition
-from shared.lease import RunLease
-from shared.rejects import RejectsLog
 from shared.report import RunReport
-from shared.sendgrid import SendGridClient
+from shared.run.rejects import RejectsLog
+from shared.sendgrid import jobs
+from shared.sendgrid.client import SendGridClient
+from shared.state.lease import RunLease
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -37,7 +38,7 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class Workspace:
-    """The run's temporary files (formats: `shared/lines.py`)."""
+    """The run's temporary files (formats: `shared/delta/lines.py`)."""
 
     root: Path
 

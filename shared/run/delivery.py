@@ -32,15 +32,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from shared import chunking, jobs
+from shared.contacts import packing
+from shared.delta.lines import parse_spill
 from shared.errors import ExportError
-from shared.fields import with_cleared
-from shared.jobs import JobEntry
-from shared.lines import parse_spill
 from shared.run.checkpoint import REFUSED, Checkpoint
 from shared.run.confirm import JobAnswer, fetch, record
 from shared.run.context import RunContext
-from shared.sendgrid import SendGridRejected
+from shared.sendgrid import jobs
+from shared.sendgrid.client import SendGridRejected
+from shared.sendgrid.fields import with_cleared
+from shared.sendgrid.jobs import JobEntry
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,10 @@ class ContactSink:
         self.identity = identity
         self.save_checkpoint = save_checkpoint or (lambda cp: ctx.services.state.save_checkpoint(ctx.name, cp.to_json()))
         services = ctx.services
-        self.packer: chunking.Packer[Item] = chunking.Packer(
+        self.packer: packing.Packer[Item] = packing.Packer(
             ctx.definition.list_ids, services.max_contacts_per_request, services.max_body_bytes
         )
-        self.max_contact = chunking.max_contact_bytes(ctx.definition.list_ids, services.max_body_bytes)
+        self.max_contact = packing.max_contact_bytes(ctx.definition.list_ids, services.max_body_bytes)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender")
         self.in_flight: Future[None] | None = None
         self.poller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poller")
@@ -96,7 +97,7 @@ class ContactSink:
                     continue
                 (partition, row), encoded = parse_spill(line)
                 if clears and position in clears:
-                    encoded = chunking.encode_contact(with_cleared(json.loads(encoded), clears[position]))
+                    encoded = packing.encode_contact(with_cleared(json.loads(encoded), clears[position]))
                     if len(encoded) > self.max_contact:  # the cleared fields took it over the cap
                         self.ctx.rejects.reject((partition, row), "contact too large", f"{len(encoded)} bytes encoded")
                         continue
@@ -134,7 +135,7 @@ class ContactSink:
             in_flight, self.in_flight = self.in_flight, None
             in_flight.result()
 
-    def _submit(self, chunk: chunking.Chunk[Item]) -> bool:
+    def _submit(self, chunk: packing.Chunk[Item]) -> bool:
         self._wait()
         if not self.ctx.may_go_on():
             self.open = False
@@ -144,7 +145,7 @@ class ContactSink:
         return True
 
     # -- the sender thread --------------------------------------------------------------------
-    def _send_chunk(self, index: int, chunk: chunking.Chunk[Item]) -> None:
+    def _send_chunk(self, index: int, chunk: packing.Chunk[Item]) -> None:
         ctx = self.ctx
         budget = [max(HALVING_BUDGET_MIN, 4 * math.ceil(math.log2(chunk.count + 1)))]
         self._deliver(chunk.refs, chunk.body, chunk.parts, budget)
@@ -197,7 +198,7 @@ class ContactSink:
         # The body is built in the call, not held here: `_deliver` lets go of it before it splits
         # a refused one further (halving would otherwise keep a body at every level).
         self._deliver(
-            [item for item, _ in parts], chunking.build_body(self.ctx.definition.list_ids, encoded), lambda: encoded, budget
+            [item for item, _ in parts], packing.build_body(self.ctx.definition.list_ids, encoded), lambda: encoded, budget
         )
 
     def _refused(self, parts: list[Part], rejected: SendGridRejected, budget: list[int]) -> None:

@@ -18,16 +18,17 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from shared import delta, extsort, fields
+from shared.delta import diff, extsort
+from shared.delta.lines import unset_of
 from shared.errors import ExportError
-from shared.lines import unset_of
-from shared.record_store import StagedRecord
 from shared.run import mirror
 from shared.run.checkpoint import resume
 from shared.run.confirm import confirm, list_import_failures, settle_earlier_jobs
 from shared.run.context import RunContext, stage
 from shared.run.delivery import ContactSink
 from shared.run.reading import Prepared, ReadResult, read
+from shared.sendgrid import fields
+from shared.state.record import StagedRecord
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,11 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
         state, lists = ctx.services.state, ctx.definition.list_ids
         everything = not ctx.progress.refused and deliveries.all_applied()
         if everything and staged is not None:
-            state.commit_record(ctx.name, staged, prepared.record_etag, lists, prepared.field_codes)
+            state.record.commit(ctx.name, staged, prepared.record_etag, lists, prepared.field_codes)
         else:  # some contacts were refused, failed or are pending: their lines differ
             with open(workspace.next_record, "wb") as out:
                 out.writelines(_first_record(ctx, None if everything else deliveries.outcome))
-            state.save_record(ctx.name, str(workspace.next_record), prepared.record_etag, lists, prepared.field_codes)
+            state.record.save(ctx.name, str(workspace.next_record), prepared.record_etag, lists, prepared.field_codes)
     # Only now: a run stopped before its record was stored resumes without resending (the new
     # record's etag makes the checkpoint stale anyway).
     ctx.services.state.clear_checkpoint(ctx.name)
@@ -92,17 +93,17 @@ def _stage_record(ctx: RunContext, confirming: Future[None]) -> StagedRecord | N
         return None
     lines = _first_record(ctx, None)  # the keys are sorted here, before anything is staged
     try:
-        return ctx.services.state.stage_record(ctx.name, lines)
+        return ctx.services.state.record.stage(ctx.name, lines)
     except ExportError as exc:
         log.warning("export '%s': the record was not staged (%s); it is uploaded after the confirmation", ctx.name, exc.message)
         return None
 
 
-def _first_record(ctx: RunContext, outcome: delta.Outcome | None) -> Iterator[bytes]:
-    """The record after a first delivery (`delta.first_record`), from the key lines sorted now."""
+def _first_record(ctx: RunContext, outcome: diff.Outcome | None) -> Iterator[bytes]:
+    """The record after a first delivery (`diff.first_record`), from the key lines sorted now."""
     with open(ctx.workspace.keys, "rb") as keys:
         runs = extsort.sorted_runs(keys, ctx.workspace.root)
-    return delta.first_record(extsort.merged(runs), outcome)
+    return diff.first_record(extsort.merged(runs), outcome)
 
 
 def _finish_and_confirm(ctx: RunContext, sink: ContactSink) -> None:
@@ -154,14 +155,14 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         gone = (lambda email: email.decode() in removed) if removed is not None else (lambda email: False)
         with open(workspace.decisions, "rb") as decisions, open(workspace.next_record, "wb") as out:
             carried_unknown = prepared.record_fields is None or list(prepared.record_fields) != prepared.field_codes
-            out.writelines(delta.next_record(extsort.pieces(decisions), deliveries.outcome, gone, carried_unknown))
-        state.save_record(
+            out.writelines(diff.next_record(extsort.pieces(decisions), deliveries.outcome, gone, carried_unknown))
+        state.record.save(
             ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids, prepared.field_codes
         )
     state.clear_checkpoint(ctx.name)  # only now: a run stopped before this resumes without resending
 
 
-def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> delta.Plan:
+def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> diff.Plan:
     """The plan: what to send, what is unchanged, who left (written to the workspace)."""
     workspace, report = ctx.workspace, ctx.report
     with (
@@ -170,7 +171,7 @@ def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> delta.Pl
         open(workspace.decisions, "wb") as decisions,
         open(workspace.leavers, "wb") as leavers,
     ):
-        plan = delta.decide(
+        plan = diff.decide(
             keys,
             record,
             workspace.root,
@@ -201,7 +202,7 @@ def _clears(prepared: Prepared) -> Callable[[bytes, bytes], bytes] | None:
 
     def clears(old_extra: bytes, unset: bytes) -> bytes:
         before = unset_of(old_extra)
-        if before == delta.UNKNOWN:
+        if before == diff.UNKNOWN:
             return b""
         return b",".join(sorted((set(unset.split(b",")) & allowed) - set(before.split(b","))))
 

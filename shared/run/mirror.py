@@ -8,11 +8,11 @@ from __future__ import annotations
 import itertools
 import logging
 
-from shared.dedup import EmailSet
-from shared.delta import Plan
+from shared.contacts.dedup import EmailSet
+from shared.delta.diff import Plan
 from shared.errors import ExportError
 from shared.run.context import RunContext, RunOptions
-from shared.sendgrid import SEARCH_EMAILS_MAX
+from shared.sendgrid.client import SEARCH_EMAILS_MAX
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ def remove_leavers(ctx: RunContext, planned: int, record_lists: tuple[str, ...])
     unsearched = 0
     with open(ctx.workspace.leavers, "rb") as leavers:
         while batch := [line.rstrip(b"\n").decode() for line in itertools.islice(leavers, SEARCH_EMAILS_MAX)]:
-            search = client.contact_ids(batch)
+            search = client.members.contact_ids(batch)
             ids = list(search.found.values())
             for list_id in record_lists:
-                report.removal_jobs.extend(client.remove_from_list(list_id, ids))
+                report.removal_jobs.extend(client.members.remove_from_list(list_id, ids))
             for email in batch:  # unlinked now, or not in SendGrid any more: off the list either way
                 if email not in search.unsearchable:  # not looked up: stays in the record, tried again
                     removed.first_time(email)

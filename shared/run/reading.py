@@ -15,17 +15,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import chunking, delta
-from shared.dedup import EmailSet
+from shared.contacts import packing
+from shared.contacts.dedup import EmailSet
+from shared.contacts.mapping import STRUCTURAL, ContactMapper, Rejected, resolve_custom_fields
+from shared.delta import diff
+from shared.delta.lines import encode_key, encode_spill
 from shared.errors import ExportError
-from shared.fields import CustomField, UnsetCodes, field_codes
-from shared.lines import encode_key, encode_spill
-from shared.mapping import STRUCTURAL, ContactMapper, Rejected, resolve_custom_fields
 from shared.run import checkpoint
 from shared.run.checkpoint import Checkpoint
 from shared.run.context import RunContext
 from shared.run.delivery import BATCH, ContactSink, Item
-from shared.source import Segment
+from shared.sendgrid.fields import CustomField, UnsetCodes, field_codes
+from shared.source.blob import Segment
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def prepare(ctx: RunContext, writes: bool) -> Prepared:
     missing = [i for i in definition.list_ids if not ctx.sendgrid().list_exists(i)]
     if missing:
         raise ExportError("unknown_list", f"SendGrid list(s) {', '.join(missing)} do not exist in the account")
-    record = services.state.download_record_info(definition.name, str(ctx.workspace.record))
+    record = services.state.record.download(definition.name, str(ctx.workspace.record))
     record_etag = record.etag
     identity = checkpoint.identity(segment, definition, record_etag, ctx.options.full_refresh)
     stored = services.state.load_checkpoint(definition.name) if writes else None
@@ -122,10 +123,10 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
     segment = prepared.segment
     result = ReadResult()
     kept = result.kept.first_time
-    lists = delta.lists_suffix(definition.list_ids)
-    max_contact = chunking.max_contact_bytes(definition.list_ids, ctx.services.max_body_bytes)
+    lists = diff.lists_suffix(definition.list_ids)
+    max_contact = packing.max_contact_bytes(definition.list_ids, ctx.services.max_body_bytes)
     limit = definition.max_profiles
-    encode, contact_hash, to_map = chunking.encode_contact, delta.contact_hash, prepared.mapper.map
+    encode, contact_hash, to_map = packing.encode_contact, diff.contact_hash, prepared.mapper.map
     sizes = {p.name: p.size for p in segment.partitions}
     bytes_left = sum(sizes.values())
     # Sized up front (a row takes 200 bytes or more in real exports): growing the table costs more.

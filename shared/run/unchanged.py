@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared import jobs
 from shared.report import FINISHED, RunReport
-from shared.source import Segment
-from shared.state import StateStore
+from shared.sendgrid import jobs
+from shared.source.blob import Segment
+from shared.state.store import StateStore
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Routes (the function's route is exports/{name?}/{action?}/{id?}):
   GET  /api/exports                 the definitions, each with its last run status
   GET  /api/exports/{name}          one definition with its last run status
   POST /api/exports/{name}/run      queue a run: 202 {"run_id", "status": "queued", "status_url"}
-                                    and a Location header (shared/engine.py); options "dry_run",
+                                    and a Location header (shared/handlers.py); options "dry_run",
                                     "full_refresh", "confirm_removals", "wait" in a JSON body
                                     (booleans) or the query string (true|false). "dry_run" and
                                     "wait" run inline and answer 200 with the report (subject to
@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import engine, engine_state
 from shared.definitions import is_export_name, parse_definition
+from shared.engine import handlers, liveness
 from shared.errors import ExportError
-from shared.exporter import recheck_jobs
+from shared.run.exporter import recheck_jobs
 from shared.services import App
 
 RUN_OPTIONS = {"dry_run", "full_refresh", "confirm_removals", "wait"}
@@ -173,14 +173,14 @@ def _run(app: App, name: str, raw: dict[str, Any], body: bytes, query: Mapping[s
     options = parse_run_options(body, query)
     wait = options.pop("wait", False)
     if options.get("dry_run") or wait:
-        report = engine.run_inline(app, name, raw, options, trigger="http")
+        report = handlers.run_inline(app, name, raw, options, trigger="http")
         result = report.to_dict()
         if report.error is not None:
             return error_response(report.error, report=result)
         return ApiResponse(200, result)
     try:
-        queued = engine.submit(app, name, raw, options, trigger="http")
-    except engine_state.Busy as busy:
+        queued = handlers.submit(app, name, raw, options, trigger="http")
+    except liveness.Busy as busy:
         return error_response(busy, run_id=busy.run_id)
     url = f"/api/exports/{name}/runs/{queued.run_id}"
     return ApiResponse(202, {"run_id": queued.run_id, "status": "queued", "status_url": url}, {"Location": url})
@@ -189,10 +189,10 @@ def _run(app: App, name: str, raw: dict[str, Any], body: bytes, query: Mapping[s
 def _one_run(app: App, name: str, run_id: str) -> ApiResponse:
     if not _RUN_ID_RE.fullmatch(run_id):  # never echoed
         raise ExportError("bad_request", "a run id looks like 20260101T020000Z-0a1b2c")
-    report = engine_state.report_of(app.services.state, name, run_id)
+    report = liveness.report_of(app.services.state, name, run_id)
     if report is None:
         raise ExportError("not_found", f"export '{name}' has no run {run_id}")
-    return ApiResponse(200, engine_state.settle_if_stale(app, report))
+    return ApiResponse(200, liveness.settle_if_stale(app, report))
 
 
 def handle(
@@ -233,7 +233,7 @@ def handle(
             latest = recheck_jobs(name, app.services)  # pending import jobs are checked again
             if latest is None:
                 raise ExportError("not_found", f"export '{name}' has not run yet")
-            return ApiResponse(200, engine_state.settle_if_stale(app, latest))
+            return ApiResponse(200, liveness.settle_if_stale(app, latest))
         if action == "run":
             if method != "POST":
                 raise ExportError("method_not_allowed", f"use POST /api/exports/{name}/run")

@@ -19,7 +19,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from shared import cdm
+from shared.source import cdm
 
 # One CSV record (all its lines) may hold at most this many characters; mapping rejects any value
 # over 4,096 characters anyway. A longer record is skipped as a rejected row when the reader can

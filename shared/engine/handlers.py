@@ -1,5 +1,5 @@
-"""The run engine: decides *when* work happens, on the run queue (shared/queue.py); the run
-(shared/exporter.py) decides *what* happens.
+"""The run engine: decides *when* work happens, on the run queue (shared/state/queue.py); the run
+(shared/run/exporter.py) decides *what* happens.
 
   submit      HTTP POST and the timer: store a `queued` report, put a `run` message
   handle      the queue worker: one message = one unit of work for one export
@@ -18,7 +18,7 @@ duplicate of a finished run is dropped. An ExportError ends a run with a stored 
 not raise; an unexpected error (`internal_error`) raises, so the host retries the message, and
 after maxDequeueCount tries moves it to `<queue>-poison` (the run's report then says failed).
 
-Staleness (engine_state.py): a `queued`/`running` report answers 409 to a new POST only while
+Staleness (liveness.py): a `queued`/`running` report answers 409 to a new POST only while
 it can still be going on: its run holds the export's lease, or it was written less than
 `stale_after` ago (the host's 10-minute message visibility plus every retry and the settle delay).
 """
@@ -30,13 +30,14 @@ import logging
 import time
 from typing import Any
 
-from shared import engine_state, jobs
 from shared.definitions import parse_definition
-from shared.engine_messages import BadMessage, BlobCreated, Work, parse
+from shared.engine import liveness
+from shared.engine.messages import BadMessage, BlobCreated, Work, parse
 from shared.errors import ExportError
-from shared.exporter import confirm_jobs, queued_report, run_export
 from shared.report import FINISHED, RunReport
 from shared.run.context import RunOptions
+from shared.run.exporter import confirm_jobs, queued_report, run_export
+from shared.sendgrid import jobs
 from shared.services import App, JobPolling
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,15 @@ def submit(
 ) -> RunReport:
     """Queue a run of one export and store its `queued` report. Raises ExportError: a definition
     that cannot run (when `validate`), `run_in_progress` while a run of it is queued or running
-    (engine_state.Busy, naming that run), or a queue that cannot be written."""
+    (liveness.Busy, naming that run), or a queue that cannot be written."""
     if validate:
         parse_definition(raw)  # invalid, no consent: 4xx at once
     queue = app.services.queue
     if queue is None:
         raise ExportError("internal_error", "no run queue is configured (RUN_QUEUE's storage account)")
-    engine_state.refuse_if_active(app, name)
+    liveness.refuse_if_active(app, name)
     report = queued_report(name, trigger, RunOptions(**options))
-    app.services.state.save_report(engine_state.stamp(report.to_dict()))
+    app.services.state.save_report(liveness.stamp(report.to_dict()))
     try:
         queue.send(Work("run", name, report.run_id, trigger, options).to_message(), delay)
     except ExportError as exc:
@@ -119,8 +120,8 @@ def handle(app: App, body: bytes, dequeue_count: int = 1) -> None:
         except Exception:
             if dequeue_count >= MAX_DEQUEUE_COUNT and isinstance(item, Work) and item.kind != "confirm":
                 # The host moves the message to <queue>-poison now: the run's report says so.
-                stored = engine_state.report_of(app.services.state, item.export, item.run_id)
-                engine_state.fail(
+                stored = liveness.report_of(app.services.state, item.export, item.run_id)
+                liveness.fail(
                     app,
                     item,
                     stored,
@@ -136,15 +137,15 @@ def handle(app: App, body: bytes, dequeue_count: int = 1) -> None:
 def _on_run(app: App, work: Work, dequeue_count: int) -> None:
     name = work.export
     raw = app.settings.definitions.get(name)
-    stored = engine_state.report_of(app.services.state, name, work.run_id)
+    stored = liveness.report_of(app.services.state, name, work.run_id)
     if raw is None:
-        engine_state.fail(app, work, stored, ExportError("not_found", f"no export named '{name}' any more"))
+        liveness.fail(app, work, stored, ExportError("not_found", f"no export named '{name}' any more"))
         return
     if dequeue_count <= 1 and stored is not None and _finished(stored) and work.kind == "run":
         log.info("export '%s': run %s already finished; duplicate message dropped", name, work.run_id)
         return
     base = stored or queued_report(name, work.trigger, RunOptions(**work.options)).to_dict()
-    engine_state.save(app, {**base, "run_id": work.run_id, "status": "running"})
+    liveness.save(app, {**base, "run_id": work.run_id, "status": "running"})
     services = dataclasses.replace(app.services, job_polling=JobPolling(max_wait=0))  # confirm by message
     try:
         report = run_export(name, raw, services, trigger=work.trigger, options=RunOptions(**work.options), run_id=work.run_id)
@@ -152,7 +153,7 @@ def _on_run(app: App, work: Work, dequeue_count: int) -> None:
         _busy(app, work, base, exc)
         return
     if report.resumable:  # its time limit (or lease) ended it, checkpointed: the same run goes on
-        engine_state.save(app, {**report.to_dict(), "status": "running"})
+        liveness.save(app, {**report.to_dict(), "status": "running"})
         _send(app, Work("continue", name, work.run_id, work.trigger, work.options))
         return
     if report.error is not None and report.error.code == "internal_error":
@@ -169,9 +170,9 @@ def _finished(report: dict[str, Any]) -> bool:
 
 def _busy(app: App, work: Work, base: dict[str, Any], exc: ExportError) -> None:
     if work.tries >= MAX_BUSY_TRIES:
-        engine_state.fail(app, work, base, exc)
+        liveness.fail(app, work, base, exc)
         return
-    engine_state.save(app, {**base, "status": "queued"})
+    liveness.save(app, {**base, "status": "queued"})
     log.info("export '%s': run %s finds the export busy; put back for %ds", work.export, work.run_id, BUSY_RETRY_SECONDS)
     _send(app, dataclasses.replace(work, tries=work.tries + 1), BUSY_RETRY_SECONDS)
 

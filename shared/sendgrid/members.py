@@ -1,4 +1,5 @@
-"""SendGridClient's mirror-removal calls: find leavers' contact ids, unlink them from a list.
+"""Mirror removals through a SendGrid client: find leavers' contact ids, unlink them from a list.
+`SendGridClient` holds one `ListMembers` as `client.members`.
 
 Facts (OpenAPI tsg_mc_contacts_v3.json / tsg_mc_lists_v3.json, ../shared/reference notes):
 - POST /v3/marketing/contacts/search/emails {"emails"}: at most 100 addresses of at most 100
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import ExportError
-from shared.sendgrid_answers import (
+from shared.sendgrid.answers import (
     BATCH_IDS_MAX,
     SEARCH_EMAIL_MAX_CHARS,
     SEARCH_EMAILS_MAX,
@@ -49,14 +50,21 @@ UNLINK_ROUNDS = 3  # DELETE attempts per id batch while contacts vanish between 
 BAD_ID = "SendGrid answered a contact id that does not look like an id"
 
 
-class ContactsMixin:
-    if TYPE_CHECKING:
+class Requester(Protocol):
+    """What `ListMembers` needs of the client: its paced, retried requests."""
 
-        def post_json(self, path: str, body: Any, *, expected: tuple[int, ...]) -> requests.Response: ...
+    def post_json(self, path: str, body: Any, *, expected: tuple[int, ...]) -> requests.Response: ...
 
-        def request(
-            self, method: str, path: str, *, expected: tuple[int, ...], endpoint: str | None = None, **kwargs: Any
-        ) -> requests.Response: ...
+    def request(
+        self, method: str, path: str, *, expected: tuple[int, ...], endpoint: str | None = None, **kwargs: Any
+    ) -> requests.Response: ...
+
+
+class ListMembers:
+    """Finding contacts by email and unlinking them from a list, through the client's requests."""
+
+    def __init__(self, client: Requester) -> None:
+        self._client = client
 
     # -- search ------------------------------------------------------------------------------
     def contact_ids(self, emails: Iterable[str]) -> ContactSearch:
@@ -80,7 +88,7 @@ class ContactsMixin:
         budget = SEARCH_SPLIT_BUDGET
         while parts:
             part = parts.pop()
-            response = self.post_json(SEARCH_EMAILS_PATH, {"emails": part}, expected=(200,))
+            response = self._client.post_json(SEARCH_EMAILS_PATH, {"emails": part}, expected=(200,))
             if response.status_code == 200:
                 result = response.json().get("result") or {}
                 for email in part:
@@ -119,7 +127,7 @@ class ContactsMixin:
         if query is None:
             search.unsearchable[email] = "the address holds control characters; not searched"
             return
-        response = self.post_json(SEARCH_PATH, {"query": query}, expected=(200, 408))
+        response = self._client.post_json(SEARCH_PATH, {"query": query}, expected=(200, 408))
         if response.status_code == 200:
             for contact in response.json().get("result") or []:
                 if isinstance(contact, dict) and str(contact.get("email", "")).lower() == email:
@@ -152,7 +160,7 @@ class ContactsMixin:
         for first_batch in id_batches(ids):
             batch = first_batch
             for _ in range(UNLINK_ROUNDS):
-                response = self.request(
+                response = self._client.request(
                     "DELETE", path, expected=(202,), endpoint=LIST_CONTACTS, params={"contact_ids": ",".join(batch)}
                 )
                 if response.status_code == 202:
@@ -176,7 +184,7 @@ class ContactsMixin:
         existing: set[str] = set()
         for start in range(0, len(contact_ids), BATCH_IDS_MAX):
             chunk = contact_ids[start : start + BATCH_IDS_MAX]
-            response = self.post_json(BATCH_PATH, {"ids": chunk}, expected=(200,))
+            response = self._client.post_json(BATCH_PATH, {"ids": chunk}, expected=(200,))
             if response.status_code == 404:  # none of them exists
                 continue
             if response.status_code != 200:

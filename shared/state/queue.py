@@ -2,7 +2,7 @@
 
 Messages are JSON text sent as it is (no Base64): host.json declares
 `extensions.queues.messageEncoding: "none"`, so the queue trigger hands the worker the text as it
-was stored, whoever wrote it (this app, or Event Grid; see shared/engine_messages.py for how
+was stored, whoever wrote it (this app, or Event Grid; see shared/engine/messages.py for how
 both encodings are read). A delay is the message's initial invisibility (`visibility_timeout` of
 Put Message, at most 7 days; azure-storage-queue `QueueClient.send_message`).
 """

@@ -1,7 +1,7 @@
 """Reads a Customer Insights export (a CDM folder) from Blob Storage as a stream of rows.
 
 Only this module talks to the source container. Metadata parsing is in `cdm.py`; the CSV records
-of a partition are read by `records.py`, strictly as its CDM settings say and with bounded
+of a partition are read by `csv_rows.py`, strictly as its CDM settings say and with bounded
 memory: a partition that does not parse is refused (`source_invalid`, naming partition and line),
 never guessed at, so a broken snapshot cannot look like a smaller segment.
 """
@@ -17,10 +17,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from shared import cdm
 from shared.errors import ExportError
-from shared.records import BUFFER_BYTES, ChunkStream, GuardedStream, guarded_records
-from shared.storage_errors import storage_errors
+from shared.source import cdm
+from shared.source.csv_rows import BUFFER_BYTES, ChunkStream, GuardedStream, guarded_records
+from shared.storage import storage_errors
 
 MODEL_JSON = "model.json"
 MANIFEST_SUFFIX = ".manifest.cdm.json"

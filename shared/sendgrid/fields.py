@@ -25,7 +25,7 @@ class CustomField:
 
 
 # Short codes for the mapped fields a contact had no value for (kept per contact in the delivered
-# record: see shared/lines.py). Reserved fields by two letters; custom fields by "+" and their id.
+# record: see shared/delta/lines.py). Reserved fields by two letters; custom fields by "+" and their id.
 RESERVED_CODES = {
     "first_name": "fn",
     "last_name": "ln",

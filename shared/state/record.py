@@ -1,6 +1,6 @@
 """The delivered record's blob, `delivered/<export>.tsv` in the state container: read into a file,
-replaced whole, or staged block by block and committed later. `RecordStore` is a part of
-`StateStore` (state.py), which owns the container; nothing else writes the record.
+replaced whole, or staged block by block and committed later. `StateStore` (store.py) owns the
+container and holds one `DeliveredRecord` as `store.record`; nothing else writes the record.
 
 Staging is how a first delivery stores its record without waiting for it: the record as it is
 when every contact sent is applied goes up as uncommitted blocks while the run confirms its
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -25,7 +25,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
 from shared.errors import ExportError
-from shared.storage_errors import storage_errors
+from shared.storage import storage_errors
 
 TSV = ContentSettings(content_type="text/tab-separated-values")
 WHAT = "the state container"
@@ -75,23 +75,22 @@ def _changed_meanwhile(export: str) -> ExportError:
     )
 
 
-class RecordStore:
-    """The record's half of StateStore: `_container` and `ensure()` are the store's."""
+class DeliveredRecord:
+    """The delivered record of each export, in the store's container (`ensure` creates it)."""
 
-    _container: ContainerClient
+    def __init__(self, container: ContainerClient, ensure: Callable[[], None]) -> None:
+        self._container = container
+        self.ensure = ensure
 
-    def ensure(self) -> None:
-        raise NotImplementedError  # StateStore's
-
-    def _record_blob(self, export: str) -> BlobClient:
+    def _blob(self, export: str) -> BlobClient:
         return self._container.get_blob_client(f"delivered/{export}.tsv")
 
-    def download_record_info(self, export: str, path: str) -> RecordInfo:
+    def download(self, export: str, path: str) -> RecordInfo:
         """Stream the export's delivered record into `path` (empty when there is none); what is
         kept with it."""
         with storage_errors(WHAT):
             try:
-                downloader = self._record_blob(export).download_blob(max_concurrency=1)
+                downloader = self._blob(export).download_blob(max_concurrency=1)
             except ResourceNotFoundError:
                 open(path, "wb").close()
                 return RecordInfo("", None, None)
@@ -105,9 +104,7 @@ class RecordStore:
                 record_fields(downloader.properties),
             )
 
-    def save_record(
-        self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...], fields: list[str] | None = None
-    ) -> None:
+    def save(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...], fields: list[str] | None = None) -> None:
         """Replace the record with the file at `path`, only if it is still the one the run read
         (`read_etag`, "" for none): a record changed meanwhile means another run went on beside
         this one. Kept with it: `list_ids`, the lists this run delivered to, and `fields`, the
@@ -118,16 +115,16 @@ class RecordStore:
         (Azurite answers 409) where Put Block List takes it, as the SDK's own uploads of large
         blobs rely on (Azure/azure-sdk-for-java issue 6017)."""
         with open(path, "rb") as stream:
-            staged = self.stage_record(export, iter(lambda: stream.read(BLOCK_BYTES), b""))
-        self.commit_record(export, staged, read_etag, list_ids, fields)
+            staged = self.stage(export, iter(lambda: stream.read(BLOCK_BYTES), b""))
+        self.commit(export, staged, read_etag, list_ids, fields)
 
-    def stage_record(self, export: str, pieces: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> StagedRecord:
+    def stage(self, export: str, pieces: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> StagedRecord:
         """Upload a record's bytes (`pieces`, in order) as uncommitted blocks of about
-        `block_bytes`; nothing is visible until `commit_record`. Blocks go up on two uploader
+        `block_bytes`; nothing is visible until `commit`. Blocks go up on two uploader
         threads while the caller makes the next one (the threads only send the block they are
         given; the ids and the block being filled are the caller's), so at most three are held."""
         self.ensure()
-        blob = self._record_blob(export)
+        blob = self._blob(export)
         # Every uncommitted block id of a blob must have the same length, and a blob may hold an
         # interrupted upload's blocks for up to 7 days (then Put Block answers 400
         # InvalidBlobOrBlock: learn.microsoft.com/troubleshoot/azure/azure-storage/blobs/
@@ -158,15 +155,15 @@ class RecordStore:
                 future.result()
         return StagedRecord(tuple(ids))
 
-    def commit_record(
+    def commit(
         self, export: str, staged: StagedRecord, read_etag: str, list_ids: tuple[str, ...], fields: list[str] | None = None
     ) -> None:
         """Make a staged record the record, on the same condition and with the same metadata as
-        `save_record`."""
+        `save`."""
         self.ensure()
         with storage_errors(WHAT):
             try:
-                self._record_blob(export).commit_block_list(
+                self._blob(export).commit_block_list(
                     [BlobBlock(block_id) for block_id in staged.block_ids],
                     content_settings=TSV,
                     metadata=record_metadata(list_ids, fields),

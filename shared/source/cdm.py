@@ -1,4 +1,4 @@
-"""Common Data Model folder metadata, as pure functions (no I/O). Partitions are read in source.py.
+"""Common Data Model folder metadata, as pure functions (no I/O). Partitions are read in blob.py.
 
 What the folder looks like (see docs/reference notes in the README):
 - `model.json`: entities[] {name, attributes[] {name}, partitions[] {location, fileFormatSettings,

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.chunking import normalise_number
+from shared.contacts.packing import normalise_number
 from shared.definitions import RESERVED_FIELD_MAX_LENGTH, ExportDefinition
 from shared.errors import ExportError
-from shared.fields import CustomField
+from shared.sendgrid.fields import CustomField
 
 # A value longer than this is not a profile attribute but a broken row: rejected whatever the
 # overlength policy (postal_code and custom fields have no SendGrid limit of their own).
@@ -60,7 +60,7 @@ def has_bad_characters(value: str) -> str | None:
 
 
 def coerce_number(value: str) -> int | float | None:
-    """A Number custom field's value (stripped) as sent, or None: `chunking.normalise_number`
+    """A Number custom field's value (stripped) as sent, or None: `packing.normalise_number`
     (typed so that orjson writes the stdlib encoder's bytes) on at most MAX_NUMBER_CHARS."""
     if len(value) > MAX_NUMBER_CHARS:
         return None

@@ -15,7 +15,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from shared.errors import ExportError
-from shared.storage_errors import storage_error, storage_errors
+from shared.storage import storage_error, storage_errors
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The only module that speaks HTTP to SendGrid: one session, timeouts, retries, rate limits,
-and the calls the run makes. Contact search and list removal are in sendgrid_contacts.py,
-rate-limit headers in sendgrid_limits.py, the parsed 400 in sendgrid_answers.py.
+and the calls the run makes. Contact search and list removal are in members.py (`client.members`),
+rate-limit headers in pacing.py, the parsed 400 in answers.py.
 
 Facts used (official OpenAPI description in twilio/sendgrid-oai, and ../shared/reference notes):
 - Auth: `Authorization: Bearer <key>`; 401 bad or revoked key, 403 missing scopes.
 - Rate limits: X-RateLimit-Limit / -Remaining / -Reset, Reset in seconds on the marketing
-  endpoints (recorded) or an epoch (doc page): see sendgrid_limits.py. 429
+  endpoints (recorded) or an epoch (doc page): see pacing.py. 429
   {"errors":[{"field":null,"message":"too many requests"}]}.
 - PUT /v3/marketing/contacts answers 202 {"job_id"}; a 400 refuses the whole request and names
   every refused contact (`contacts[12].email`): SendGridRejected parses it.
@@ -29,8 +29,7 @@ import requests
 import urllib3
 
 from shared.errors import ExportError
-from shared.fields import FIELD_TYPES, CustomField
-from shared.sendgrid_answers import (
+from shared.sendgrid.answers import (
     MAX_QUERY_CHARS,
     SEARCH_EMAILS_MAX,
     ContactSearch,
@@ -38,8 +37,9 @@ from shared.sendgrid_answers import (
     checked_id,
     id_batches,
 )
-from shared.sendgrid_contacts import ContactsMixin
-from shared.sendgrid_limits import JITTER, Pacer, reset_wait
+from shared.sendgrid.fields import FIELD_TYPES, CustomField
+from shared.sendgrid.members import ListMembers
+from shared.sendgrid.pacing import JITTER, Pacer, reset_wait
 
 __all__ = [
     "MAX_QUERY_CHARS",
@@ -102,7 +102,7 @@ def _fetchable(url: str) -> bool:
         return False
 
 
-class SendGridClient(ContactsMixin):
+class SendGridClient:
     def __init__(
         self,
         base_url: str,
@@ -126,6 +126,7 @@ class SendGridClient(ContactsMixin):
         self.retries = 0  # retried attempts over this client's life, for the run report
         self.waited_seconds = 0.0  # retry and pacing waits together
         self.paced_seconds = 0.0  # waits before a request because the window was spent
+        self.members = ListMembers(self)  # contact search and unlinking (members.py)
 
     def close(self) -> None:
         self._session.close()

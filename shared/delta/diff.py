@@ -24,8 +24,8 @@ from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, cast
 
-from shared.extsort import merged, pieces, sorted_runs
-from shared.lines import (
+from shared.delta.extsort import merged, pieces, sorted_runs
+from shared.delta.lines import (
     DecisionLine,
     RecordEntry,
     encode_decision,

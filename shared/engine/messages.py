@@ -1,6 +1,6 @@
 """What a run-queue message says: one unit of work for one export (`run`, `continue`,
 `confirm`), or an Event Grid event about a new Customer Insights export. Parsing only; the
-engine (shared/engine.py) decides what to do.
+engine (shared/engine/handlers.py) decides what to do.
 
 Encoding. host.json sets `messageEncoding: "none"`, so the worker gets the stored text as it is.
 This app writes plain JSON. Event Grid writes its events Base64-encoded today (shown by inspecting

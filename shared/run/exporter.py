@@ -22,16 +22,16 @@ from typing import Any
 from shared import telemetry
 from shared.definitions import ExportDefinition, parse_definition
 from shared.errors import ExportError
-from shared.lease import RunLease
-from shared.rejects import RejectsLog
 from shared.report import RunReport
 from shared.run import flows, unchanged
 from shared.run.confirm import UNFINISHED, recheck_jobs, settle_record_file
 from shared.run.context import RunContext, RunOptions, Workspace, stage
 from shared.run.reading import prepare
-from shared.sendgrid import SendGridClient
+from shared.run.rejects import RejectsLog
+from shared.sendgrid.client import SendGridClient
 from shared.services import JobPolling, Services
-from shared.state import StateStore
+from shared.state.lease import RunLease
+from shared.state.store import StateStore
 
 __all__ = ["JobPolling", "RunOptions", "Services", "confirm_jobs", "queued_report", "recheck_jobs", "run_export"]
 
@@ -172,7 +172,7 @@ def confirm_jobs(name: str, services: Services) -> dict[str, Any] | None:
     try:
         with tempfile.TemporaryDirectory(prefix="sg-settle-", dir=services.workdir) as tmp:
             path = Path(tmp) / "record.tsv"
-            info = services.state.download_record_info(name, str(path))
+            info = services.state.record.download(name, str(path))
             settled = {"applied": 0, "not_applied": 0, "pending": 0}
 
             def sendgrid() -> SendGridClient:
@@ -181,7 +181,7 @@ def confirm_jobs(name: str, services: Services) -> dict[str, Any] | None:
                 return client[0]
 
             if settle_record_file(sendgrid, path, settled):
-                services.state.save_record(
+                services.state.record.save(
                     name, str(path), info.etag, info.list_ids or (), list(info.fields) if info.fields is not None else None
                 )
                 log.info("export '%s': earlier import jobs settled: %s", name, settled)

@@ -1,6 +1,6 @@
 """Everything written to the state container: run reports, rejects files, checkpoints and the
 delivered record. The only module that writes there (the run lock is `lease.py`'s; the record's
-part, `RecordStore`, is in record_store.py).
+blob code is `record.py`'s `DeliveredRecord`, which the store holds as `store.record`).
 
 Layout (under STATE_CONTAINER):
   runs/<export>/<run_id>.json    every run's report
@@ -28,9 +28,9 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.errors import ExportError
-from shared.lease import RunLease, acquire_run_lease
-from shared.record_store import WHAT, RecordStore
-from shared.storage_errors import storage_errors
+from shared.state.lease import RunLease, acquire_run_lease
+from shared.state.record import WHAT, DeliveredRecord
+from shared.storage import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,11 @@ JSON = ContentSettings(content_type="application/json")
 CSV = ContentSettings(content_type="text/csv; charset=utf-8")
 
 
-class StateStore(RecordStore):
+class StateStore:
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
         self._ready = False
+        self.record = DeliveredRecord(container, self.ensure)
 
     def ensure(self) -> None:
         if self._ready:

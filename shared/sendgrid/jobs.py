@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Literal, NotRequired, TypedDict
 
-from shared.sendgrid_answers import looks_like_id
+from shared.sendgrid.answers import looks_like_id
 
 JobStatus = Literal["pending", "completed", "errored", "failed"]
 FINAL = ("completed", "errored", "failed")

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import ExportError
 from shared.report import utc_now
-from shared.state import StateStore
+from shared.state.store import StateStore
 
 if TYPE_CHECKING:
-    from shared.engine_messages import Work
+    from shared.engine.messages import Work
     from shared.services import App
 
 log = logging.getLogger(__name__)
