@@ -7,24 +7,19 @@ No Bicep compiler can be installed here, so the files are parsed with pycep; che
 
 from __future__ import annotations
 
-import io
 import json
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
+from bicep import BICEP_FILES, INFRA, lifecycle_rules, parsed, resources, text_of, variable
 from helpers import ROOT
 from pycep import BicepParser
 
 from shared import settings as app_settings
 from shared import telemetry
-from shared.state.store import StateStore
 
-INFRA = ROOT / "infra"
-BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 # Used only while shared.settings has no SETTINGS table: read by the app only where there is no
 # Azure, so never deployed.
 FALLBACK_LOCAL_ONLY = {"SOURCE_STORAGE_CONNECTION_STRING", "STATE_STORAGE_CONNECTION_STRING", "SENDGRID_API_KEY"}
@@ -49,27 +44,6 @@ ROLES = {
     "storage_queue_data_contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "storage_queue_data_message_sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
 }
-
-
-@cache
-def parsed(name: str) -> dict[str, Any]:
-    return BicepParser().parse(text=(INFRA / name).read_text())
-
-
-def resources(name: str, kind: str) -> list[dict[str, Any]]:
-    """Resources of a type, with a conditional resource's body unwrapped."""
-    found = [r for r in parsed(name)["resources"].values() if r.get("type") == kind]
-    return [{**r, "config": r["config"]["config"]} if "condition" in r["config"] else r for r in found]
-
-
-def variable(name: str, value: Any) -> Any:
-    """A variable's value when `value` names one (pycep leaves references as names)."""
-    variables = parsed(name).get("variables", {})
-    return variables[value]["value"] if isinstance(value, str) and value in variables else value
-
-
-def text_of(value: Any) -> str:
-    return json.dumps(value, default=str)
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
@@ -289,13 +263,6 @@ def test_state_blobs_are_versioned_and_soft_deleted() -> None:
         assert (parameters[days]["default"] if isinstance(days, str) else days) >= 1
 
 
-def lifecycle_rules() -> dict[str, dict[str, Any]]:
-    (policy,) = resources("modules/state-storage.bicep", "Microsoft.Storage/storageAccounts/managementPolicies")
-    assert policy["config"]["name"] == "default"  # the only name Azure accepts for it
-    rules = policy["config"]["properties"]["policy"]["rules"]
-    return {rule["name"]: rule for rule in rules if rule["enabled"]}
-
-
 def test_rejects_are_deleted_after_the_retention_days_versions_included() -> None:
     rule = lifecycle_rules()["delete-rejects"]["definition"]
     assert rule["filters"]["prefixMatch"] == ["${containerName}/rejects/"]
@@ -320,18 +287,6 @@ def test_old_versions_of_state_blobs_expire() -> None:
     assert set(rule["actions"]) == {"version"}  # current blobs are the app's to keep or delete
     days = rule["actions"]["version"]["delete"]["daysAfterCreationGreaterThan"]
     assert parsed("modules/state-storage.bicep")["parameters"][days]["default"] >= 1
-
-
-def test_the_rejects_rule_matches_where_the_app_writes_rejects(
-    blob_service: BlobServiceClient, state_container_name: str
-) -> None:
-    """The lifecycle prefix (after the container) is the one the app's state store uses."""
-    store = StateStore(blob_service.get_container_client(state_container_name))
-    name = store.save_rejects("vip", "run-1", io.BytesIO(b"row,reason\r\n"))
-    written = [blob.name for blob in blob_service.get_container_client(state_container_name).list_blobs()]
-    assert written == [name]
-    (prefix,) = lifecycle_rules()["delete-rejects"]["definition"]["filters"]["prefixMatch"]
-    assert name.startswith(prefix.removeprefix("${containerName}/"))
 
 
 # -- audit logs -----------------------------------------------------------------------------
