@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 IAC_VENV := .venv-iac
 
-.PHONY: setup demo test lint iac bench clean
+.PHONY: setup demo test test-unit lint lock iac bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -33,6 +33,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m mypy
 	$(BIN)/lint-imports --no-cache
 
@@ -50,6 +51,15 @@ iac: $(IAC_VENV)/.installed
 # Tests start their own Azurite, SendGrid sandbox and Key Vault stand-in on free loopback ports.
 test: lint iac
 	$(BIN)/python -m pytest -q
+
+# The fast loop: tests/unit only (no stand-ins, no Node.js needed), a few seconds.
+test-unit: $(VENV)/.installed
+	$(BIN)/python -m pytest -q tests/unit
+
+# Recompile the hashed lock from requirements.in (pip-tools, pinned in requirements-dev.txt).
+lock: $(VENV)/.installed
+	$(BIN)/pip-compile --generate-hashes --no-emit-find-links --no-emit-index-url --output-file=requirements.lock \
+		--pip-args='--isolated' --strip-extras requirements.in
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) node_modules .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Timer trigger: queues one run per enabled export on EXPORT_SCHEDULE (shared/handlers.py) and
+"""Timer trigger: queues one run per enabled export on EXPORT_SCHEDULE (shared/engine/handlers.py) and
 returns within seconds; the queue worker runs them, in parallel across instances. Telemetry
 (when configured) is flushed before the invocation returns."""
 

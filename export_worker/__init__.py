@@ -1,5 +1,5 @@
 """Queue trigger on RUN_QUEUE: one message, one unit of work for one export (run, continue,
-confirm, or an Event Grid event), handed to shared/handlers.py. Raises only for an unexpected
+confirm, or an Event Grid event), handed to shared/engine/handlers.py. Raises only for an unexpected
 error, so the host retries the message (and after maxDequeueCount moves it to <queue>-poison).
 Telemetry (when configured) is flushed before the invocation returns."""
 

@@ -1,5 +1,5 @@
 // The Functions host's own storage (AzureWebJobsStorage, timer leases, the deployment package,
-// the run queue of shared/engine.py), reached by identities only: shared keys are off.
+// the run queue of shared/engine/), reached by identities only: shared keys are off.
 param name string
 param location string
 param tags object
