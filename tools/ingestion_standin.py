@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tools.serving import serve_in_background
+
 TRACK_PATH = "/v2.1/track"
 INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
 
@@ -114,7 +116,7 @@ def start(cert_file: str | None = None, key_file: str | None = None, state: Inge
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_file, key_file)
         server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_background(server, "ingestion-standin")
     return IngestionStandIn(server.state, server, "https" if cert_file else "http")
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import secrets
 import ssl
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tools.serving import serve_in_background
 
 TENANT = "00000000-0000-0000-0000-000000000000"
 
@@ -149,5 +150,5 @@ def start(cert_file: str, key_file: str, state: VaultState | None = None) -> Key
     vault.socket = context.wrap_socket(vault.socket, server_side=True)
     identity = _Server(_IdentityHandler, state)
     for server in (vault, identity):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        serve_in_background(server, "keyvault-standin")
     return KeyVaultStandIn(state, vault, identity)

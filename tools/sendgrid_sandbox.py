@@ -68,6 +68,7 @@ from tools.sandbox_state import (  # noqa: E402
     process_job,
 )
 from tools.sandbox_values import sandbox_email_ok  # noqa: E402
+from tools.serving import serve_in_background
 
 __all__ = ["CONFIG_KEYS", "Fault", "SandboxServer", "SandboxState", "process_job", "sandbox_email_ok", "start"]
 UPSERT = ("PUT", "/v3/marketing/contacts")
@@ -272,7 +273,7 @@ class SandboxServer(ThreadingHTTPServer):
 def start(state: SandboxState | None = None, port: int = 0) -> SandboxServer:
     """Start a sandbox on 127.0.0.1 in a background thread; `server.shutdown()` stops it."""
     server = SandboxServer(("127.0.0.1", port), state)
-    threading.Thread(target=server.serve_forever, name="sendgrid-sandbox", daemon=True).start()
+    serve_in_background(server, "sendgrid-sandbox")
     return server
 
 
