@@ -1,5 +1,5 @@
 """The read loop's CPU, piece by piece, in one process (no Azurite, no sandbox, no threads): the
-bench's rows as CSV in memory, parsed by `shared.records.read_records`, mapped, de-duplicated,
+bench's rows as CSV in memory, parsed by `shared.source.csv_rows.read_records`, mapped, de-duplicated,
 encoded, hashed and written as key and spill lines (to memory), as `shared.run.reading.read` does
 per row; beside it, what the minimal loop does per row (csv.reader, its own contact building,
 orjson). Figures only, to see where a run's CPU goes; `--profile` prints cProfile's top entries.

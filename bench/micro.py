@@ -3,7 +3,7 @@
 - encoding: µs a contact, the stdlib encoder vs the old fast path vs orjson (`encode_contact`), on
   realistic contacts (bench/data.py rows through the real mapper, custom fields included);
 - de-duplication: ns a call and bytes held, a Python set of hashes (the old Deduplicator) vs
-  `shared.dedup.EmailSet`, and the cost of the hash itself (hash() vs blake2b-8).
+  `shared.contacts.dedup.EmailSet`, and the cost of the hash itself (hash() vs blake2b-8).
 
     python -m bench.micro [--contacts 5000] [--sizes 75000,1000000]
 
@@ -35,11 +35,11 @@ from shared.sendgrid.fields import CustomField
 _stdlib = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def stdlib_encode(contact: dict) -> bytes:
+def stdlib_encode(contact: dict[str, Any]) -> bytes:
     return _stdlib(contact).encode("utf-8")
 
 
-def old_encode(contact: dict) -> bytes:
+def old_encode(contact: dict[str, Any]) -> bytes:
     """encode_contact as it was before orjson: the C string escaper for plain contacts."""
     if "custom_fields" in contact:
         return _stdlib(contact).encode("utf-8")

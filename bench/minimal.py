@@ -17,7 +17,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import requests
@@ -25,6 +27,9 @@ from azure.storage.blob import BlobServiceClient
 
 from bench.data import ADDRESS, CITY, COUNTRY, EMAIL, FIRST_NAME, LAST_NAME, POSTCODE, SINCE, STATE, TIER, VALUE
 from bench.memory import peak_rss_mb
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 MAX_CONTACTS, MAX_BYTES = 30_000, 6_000_000
 FIELDS = {
@@ -48,20 +53,21 @@ def member_since(text: str) -> str:
 
 
 class Chunks(io.RawIOBase):
-    def __init__(self, chunks):  # noqa: ANN001
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self.chunks, self.view = chunks, memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer):  # noqa: ANN001
+    def readinto(self, buffer: WriteableBuffer) -> int:
         while not self.view:
             try:
                 self.view = memoryview(next(self.chunks))
             except StopIteration:
                 return 0
-        n = min(len(buffer), len(self.view))
-        buffer[:n], self.view = self.view[:n], self.view[n:]
+        target = memoryview(buffer)
+        n = min(len(target), len(self.view))
+        target[:n], self.view = self.view[:n], self.view[n:]
         return n
 
 
@@ -102,11 +108,11 @@ def main() -> None:
             except ValueError:
                 continue
             seen.add(email)
-            contact: dict = {"email": email}
+            contact: dict[str, Any] = {"email": email}
             for field, index in FIELDS.items():
                 if row[index]:
                     contact[field] = row[index].strip()
-            custom: dict = {}
+            custom: dict[str, Any] = {}
             if row[TIER]:
                 custom[tier_id] = row[TIER].strip()
             if value is not None:

@@ -37,7 +37,7 @@ LIST_ID = "3f1c5a7e-9b2d-4e6f-8a1c-2b3d4e5f6a7b"
 SEGMENT = "BenchSegment"
 
 
-def start_sandbox() -> tuple[subprocess.Popen, str]:
+def start_sandbox() -> tuple[subprocess.Popen[str], str]:
     # Its own process, so its memory and CPU are not the export's. Jobs end at their first poll:
     # a fast SendGrid, so what is measured is the exporter's waiting, not the sandbox's.
     process = subprocess.Popen(

@@ -9,10 +9,18 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from shared.definitions import SyncMode
 from shared.errors import ExportError
 from shared.sendgrid.jobs import JobEntry
+
+# A run's status, as its report says it: `queued` (stored when the run is queued), `running` (a
+# worker runs it), then one of FINISHED: status_of's verdict, or `failed` written by the engine
+# for a run that could not run or was abandoned (engine/liveness.py).
+RunStatus = Literal["queued", "running", "succeeded", "partial", "failed"]
+FINISHED: tuple[RunStatus, ...] = ("succeeded", "partial", "failed")  # a run's final statuses
+UNFINISHED: tuple[RunStatus, ...] = ("queued", "running")  # a report some run is still writing
 
 
 def utc_now() -> str:
@@ -44,7 +52,7 @@ class RunReport:
     run_id: str = field(default_factory=new_run_id)
     started_at: str = field(default_factory=utc_now)
     finished_at: str | None = None
-    status: str = "running"
+    status: RunStatus = "running"
     source: dict[str, Any] = field(default_factory=dict)
     counts: Counts = field(default_factory=Counts)
     rejects: Counter[str] = field(default_factory=Counter)
@@ -55,7 +63,7 @@ class RunReport:
     error: ExportError | None = None
     resumable: bool = False  # stopped early on purpose; the next run goes on from the checkpoint
     resumed_from: dict[str, Any] | None = None
-    sync_mode: str = "upsert"
+    sync_mode: SyncMode = "upsert"
     full_refresh: bool = False
     plan: dict[str, int] = field(default_factory=lambda: {"upsert": 0, "remove": 0})
     removal_jobs: list[str] = field(default_factory=list)
@@ -115,10 +123,7 @@ class RunReport:
         }
 
 
-FINISHED = ("succeeded", "partial", "failed")  # a run's final statuses (queued and running are not)
-
-
-def status_of(report: dict[str, Any]) -> str:
+def status_of(report: dict[str, Any]) -> RunStatus:
     """succeeded: every contact planned was accepted (or refused by SendGrid as invalid, which
     makes it a reject), none failed in an import job, and every leaver planned was removed."""
     counts, plan = report["counts"], report["plan"]

@@ -27,7 +27,7 @@ DEFAULT_SCHEDULE = "0 0 2 * * *"
 # host.json sets functionTimeout to 30 minutes; a run stops sending 5 minutes before that.
 DEFAULT_RUN_TIME_LIMIT = 25 * 60
 # A run's SendGrid import jobs are confirmed by delayed queue messages, not by a sleeping run, so
-# the wait can be long: SendGrid says 100,000 contacts "can take up to a few hours" (README).
+# the wait can be long: SendGrid says 100,000 contacts "can take up to a few hours" (docs/reference.md).
 DEFAULT_JOB_WAIT = 6 * 3600
 DEFAULT_RUN_QUEUE = "export-runs"
 DEFAULT_CONFIRM_INTERVAL = 60  # seconds before the first `confirm` message; doubling to 15 minutes

@@ -57,7 +57,7 @@ class QueueHost:
 
     def waiting(self) -> int:
         try:
-            return int(self.queue.get_queue_properties().approximate_message_count)
+            return self.queue.get_queue_properties().approximate_message_count or 0
         except Exception:  # noqa: BLE001 - no queue yet: nothing was sent
             return 0
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import azure.functions as func
 import azure.functions.queue as func_queue
@@ -145,10 +146,10 @@ def drain(connection_string: str, queue_name: str, timeout: float = 120.0) -> li
     raise TimeoutError(f"the run queue was not empty after {timeout:.0f}s")
 
 
-def sendgrid_sandbox_contacts(sandbox: sendgrid_sandbox.SandboxServer) -> list[dict]:
+def sendgrid_sandbox_contacts(sandbox: sendgrid_sandbox.SandboxServer) -> list[dict[str, Any]]:
     import requests  # noqa: PLC0415
 
-    return requests.get(sandbox.url + "/_sandbox/contacts", timeout=30).json()["contacts"]
+    return cast(list[dict[str, Any]], requests.get(sandbox.url + "/_sandbox/contacts", timeout=30).json()["contacts"])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:
@@ -38,7 +38,7 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 @dataclass
 class Azurite:
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     port: int
     location: Path
     queue_port: int = 0

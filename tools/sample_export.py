@@ -14,6 +14,7 @@ import json
 import random
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.storage.blob import ContainerClient
 
@@ -81,9 +82,9 @@ def csv_bytes(rows: Iterable[Sequence[str]], header: Sequence[str] | None = None
 
 
 def model_json(segment: str, columns: Sequence[str], locations: Sequence[str], *, header: bool = False) -> bytes:
-    partitions = []
+    partitions: list[dict[str, Any]] = []
     for n, location in enumerate(locations, start=1):
-        partition = {"name": f"{segment}_{n}", "location": location, "refreshTime": "2026-11-28T02:00:00Z"}
+        partition: dict[str, Any] = {"name": f"{segment}_{n}", "location": location, "refreshTime": "2026-11-28T02:00:00Z"}
         if header:
             partition["fileFormatSettings"] = {
                 "$type": "CsvFormatSettings",

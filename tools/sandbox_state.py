@@ -101,7 +101,7 @@ class SandboxState:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # One count for arrivals and answers: a request's "seq" (when it came) and "answered_seq"
     # (when its answer went) say which requests overlapped, without reading clocks.
-    events: itertools.count = field(default_factory=itertools.count)
+    events: itertools.count[int] = field(default_factory=itertools.count)
     bodies: list[Any] = field(default_factory=list)  # parsed PUT contacts bodies, in order
     record_bodies: bool = True
     faults: list[Fault] = field(default_factory=list)
@@ -123,7 +123,7 @@ class SandboxState:
     # Handed over in arrival order: a poll waiting while an import holds it gets it before
     # the import's next slice (sandbox_lock.py).
     lock: FairLock = field(default_factory=FairLock)
-    imports: queue.Queue = field(default_factory=queue.Queue)  # accepted jobs, processed in the background
+    imports: queue.Queue[str] = field(default_factory=queue.Queue)  # accepted jobs' ids, processed in the background
 
     def add_list(self, name: str, list_id: str | None = None) -> str:
         list_id = list_id or str(uuid.uuid4())

@@ -4,7 +4,7 @@ Routes (the function's route is exports/{name?}/{action?}/{id?}):
   GET  /api/exports                 the definitions, each with its last run status
   GET  /api/exports/{name}          one definition with its last run status
   POST /api/exports/{name}/run      queue a run: 202 {"run_id", "status": "queued", "status_url"}
-                                    and a Location header (shared/handlers.py); options "dry_run",
+                                    and a Location header (shared/engine/handlers.py); options "dry_run",
                                     "full_refresh", "confirm_removals", "wait" in a JSON body
                                     (booleans) or the query string (true|false). "dry_run" and
                                     "wait" run inline and answer 200 with the report (subject to

@@ -98,7 +98,7 @@ _others: dict[str, str] = {}
 def coerce_date(value: str) -> str | None:
     """A date as SendGrid's JSON API takes it for Date custom fields, ISO 8601 at midnight UTC
     (`2024-01-31T00:00:00Z`), or None. Recorded against the real API (grouparoo's fixtures, see
-    ../shared/reference/README.md): ISO sent, accepted and read back; MM/DD/YYYY is documented for
+    docs/reference.md): ISO sent, accepted and read back; MM/DD/YYYY is documented for
     CSV uploads only.
 
     Accepts ISO 8601 dates and date-times (what Customer Insights writes for dateTime

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, repeat
 from operator import add
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -64,7 +64,7 @@ _orjson_dumps = orjson.dumps
 _join = b"".join
 
 
-def encode_contact(contact: dict) -> bytes:
+def encode_contact(contact: dict[str, Any]) -> bytes:
     """Compact JSON, as UTF-8: the bytes of the stdlib encoder (ensure_ascii=False, compact).
     orjson refuses (TypeError) exactly what it would write differently: integers beyond 64 bits
     and `JsonFloat`s; those contacts, and strings with lone surrogates (the mapper rejects

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.errors import ExportError
-from shared.report import utc_now
+from shared.report import UNFINISHED, RunStatus, utc_now
 from shared.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("queued", "running")
 MESSAGE_VISIBILITY_SECONDS = 10 * 60  # the queue trigger's visibility for a message it is processing
 RETRY_DELAY_SECONDS = 30  # host.json extensions.queues.visibilityTimeout
 MAX_TRIES = 5  # host.json extensions.queues.maxDequeueCount
@@ -37,7 +36,7 @@ MAX_TRIES = 5  # host.json extensions.queues.maxDequeueCount
 class Busy(ExportError):
     """409 run_in_progress naming the run that is queued or running."""
 
-    def __init__(self, name: str, run_id: str, status: str) -> None:
+    def __init__(self, name: str, run_id: str, status: RunStatus) -> None:
         super().__init__("run_in_progress", f"export '{name}' has run {run_id} {status}; try again when it ends")
         self.run_id = run_id
 
@@ -87,7 +86,7 @@ def _age(report: dict[str, Any]) -> float:
 
 def settle_if_stale(app: App, report: dict[str, Any], etag: str | None = None) -> dict[str, Any]:
     """The report as it stands: a stale `queued`/`running` one is rewritten failed (see above)."""
-    if report.get("status") not in ACTIVE or _age(report) <= stale_after(app):
+    if report.get("status") not in UNFINISHED or _age(report) <= stale_after(app):
         return report
     name = str(report.get("export"))
     if not lease_free(app, name):
@@ -123,8 +122,9 @@ def refuse_if_active(app: App, name: str) -> None:
         return
     report, etag = found
     report = settle_if_stale(app, report, etag)
-    if report.get("status") in ACTIVE:
-        raise Busy(name, str(report.get("run_id")), str(report.get("status")))
+    status = report.get("status")
+    if status in UNFINISHED:
+        raise Busy(name, str(report.get("run_id")), cast(RunStatus, status))
 
 
 def fail(app: App, work: Work, stored: dict[str, Any] | None, error: ExportError) -> None:

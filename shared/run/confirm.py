@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from shared.delta import diff
 from shared.delta.lines import parse_key, parse_record, pending_job
 from shared.errors import ExportError
-from shared.report import refresh_status
+from shared.report import UNFINISHED, refresh_status
 from shared.run.context import RunContext
 from shared.sendgrid import jobs
 from shared.sendgrid.client import SendGridClient
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMPORT_FAILED = "failed in SendGrid import"
-UNFINISHED = ("running", "queued")  # a report some run is still writing: never rewritten here
 
 
 @dataclass(frozen=True)

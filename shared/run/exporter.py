@@ -22,9 +22,9 @@ from typing import Any
 from shared import telemetry
 from shared.definitions import ExportDefinition, parse_definition
 from shared.errors import ExportError
-from shared.report import RunReport
+from shared.report import UNFINISHED, RunReport
 from shared.run import flows, unchanged
-from shared.run.confirm import UNFINISHED, recheck_jobs, settle_record_file
+from shared.run.confirm import recheck_jobs, settle_record_file
 from shared.run.context import RunContext, RunOptions, Workspace, stage
 from shared.run.reading import prepare
 from shared.run.rejects import RejectsLog

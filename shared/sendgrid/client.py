@@ -2,7 +2,7 @@
 and the calls the run makes. Contact search and list removal are in members.py (`client.members`),
 rate-limit headers in pacing.py, the parsed 400 in answers.py.
 
-Facts used (official OpenAPI description in twilio/sendgrid-oai, and ../shared/reference notes):
+Facts used (official OpenAPI description in twilio/sendgrid-oai, and docs/reference.md):
 - Auth: `Authorization: Bearer <key>`; 401 bad or revoked key, 403 missing scopes.
 - Rate limits: X-RateLimit-Limit / -Remaining / -Reset, Reset in seconds on the marketing
   endpoints (recorded) or an epoch (doc page): see pacing.py. 429

@@ -68,8 +68,10 @@ def apply_status(job: JobEntry, answer: dict[str, Any]) -> str | None:
     elif status == "errored":
         # An errored_count that is not a count (seen: "n/a") says nothing: none counts as applied.
         count = results.get("errored_count")
-        known = isinstance(count, (int, float)) and _is_count(count)
-        job["failed"] = min(int(count), job["contacts"]) if known else job["contacts"]  # type: ignore[arg-type]
+        if isinstance(count, (int, float)) and _is_count(count):
+            job["failed"] = min(int(count), job["contacts"])
+        else:
+            job["failed"] = job["contacts"]
     else:
         job["failed"] = 0
     return errors_url(answer)

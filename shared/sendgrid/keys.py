@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from shared.errors import ExportError
+
+if TYPE_CHECKING:
+    from azure.keyvault.secrets import SecretClient
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class ApiKeyStore:
         self._local_key = local_key
         # Extra SecretClient keyword arguments; only tests against a local stand-in need any.
         self._client_options = client_options or {}
-        self._client: Any = None
+        self._client: SecretClient | None = None
         self._cached: str | None = None
         self._lock = threading.Lock()
 

@@ -1,7 +1,7 @@
 """Mirror removals through a SendGrid client: find leavers' contact ids, unlink them from a list.
 `SendGridClient` holds one `ListMembers` as `client.members`.
 
-Facts (OpenAPI tsg_mc_contacts_v3.json / tsg_mc_lists_v3.json, ../shared/reference notes):
+Facts (OpenAPI tsg_mc_contacts_v3.json / tsg_mc_lists_v3.json, docs/reference.md):
 - POST /v3/marketing/contacts/search/emails {"emails"}: at most 100 addresses of at most 100
   characters; 200 {"result": {email: {"contact"} | {"error"}}}, 404 when none matches, 400 when
   any searched address is invalid (whether the 400 names it is not recorded: named ones are

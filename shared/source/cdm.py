@@ -1,6 +1,6 @@
 """Common Data Model folder metadata, as pure functions (no I/O). Partitions are read in blob.py.
 
-What the folder looks like (see docs/reference notes in the README):
+What the folder looks like (see docs/reference.md):
 - `model.json`: entities[] {name, attributes[] {name}, partitions[] {location, fileFormatSettings,
   cdm:traits}}. CsvFormatSettings defaults: columnHeaders false (no header row), delimiter ",",
   quoteStyle QuoteStyle.Csv, encoding UTF-8. `columnHeaders` may be the string "true"/"false".
@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 from shared.errors import ExportError
 
 # Partition encodings we read (Python codec names). CDM's CsvFormatSettings default is UTF-8
-# (learn.microsoft.com/common-data-model/model-json, and ../shared/reference/README.md); the CDM
+# (learn.microsoft.com/common-data-model/model-json, and docs/reference.md); the CDM
 # SDK's own samples declare "ASCII" (cdm-sdk-modeljson-edgecases); UTF-16 and Latin-1/Windows-1252
 # are what .NET writers (Customer Insights, Power Query dataflows) name when not UTF-8. Anything
 # else (utf-7, rot13, zlib, ...) is refused: such codecs can yield lone surrogates or raise while

@@ -17,10 +17,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from helpers import ROOT, app_env, definition, person, run, write
 
-from shared import services
+from shared.api import compose
 from shared.source.blob import BlobSource
 from shared.state.store import StateStore
 
@@ -63,7 +64,7 @@ def test_a_run_on_connection_strings_and_a_local_key_loads_no_identity_queue_or_
 
 
 def test_an_account_url_is_reached_with_the_apps_identity() -> None:
-    client = services.blob_service(None, "https://ciexports.blob.core.windows.net")
+    client = compose.blob_service(None, "https://ciexports.blob.core.windows.net")
     assert type(client.credential).__name__ == "DefaultAzureCredential"
     assert client.url.startswith("https://ciexports.blob.core.windows.net")
 
@@ -97,6 +98,7 @@ def _months_ago(months: int, day: int, n: int) -> str:
     return f"{year:04d}{month + 1:02d}{day:02d}T02{n // 60:02d}{n % 60:02d}Z-{n:06x}"
 
 
+@pytest.mark.slow
 def test_the_newest_reports_are_found_without_listing_the_whole_history(
     azurite: Any, blob_service: BlobServiceClient, state_container_name: str
 ) -> None:

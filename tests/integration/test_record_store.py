@@ -77,7 +77,10 @@ def test_a_record_is_stored_over_the_blocks_an_earlier_release_left_by_an_interr
     """The SDK's own uploads (how an earlier release stored records over 4 MiB) name blocks with
     48 characters; one interrupted leaves them uncommitted for up to 7 days, and a Put Block with
     ids of another length is refused (400) meanwhile. With and without a record before."""
-    leftover = lambda: f"{uuid.uuid4().int:048d}"  # noqa: E731  (the SDK's _shared/uploads.py)
+
+    def leftover() -> str:
+        return f"{uuid.uuid4().int:048d}"  # as the SDK's _shared/uploads.py names blocks
+
     store.ensure()
     blob = store._container.get_blob_client("delivered/vip.tsv")
     blob.stage_block(leftover(), b"interrupted\n")

@@ -222,6 +222,7 @@ def test_a_changed_snapshot_or_definition_starts_from_the_beginning(
     assert fresh["status"] == "succeeded"
 
 
+@pytest.mark.slow
 def test_a_run_killed_halfway_is_completed_by_the_next_resending_at_most_one_request(
     azurite: Any, source_container: ContainerClient, state_container_name: str, sandbox: Any
 ) -> None:
@@ -343,6 +344,7 @@ def test_broken_metadata_refuses_the_run_before_anything_is_sent(
 
 
 # -- fault storms ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_storm_of_rate_limits_errors_and_drops_still_delivers_each_profile_once(
     app_factory: Any, source_container: ContainerClient, sandbox: Any
 ) -> None:

@@ -21,12 +21,12 @@ from helpers import (
     write,
 )
 
-from shared.services import JobPolling
+from shared.services import App, JobPolling
 
 PENDING = dict(job_polling=JobPolling(max_wait=0.05, first_interval=0.01))
 
 
-def record(app: Any) -> str:
+def record(app: App) -> str:
     return app.services.state._container.download_blob("delivered/vip.tsv").readall().decode()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobLeaseClient
+from azure.storage.blob import BlobLeaseClient, ContainerClient
 from helpers import ROOT, definition
 
 from shared.contacts import packing
@@ -24,19 +24,21 @@ from shared.run.checkpoint import Checkpoint
 from shared.run.context import RunContext, RunOptions, Workspace
 from shared.run.delivery import ContactSink
 from shared.run.rejects import RejectsLog
-from shared.sendgrid.client import SendGridRejected
+from shared.sendgrid.client import SendGridClient, SendGridRejected
 from shared.services import Services
+from shared.source.blob import BlobSource
 from shared.state.lease import acquire_run_lease
+from shared.state.store import StateStore
 
 
-class ScriptedSendGrid:
+class ScriptedSendGrid(SendGridClient):
     """Answers PUT /v3/marketing/contacts from a script: a list of error lists (a 400 naming
-    them) or None (202). Records every body it was sent."""
+    them) or None (202). Records every body it was sent; sends nothing anywhere."""
 
     def __init__(self, script: list[list[dict[str, Any]] | None]) -> None:
+        super().__init__("https://sendgrid.invalid", lambda refresh: "SG.scripted")
         self.script = list(script)
         self.bodies: list[dict[str, Any]] = []
-        self.retries = 0
 
     def upsert_contacts(self, body: bytes) -> str:
         self.bodies.append(json.loads(body))
@@ -52,10 +54,14 @@ class ScriptedSendGrid:
         pass
 
 
+# The stages run here read neither the source nor the state: a container nothing listens at.
+UNUSED = ContainerClient("http://127.0.0.1:9", "unused")
+
+
 def context(tmp_path: Path, client: ScriptedSendGrid, **services: Any) -> RunContext:
     report = RunReport(export="vip", trigger="test", dry_run=False)
     workspace = Workspace(tmp_path)
-    built = Services(source=None, state=None, sendgrid=lambda: client, **services)  # type: ignore[arg-type]
+    built = Services(source=BlobSource(UNUSED), state=StateStore(UNUSED), sendgrid=lambda: client, **services)
     return RunContext(
         parse_definition(definition()),
         built,
@@ -195,6 +201,7 @@ def test_decide_on_tiny_files(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_run_that_lost_its_lease_stops_sending(tmp_path: Path, blob_service: Any) -> None:
     # The real lease on Azurite, broken as another run (or an operator) would break it.
     container = blob_service.create_container(f"lease-{uuid.uuid4().hex[:12]}")

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from json.decoder import JSONDecoder
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -19,6 +19,7 @@ from helpers import API_KEY, LIST_ID, sandbox_config, sandbox_get
 
 from tools.sandbox_lock import FairLock
 from tools.sandbox_state import IMPORT_SLICE, SandboxState, process_job
+from tools.sendgrid_sandbox import SandboxServer
 
 CONTACTS = "/v3/marketing/contacts"
 
@@ -27,7 +28,7 @@ def call(sandbox: Any, method: str, path: str, body: Any = None) -> requests.Res
     return requests.request(method, sandbox.url + path, timeout=30, json=body, headers={"Authorization": f"Bearer {API_KEY}"})
 
 
-def field_id(sandbox: Any, name: str) -> str:
+def field_id(sandbox: SandboxServer, name: str) -> str:
     return next(f["id"] for f in sandbox.state.custom_fields.values() if f["name"] == name)
 
 
@@ -38,7 +39,7 @@ def put(sandbox: Any, *contacts: dict[str, Any]) -> requests.Response:
 def settled_job(sandbox: Any, job_id: str) -> dict[str, Any]:
     sandbox.state.imports.join()
     for _ in range(20):
-        job = call(sandbox, "GET", f"{CONTACTS}/imports/{job_id}").json()
+        job = cast(dict[str, Any], call(sandbox, "GET", f"{CONTACTS}/imports/{job_id}").json())
         if job["status"] != "pending":
             return job
     raise AssertionError("job still pending")

@@ -4,6 +4,7 @@ list removal with vanished contacts, id checks and the errors_url rule."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -44,8 +45,9 @@ def log_of(sandbox: Any, path: str, method: str = "POST") -> list[dict[str, Any]
 def seed(sandbox: Any, email: str, *, alternates: tuple[str, ...] = (), lists: tuple[str, ...] = (LIST_ID,)) -> str:
     """A contact in the sandbox's account, as if imported earlier; its id."""
     with sandbox.state.lock:
-        contact = {
-            "id": f"c-{len(sandbox.state.contacts) + 1:04d}-{abs(hash(email)) % 10**8}",
+        contact_id = f"c-{len(sandbox.state.contacts) + 1:04d}-{abs(hash(email)) % 10**8}"
+        sandbox.state.contacts[email] = {
+            "id": contact_id,
             "email": email,
             "alternate_emails": list(alternates),
             "list_ids": set(lists),
@@ -53,8 +55,7 @@ def seed(sandbox: Any, email: str, *, alternates: tuple[str, ...] = (), lists: t
             "created_at": "2024-01-01T00:00:00Z",
             "updated_at": "2024-01-01T00:00:00Z",
         }
-        sandbox.state.contacts[email] = contact
-    return contact["id"]
+    return contact_id
 
 
 # -- rate limits ----------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def test_a_400_is_parsed_into_the_contacts_it_names(sandbox: Any) -> None:
     contacts = [{"email": f"p{i}@example.com"} for i in range(6)]
     contacts[1]["email"] = "not valid"
     contacts[4]["email"] = "also@bad"
-    body = requests.compat.json.dumps({"list_ids": [LIST_ID], "contacts": contacts}).encode()
+    body = json.dumps({"list_ids": [LIST_ID], "contacts": contacts}).encode()
     with pytest.raises(SendGridRejected) as refused:
         client(sandbox.url, Recorder()).upsert_contacts(body)
     assert set(refused.value.contacts) == {1, 4}

@@ -1,15 +1,31 @@
-"""The blob reader on Azurite: every reference CDM folder, uploaded as it is, and broken ones."""
+"""The blob reader on Azurite: the project's CDM folders (tests/fixtures/cdm; the official samples
+too where present), each uploaded as it is, and broken ones."""
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
-from helpers import COLUMNS, FOLDER, LIST_ID, SEGMENT, definition, person, reference_dir, rejects_rows, run, sandbox_get, write
+from helpers import (
+    COLUMNS,
+    FOLDER,
+    LIST_ID,
+    SEGMENT,
+    CdmFolder,
+    definition,
+    official_cdm,
+    person,
+    project_cdm,
+    rejects_rows,
+    run,
+    sandbox_get,
+    write,
+)
 
 from shared.errors import ExportError
 from shared.source.blob import MAX_METADATA_BYTES, BlobSource
@@ -33,33 +49,91 @@ def expected_rows(path: Path, header: bool = False) -> list[list[str]]:
     return rows[1:] if header else rows
 
 
-def test_powerbi_dataflow_folder_reads_every_partition(source_container: ContainerClient) -> None:
-    local = reference_dir("cdm-samples", "powerbi-dataflow-model-json")
+@dataclass(frozen=True)
+class HeaderlessFolder:
+    folder: CdmFolder
+    first: str  # an entity in <first>.csv at the folder root, its row 1 data (no header row)
+    first_value: str
+    width: int
+    multiline: str  # an entity at the folder root with quoted fields holding CR/LF
+    multiline_width: int
+    many: str  # an entity in many partitions under <many>/
+    partitions: int
+    restarts: tuple[str, int]  # an entity and its number of partitions (record numbers restart in each)
+    trailing: str  # an entity with values ending in spaces
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        pytest.param(
+            HeaderlessFolder(
+                project_cdm("model-json-headerless"),
+                "Customers",
+                "C0001",
+                8,
+                "Customers",
+                8,
+                "Visits",
+                3,
+                ("Visits", 3),
+                "Customers",
+            ),
+            id="project",
+        ),
+        pytest.param(
+            HeaderlessFolder(
+                official_cdm("powerbi-dataflow-model-json"),
+                "Customers",
+                "ALFKI",
+                11,
+                "Employees",
+                17,
+                "Actions",
+                21,
+                ("Orders", 6),
+                "Orders",
+            ),
+            id="official",
+        ),
+    ],
+)
+def test_headerless_model_json_folder_reads_every_partition(source_container: ContainerClient, sample: HeaderlessFolder) -> None:
+    local = sample.folder()
     upload_folder(source_container, local, "pbi")
     source = BlobSource(source_container)
 
-    customers = read_all(source, "pbi", "Customers")
-    assert [values for _, _, values in customers] == expected_rows(local / "Customers.csv")
-    assert customers[0][2][0] == "ALFKI" and len(customers[0][2]) == 11  # headerless: row 1 is data
+    first = read_all(source, "pbi", sample.first)
+    assert [values for _, _, values in first] == expected_rows(local / f"{sample.first}.csv")
+    assert first[0][2][0] == sample.first_value and len(first[0][2]) == sample.width  # headerless: row 1 is data
 
-    employees = read_all(source, "pbi", "Employees")
+    multiline = read_all(source, "pbi", sample.multiline)
     # Quoted fields with embedded CR/LF stay one field; rows keep their width.
-    assert len(employees) == len(expected_rows(local / "Employees.csv"))
-    assert all(len(values) == 17 for _, _, values in employees)
-    assert any("\n" in v for _, _, values in employees for v in values)
+    assert len(multiline) == len(expected_rows(local / f"{sample.multiline}.csv"))
+    assert all(len(values) == sample.multiline_width for _, _, values in multiline)
+    assert any("\n" in v for _, _, values in multiline for v in values)
 
-    actions = source.open_segment("pbi", "Actions")
-    assert len(actions.partitions) == 21
-    assert all(p.blob_name.startswith("pbi/Actions/") for p in actions.partitions)
-    total = sum(len(expected_rows(p)) for p in (local / "Actions").glob("*.csv"))
-    assert sum(1 for _ in source.rows(actions)) == total
+    many = source.open_segment("pbi", sample.many)
+    assert len(many.partitions) == sample.partitions
+    assert all(p.blob_name.startswith(f"pbi/{sample.many}/") for p in many.partitions)
+    total = sum(len(expected_rows(p)) for p in (local / sample.many).glob("*.csv"))
+    assert sum(1 for _ in source.rows(many)) == total
     # Record numbers restart in each partition.
-    orders = read_all(source, "pbi", "Orders")
-    assert sum(1 for _, number, _ in orders if number == 1) == 6
+    entity, partitions = sample.restarts
+    assert sum(1 for _, number, _ in read_all(source, "pbi", entity) if number == 1) == partitions
+    # Values are read as written: trailing spaces are data, not trimmed here.
+    assert any(v != v.rstrip() for _, _, values in read_all(source, "pbi", sample.trailing) for v in values)
 
 
-def test_manifest_folder_with_header_only_partitions(source_container: ContainerClient) -> None:
-    local = reference_dir("cdm-samples", "cdm-sdk-manifest-headers")
+@pytest.mark.parametrize(
+    "folder",
+    [
+        pytest.param(project_cdm("manifest-header-only"), id="project"),
+        pytest.param(official_cdm("cdm-sdk-manifest-headers"), id="official"),
+    ],
+)
+def test_manifest_folder_with_header_only_partitions(source_container: ContainerClient, folder: CdmFolder) -> None:
+    local = folder()
     upload_folder(source_container, local, "CustomerInsights_x/Export")
     source = BlobSource(source_container)
     for entity in json.loads((local / "default.manifest.cdm.json").read_text())["entities"]:
@@ -72,15 +146,23 @@ def test_manifest_folder_with_header_only_partitions(source_container: Container
 
 
 @pytest.mark.parametrize(
-    "sample",
+    "folder",
     [
-        "TestLoadingCsvPartitionTraits",
-        "TestLoadingCsvPartitionTraitsFromFileFormatSettings",
-        "TestModelJsonDataPartitionLocationConsistency",
+        pytest.param(project_cdm("model-json-csv-traits"), id="project-csv-traits"),
+        pytest.param(project_cdm("model-json-csv-settings"), id="project-csv-settings"),
+        pytest.param(project_cdm("model-json-bom-windows-path"), id="project-bom-windows-path"),
+        *[
+            pytest.param(official_cdm("cdm-sdk-modeljson-edgecases", sample, "Input"), id=f"official-{sample}")
+            for sample in (
+                "TestLoadingCsvPartitionTraits",
+                "TestLoadingCsvPartitionTraitsFromFileFormatSettings",
+                "TestModelJsonDataPartitionLocationConsistency",
+            )
+        ],
     ],
 )
-def test_metadata_only_samples_are_refused_before_any_row(source_container: ContainerClient, sample: str) -> None:
-    local = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", sample, "Input")
+def test_metadata_only_samples_are_refused_before_any_row(source_container: ContainerClient, folder: CdmFolder) -> None:
+    local = folder()
     upload_folder(source_container, local, "edge")
     entity = json.loads((local / "model.json").read_text(encoding="utf-8-sig"))["entities"][0]["name"]
     with pytest.raises(ExportError) as caught:

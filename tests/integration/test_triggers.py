@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import azure.functions as func
 import pytest
@@ -23,7 +23,7 @@ from tools.sample_export import csv_bytes, write_export
 
 
 def function_json(name: str) -> dict[str, Any]:
-    return json.loads((ROOT / name / "function.json").read_text())
+    return cast(dict[str, Any], json.loads((ROOT / name / "function.json").read_text()))
 
 
 def test_function_bindings_and_host() -> None:

@@ -82,6 +82,7 @@ def test_one_timer_tick_runs_each_export_as_its_own_message(
         assert report["trigger"] == "timer" and report["status"] == "succeeded" and report["counts"]["sent"] == 5
 
 
+@pytest.mark.slow
 def test_a_run_past_its_time_limit_continues_over_several_invocations(
     app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

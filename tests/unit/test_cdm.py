@@ -1,13 +1,15 @@
-"""The pure CDM reader: metadata of every reference folder, locations, CSV dialects."""
+"""The pure CDM reader: metadata of the project's CDM folders (tests/fixtures/cdm; the official
+samples too where present), locations, CSV dialects."""
 
 from __future__ import annotations
 
 import io
 import json
 import tracemalloc
+from dataclasses import dataclass
 
 import pytest
-from helpers import reference_dir
+from helpers import CdmFolder, official_cdm, project_cdm
 
 from shared.errors import ExportError
 from shared.source import cdm
@@ -36,71 +38,177 @@ def only_partition(model_json: bytes) -> cdm.PartitionRef:
     return cdm.PartitionRef(raw["name"], raw["location"], fmt)
 
 
-# -- model.json from the reference samples ---------------------------------------------------
-def test_powerbi_model_json_entities_columns_and_partitions() -> None:
-    folder = reference_dir("cdm-samples", "powerbi-dataflow-model-json")
-    data = (folder / "model.json").read_bytes()
-    actions = cdm.parse_model_json(data, "Actions")
-    assert actions.columns == ("Id", "ActionType", "CreatedTime", "UpdatedTime")
-    assert len(actions.partitions) == 21
-    # No fileFormatSettings: the CDM defaults apply, so there is no header row.
-    assert all(p.fmt == cdm.CsvFormat() for p in actions.partitions)
-    assert not actions.partitions[0].fmt.header
-    employees = cdm.parse_model_json(data, "Employees")
-    assert employees.columns[:3] == ("EmployeeID", "LastName", "FirstName")
-    assert len(cdm.parse_model_json(data, "Orders").partitions) == 6
+# -- model.json: headerless partitions at absolute URLs ------------------------------------------
+@dataclass(frozen=True)
+class HeaderlessModel:
+    folder: CdmFolder
+    many: str  # the entity in many partitions
+    many_columns: tuple[str, ...]
+    partitions: dict[str, int]  # entity -> its number of partitions
+    other: str
+    other_leading: tuple[str, ...]  # the first columns of `other`
 
 
-def test_traits_win_over_file_format_settings() -> None:
-    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases")
-    data = (folder / "TestLoadingCsvPartitionTraits" / "Input" / "model.json").read_bytes()
-    partition = only_partition(data)
+@pytest.mark.parametrize(
+    "sample",
+    [
+        pytest.param(
+            HeaderlessModel(
+                project_cdm("model-json-headerless"),
+                "Visits",
+                ("VisitId", "CustomerId", "Channel", "VisitedOn"),
+                {"Visits": 3, "Customers": 1},
+                "Customers",
+                ("CustomerId", "FirstName", "LastName"),
+            ),
+            id="project",
+        ),
+        pytest.param(
+            HeaderlessModel(
+                official_cdm("powerbi-dataflow-model-json"),
+                "Actions",
+                ("Id", "ActionType", "CreatedTime", "UpdatedTime"),
+                {"Actions": 21, "Orders": 6},
+                "Employees",
+                ("EmployeeID", "LastName", "FirstName"),
+            ),
+            id="official",
+        ),
+    ],
+)
+def test_headerless_model_json_entities_columns_and_partitions(sample: HeaderlessModel) -> None:
+    data = (sample.folder() / "model.json").read_bytes()
+    many = cdm.parse_model_json(data, sample.many)
+    assert many.columns == sample.many_columns
+    for entity, count in sample.partitions.items():
+        partitions = cdm.parse_model_json(data, entity).partitions
+        assert len(partitions) == count, entity
+        # No fileFormatSettings: the CDM defaults apply, so there is no header row.
+        assert all(p.fmt == cdm.CsvFormat() for p in partitions)
+        assert not partitions[0].fmt.header
+    other = cdm.parse_model_json(data, sample.other)
+    assert other.columns[: len(sample.other_leading)] == sample.other_leading
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [
+        pytest.param(project_cdm("model-json-headerless"), id="project"),
+        pytest.param(official_cdm("powerbi-dataflow-model-json"), id="official"),
+    ],
+)
+def test_every_absolute_url_location_resolves_to_a_file_of_the_folder(folder: CdmFolder) -> None:
+    local = folder()
+    existing = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    data = (local / "model.json").read_bytes()
+    names = [e["name"] for e in json.loads(data.decode("utf-8-sig"))["entities"]]
+    locations = [p.location for name in names for p in cdm.parse_model_json(data, name).partitions]
+    # Absolute URLs of another account, with ":443" and "?snapshot=" (not always both).
+    assert all(location.startswith("https://") for location in locations)
+    assert any(":443/" in location for location in locations) and any("?snapshot=" in location for location in locations)
+    blobs = [cdm.resolve_location(location, existing) for location in locations]
+    assert all(blob is not None and blob.endswith(".csv") for blob in blobs), dict(zip(locations, blobs, strict=True))
+    assert len(set(blobs)) == len(blobs)  # each partition its own file
+
+
+# -- partition formats: CSV traits and fileFormatSettings -----------------------------------------
+@pytest.mark.parametrize(
+    "folder",
+    [
+        pytest.param(project_cdm("model-json-csv-traits"), id="project"),
+        pytest.param(official_cdm("cdm-sdk-modeljson-edgecases", "TestLoadingCsvPartitionTraits", "Input"), id="official"),
+    ],
+)
+def test_traits_win_over_file_format_settings(folder: CdmFolder) -> None:
+    partition = only_partition((folder() / "model.json").read_bytes())
     # fileFormatSettings say no header, ";" and no quoting; the CSV trait says the opposite.
     assert partition.fmt == cdm.CsvFormat(header=True, delimiter=",", quoting=True, encoding="utf-8-sig")
 
 
-def test_file_format_settings_apply_when_the_trait_has_no_format_arguments() -> None:
-    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases")
-    data = (folder / "TestLoadingCsvPartitionTraitsFromFileFormatSettings" / "Input" / "model.json").read_bytes()
-    partition = only_partition(data)
+@pytest.mark.parametrize(
+    "folder",
+    [
+        pytest.param(project_cdm("model-json-csv-settings"), id="project"),
+        pytest.param(
+            official_cdm("cdm-sdk-modeljson-edgecases", "TestLoadingCsvPartitionTraitsFromFileFormatSettings", "Input"),
+            id="official",
+        ),
+    ],
+)
+def test_file_format_settings_apply_when_the_trait_has_no_format_arguments(folder: CdmFolder) -> None:
+    partition = only_partition((folder() / "model.json").read_bytes())
     assert partition.fmt == cdm.CsvFormat(header=False, delimiter=";", quoting=False, encoding="ascii")
 
 
-def test_model_json_with_bom_and_windows_location() -> None:
-    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", "TestModelJsonDataPartitionLocationConsistency")
-    data = (folder / "Input" / "model.json").read_bytes()
+# -- model.json with a BOM and a Windows path; the manifest beside it -------------------------------
+@dataclass(frozen=True)
+class ConvertedModel:
+    folder: CdmFolder
+    entity: str
+    columns: int
+    first_column: str
+
+
+CONVERTED = [
+    pytest.param(ConvertedModel(project_cdm("model-json-bom-windows-path"), "Subscriber", 6, "createdOn"), id="project"),
+    pytest.param(
+        ConvertedModel(
+            official_cdm("cdm-sdk-modeljson-edgecases", "TestModelJsonDataPartitionLocationConsistency", "Input"),
+            "EpisodeOfCare",
+            30,
+            "createdOn",
+        ),
+        id="official",
+    ),
+]
+
+
+@pytest.mark.parametrize("sample", CONVERTED)
+def test_model_json_with_bom_and_windows_location(sample: ConvertedModel) -> None:
+    data = (sample.folder() / "model.json").read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
-    schema = cdm.parse_model_json(data, "EpisodeOfCare")
-    assert len(schema.columns) == 30 and schema.columns[0] == "createdOn"
+    schema = cdm.parse_model_json(data, sample.entity)
+    assert len(schema.columns) == sample.columns and schema.columns[0] == sample.first_column
     (partition,) = schema.partitions
     assert partition.fmt.header is True  # columnHeaders given as a JSON boolean here
-    existing = {"EpisodeOfCare/partition-data.csv"}
-    assert cdm.resolve_location(partition.location, existing) == "EpisodeOfCare/partition-data.csv"
+    assert partition.location.startswith("C:\\")
+    existing = {f"{sample.entity}/partition-data.csv"}
+    assert cdm.resolve_location(partition.location, existing) == f"{sample.entity}/partition-data.csv"
+
+
+@pytest.mark.parametrize("sample", CONVERTED)
+def test_manifest_with_entity_schema_and_local_prefix(sample: ConvertedModel) -> None:
+    folder = sample.folder()
+    entity = cdm.parse_manifest((folder / "default.manifest.cdm.json").read_bytes(), sample.entity, "m")
+    assert (entity.document_path, entity.definition_name) == (f"{sample.entity}.cdm.json", sample.entity)
+    columns = cdm.parse_entity_document((folder / f"{sample.entity}.cdm.json").read_bytes(), sample.entity, "doc")
+    assert len(columns) == sample.columns
+    # The manifest and the model.json converted from it agree on the columns.
+    assert columns == cdm.parse_model_json((folder / "model.json").read_bytes(), sample.entity).columns
 
 
 # -- manifests ---------------------------------------------------------------------------------
-def test_every_manifest_entity_has_columns_from_its_document() -> None:
-    folder = reference_dir("cdm-samples", "cdm-sdk-manifest-headers")
-    manifest = (folder / "default.manifest.cdm.json").read_bytes()
+@pytest.mark.parametrize(
+    ("folder", "entities"),
+    [
+        pytest.param(project_cdm("manifest-header-only"), 2, id="project"),
+        pytest.param(official_cdm("cdm-sdk-manifest-headers"), 10, id="official"),
+    ],
+)
+def test_every_manifest_entity_has_columns_from_its_document(folder: CdmFolder, entities: int) -> None:
+    local = folder()
+    manifest = (local / "default.manifest.cdm.json").read_bytes()
     names = [e["entityName"] for e in json.loads(manifest)["entities"]]
-    assert len(names) == 10
+    assert len(names) == entities
     for name in names:
         entity = cdm.parse_manifest(manifest, name, "default.manifest.cdm.json")
         columns = cdm.parse_entity_document(
-            (folder / entity.document_path).read_bytes(), entity.definition_name, entity.document_path
+            (local / entity.document_path).read_bytes(), entity.definition_name, entity.document_path
         )
-        header = (folder / name / "partition-data.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+        header = (local / name / "partition-data.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
         assert list(columns) == header, name  # the document's order is the file's order
         (partition,) = entity.partitions
         assert partition.fmt.header is True  # "true" given as a string in the trait arguments
-
-
-def test_manifest_with_entity_schema_and_local_prefix() -> None:
-    folder = reference_dir("cdm-samples", "cdm-sdk-modeljson-edgecases", "TestModelJsonDataPartitionLocationConsistency", "Input")
-    entity = cdm.parse_manifest((folder / "default.manifest.cdm.json").read_bytes(), "EpisodeOfCare", "m")
-    assert (entity.document_path, entity.definition_name) == ("EpisodeOfCare.cdm.json", "EpisodeOfCare")
-    columns = cdm.parse_entity_document((folder / "EpisodeOfCare.cdm.json").read_bytes(), "EpisodeOfCare", "doc")
-    assert len(columns) == 30
 
 
 # -- refusals ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -100,7 +101,7 @@ def test_minimum_requests_is_the_larger_of_the_two_needs() -> None:
         {"email": "a@x.io", "custom_fields": {"e1_N": 12.5, "e2_T": "x"}},
     ],
 )
-def test_contacts_encode_exactly_as_compact_json(contact: dict) -> None:
+def test_contacts_encode_exactly_as_compact_json(contact: dict[str, Any]) -> None:
     assert encode_contact(contact) == json.dumps(contact, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -113,7 +114,8 @@ def test_packing_in_batches_closes_the_same_bodies_as_one_by_one() -> None:
         caps = {"max_contacts": rng.randint(1, 12), "max_body_bytes": rng.randint(len(build_body(LISTS, [])) + 40, 300)}
         one_by_one = list(pack(enumerate(parts), LISTS, **caps))
         packer: Packer[int] = Packer(LISTS, **caps)
-        batched, start = [], 0
+        batched: list[Chunk[int]] = []
+        start = 0
         while start < len(parts):
             stop = start + rng.randint(1, 15)
             batched += packer.extend(list(range(start, min(stop, len(parts)))), parts[start:stop])

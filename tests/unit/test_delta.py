@@ -173,6 +173,7 @@ def test_a_first_record_names_pending_jobs_and_leaves_out_what_failed() -> None:
     assert b"".join(diff.first_record([keys], None)) == b"a@x.io\th1\nb@x.io\th2\tfn;\nc@x.io\th3\n"
 
 
+@pytest.mark.slow
 def test_leavers_are_written_as_they_come_whatever_their_number(tmp_path: Path) -> None:
     # A segment emptied or narrowed: every record entry is a leaver. They once all waited in
     # memory for the next key (~250 MB a million); now memory stays flat as their number grows.

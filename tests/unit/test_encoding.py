@@ -9,6 +9,7 @@ import random
 import re
 import struct
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from shared.sendgrid.fields import CustomField
 _reference_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def reference(contact: dict) -> bytes:
+def reference(contact: dict[str, Any]) -> bytes:
     """What the exporter has always sent, and hashed into the delivered record."""
     return _reference_encode(contact).encode("utf-8")
 

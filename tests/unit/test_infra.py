@@ -403,7 +403,7 @@ def kql_names(query: str) -> tuple[set[str], set[str], set[str], set[str]]:
     """(tables, customDimensions keys, customMeasurements keys, `name == "..."` values) of a query."""
     body = "\n".join(line for line in query.splitlines() if not line.strip().startswith("//"))
     statements = [s.strip() for s in re.split(r";\s*\n", body) if s.strip()]
-    tables = {re.match(r"[A-Za-z_]\w*", s).group(0) for s in statements if re.match(r"[A-Za-z_]\w*", s)}  # type: ignore[union-attr]
+    tables = {found.group(0) for s in statements if (found := re.match(r"[A-Za-z_]\w*", s))}
     dimensions = set(re.findall(r"customDimensions\.(\w+)", body)) | set(re.findall(r'customDimensions\["([^"]+)"\]', body))
     measurements = set(re.findall(r"customMeasurements\.(\w+)", body)) | set(re.findall(r'customMeasurements\["([^"]+)"\]', body))
     names = set(re.findall(r'\bname\s*==\s*"([^"]+)"', body))

@@ -6,10 +6,11 @@ import csv
 from pathlib import Path
 
 from shared.sendgrid import jobs
+from shared.sendgrid.jobs import JobEntry
 
 
 def test_status_answers_update_the_report_entry_and_drop_the_signed_link() -> None:
-    job = {"job_id": "j1", "contacts": 10, "status": "pending"}
+    job: JobEntry = {"job_id": "j1", "contacts": 10, "status": "pending"}
     url = jobs.apply_status(
         job,
         {"status": "errored", "results": {"requested_count": 10, "errored_count": 2, "errors_url": "https://x/errors.csv?sig=s"}},
@@ -53,9 +54,13 @@ def test_applied_follows_job_ranges_statuses_and_failures() -> None:
     deliveries = jobs.Deliveries({"a": [0, 10]})
     deliveries.accepted("b", 10, 20)
     deliveries.accepted("c", 25, 30)
-    deliveries.failed("b", {"x@x.io"})
+    deliveries.failed("b", {"x@x.io": "bad"})
     deliveries.settle(
-        [{"job_id": "a", "status": "completed"}, {"job_id": "b", "status": "errored"}, {"job_id": "c", "status": "pending"}]
+        [
+            {"job_id": "a", "contacts": 10, "status": "completed"},
+            {"job_id": "b", "contacts": 10, "status": "errored"},
+            {"job_id": "c", "contacts": 5, "status": "pending"},
+        ]
     )
     assert deliveries.applied(0, b"a@x.io") and deliveries.applied(9, b"a@x.io")
     assert deliveries.applied(12, b"y@x.io") and not deliveries.applied(12, b"x@x.io")
@@ -74,7 +79,7 @@ def test_a_reason_keeps_sendgrids_words_but_no_quoted_value() -> None:
 
 
 def test_an_answer_of_an_unexpected_shape_counts_nothing_as_applied() -> None:
-    job = {"job_id": "j1", "contacts": 10, "status": "pending"}
+    job: JobEntry = {"job_id": "j1", "contacts": 10, "status": "pending"}
     assert jobs.apply_status(job, {"status": "errored", "results": {"errored_count": "n/a"}}) is None
     assert job["failed"] == 10 and job["results"] == {}
     jobs.apply_status(job, {"status": None, "results": "nonsense"})

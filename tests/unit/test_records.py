@@ -33,7 +33,10 @@ class Opener:
         return text, stream.progress
 
 
-def both(data: bytes, fmt: cdm.CsvFormat = cdm.CsvFormat(), limit: int | None = None) -> tuple[list, list, int]:
+Records = list[tuple[int, list[str]]]  # (record number, values) in order
+
+
+def both(data: bytes, fmt: cdm.CsvFormat = cdm.CsvFormat(), limit: int | None = None) -> tuple[Records, Records, int]:
     """(what the guarded way yields, what the exact reader yields, openings by the guarded way)."""
     opener = Opener(data, limit=limit)
     fast = [(number, values) for _, number, values in guarded_records(opener, fmt, COLUMNS, "partition 'p1'")]
