@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 
 IAC_VENV := .venv-iac
 
-.PHONY: setup demo test test-unit lint lock iac bench clean
+.PHONY: setup demo serve test test-unit test-multirun lint lock iac bench clean
 
-setup: $(VENV)/.installed node_modules/.installed
+CHROMIUM := /usr/bin/chromium
+
+setup: $(VENV)/.installed node_modules/.installed $(CHROMIUM)
 
 # Runtime packages from the hashed lock (requirements.lock, compiled from requirements.in: the
 # command is in its header; requirements.txt, what the Functions build reads, installs the lock),
@@ -23,8 +25,28 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The console's browser tests drive Debian's Chromium through Playwright for Python (pinned in
+# requirements-dev.txt, with executable_path): `playwright install`, which downloads a browser of
+# its own, is never run. apt installs it as root (CI) or with sudo; elsewhere the note says how,
+# and the browser tests fail saying the same.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "note: $(CHROMIUM) is missing; the browser tests need it: sudo apt-get install chromium"; \
+	fi
+
+# ARGS=--json: the whole run report, the ExportRun event and the preview as one JSON document.
 demo: setup
-	$(BIN)/python -m tools.demo
+	$(BIN)/python -m tools.demo $(ARGS)
+
+# The app's HTTP routes and queue worker on the stand-ins and sample export of `make demo`, at
+# http://127.0.0.1:7071/api/... with a printed local function key; the console is /api/console.
+# Ctrl-C stops it. ARGS=--port=N for another port.
+serve: setup
+	$(BIN)/python -m tools.devserver --local $(ARGS)
 
 # Figures, not a test: the export against a minimal streaming loop (bench/run.py; PROFILES=N).
 PROFILES ?= 300000
@@ -55,6 +77,11 @@ test: lint iac
 # The fast loop: tests/unit only (no stand-ins, no Node.js needed), a few seconds.
 test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests/unit
+
+# Many seeds of the randomised multi-run test (make test runs two a mode): MULTIRUN_SEEDS=N.
+MULTIRUN_SEEDS ?= 40
+test-multirun: setup
+	MULTIRUN_SEEDS=$(MULTIRUN_SEEDS) $(BIN)/python -m pytest -q tests/integration/test_multirun.py
 
 # Recompile the hashed lock from requirements.in (pip-tools, pinned in requirements-dev.txt).
 lock: $(VENV)/.installed

@@ -1,5 +1,6 @@
 """HTTP trigger: translates the request into a call to shared.api and the result into JSON.
-Telemetry (when configured) is flushed before the response returns."""
+Telemetry (when configured) is flushed before the response returns, and log lines from the app's
+own threads ({"wait": true} runs inline) carry the invocation id (shared/telemetry.py, invocation)."""
 
 import json
 import logging
@@ -20,9 +21,11 @@ def _absolute(request_url: str, path: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}" if parts.scheme and parts.netloc else path
 
 
-def main(req: func.HttpRequest) -> func.HttpResponse:
-    telemetry.configure()  # once per process, only with APPLICATIONINSIGHTS_CONNECTION_STRING
-    try:
+# `context`: the invocation's, which the Python worker passes to a `main` that names it (its
+# annotation must be azure.functions.Context itself, not Optional, or the worker refuses to load
+# the function); None when called outside the host (tests).
+def main(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:  # type: ignore[assignment]
+    with telemetry.invocation(context):
         try:
             app = get_app()
         except SettingsError as exc:
@@ -45,5 +48,3 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(
             json.dumps(body, indent=2), status_code=result.status, mimetype="application/json", headers=headers
         )
-    finally:
-        telemetry.flush()  # the instance may be frozen as soon as the invocation returns

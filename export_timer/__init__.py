@@ -1,6 +1,6 @@
 """Timer trigger: queues one run per enabled export on EXPORT_SCHEDULE (shared/engine/handlers.py) and
 returns within seconds; the queue worker runs them, in parallel across instances. Telemetry
-(when configured) is flushed before the invocation returns."""
+(when configured) is flushed before the invocation returns (shared/telemetry.py, invocation)."""
 
 import logging
 
@@ -11,11 +11,11 @@ from shared.api.compose import get_app
 from shared.engine import handlers
 
 
-def main(timer: func.TimerRequest) -> None:
-    telemetry.configure()  # once per process, only with APPLICATIONINSIGHTS_CONNECTION_STRING
-    try:
+# `context`: the invocation's, which the Python worker passes to a `main` that names it (its
+# annotation must be azure.functions.Context itself, not Optional, or the worker refuses to load
+# the function); None when called outside the host (tests).
+def main(timer: func.TimerRequest, context: func.Context = None) -> None:  # type: ignore[assignment]
+    with telemetry.invocation(context):
         if timer.past_due:
             logging.info("the export timer is past due; queueing now")
         handlers.enqueue_all(get_app())
-    finally:
-        telemetry.flush()  # the instance may be frozen as soon as the invocation returns

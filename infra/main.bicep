@@ -52,8 +52,8 @@ param sendGridSecretName string = 'sendgrid-api-key'
 @description('SendGrid API root; EU regional subusers use https://api.eu.sendgrid.com.')
 param sendGridApiBaseUrl string = 'https://api.sendgrid.com'
 
-@description('JSON array of export definitions (see the README).')
-param exportDefinitions string = '[]'
+@description('JSON array of export definitions (see the README); when set, it wins over exports.json deployed with the app. Empty: the app reads exports.json.')
+param exportDefinitions string = ''
 
 @description('NCRONTAB schedule of the timer that runs every enabled export.')
 param exportSchedule string = '0 0 2 * * *'
@@ -119,6 +119,7 @@ module alerts 'modules/alerts.bicep' = {
     alertEmail: alertEmail
     staleHours: alertStaleHours
     rejectPercent: alertRejectRate
+    runQueueName: runQueueName
   }
 }
 

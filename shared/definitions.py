@@ -2,6 +2,11 @@
 
 A definition that fails validation is still listed (so an operator can see what is wrong with
 it), but it never runs: `parse_definition` raises `ExportError("invalid_definition")`.
+
+The fields of `ExportDefinition` are the one place a definition is declared: the keys the parser
+accepts, and (from each field's metadata: description and value schema) the JSON Schema of a
+definitions file, committed as schema/exports.schema.json (`python -m shared schema --write`;
+tests/unit/test_schema.py fails when it drifts, or when schema and parser disagree on a case).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from shared.errors import ExportError
@@ -42,9 +47,32 @@ Region = Literal["global", "eu"]
 REGIONS: tuple[Region, ...] = get_args(Region)
 # Key Vault secret names: 1-127 characters of letters, digits and '-'.
 # Source: https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#objects-identifiers-and-versioning
-_SECRET_NAME_RE = re.compile(r"[0-9A-Za-z-]{1,127}")
+_SECRET_NAME = r"[0-9A-Za-z-]{1,127}"
+_SECRET_NAME_RE = re.compile(_SECRET_NAME)
 # Matched whole (fullmatch): with `$`, "vip\n" passed and split every log line it appeared in.
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
+_NAME_RE = re.compile(_NAME)
+# A SendGrid list id in its one spelling: str(uuid.UUID(text)) == text (checked so in parse_definition).
+_LIST_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# Where the JSON Schema of a definitions file lives in the repository (`python -m shared schema --write`).
+SCHEMA_PATH = "schema/exports.schema.json"
+
+
+def _whole(pattern: str) -> str:
+    """`pattern` matched whole, in JSON Schema's `pattern` (ECMA 262, and Python's re.search,
+    which jsonschema uses): `$` would let a trailing line break through in Python, so the end is a
+    lookahead both read the same way."""
+    return f"^{pattern}(?![\\s\\S])"
+
+
+_TEXT = {"type": "string", "pattern": r"\S"}  # a string with something besides white space
+
+
+def _doc(description: str, schema: dict[str, Any], *, optional: bool = False) -> dict[str, Any]:
+    """A field's metadata: its description and the JSON Schema of its value (`definition_schema`
+    builds the schema from them). `optional`: not required in JSON though the dataclass has no
+    default (the parser fills it in)."""
+    return {"description": description, "schema": schema, "optional": optional}
 
 
 def is_export_name(name: object) -> bool:
@@ -54,22 +82,128 @@ def is_export_name(name: object) -> bool:
 
 @dataclass(frozen=True)
 class ExportDefinition:
-    name: str
-    display_name: str
-    source_folder: str
-    segment: str
-    list_ids: tuple[str, ...]
-    privacy_consent: bool
-    mapping: dict[str, str]
-    custom_fields: dict[str, str] = field(default_factory=dict)
-    max_profiles: int = DEFAULT_MAX_PROFILES
-    enabled: bool = True
-    on_overlength: Overlength = "truncate"
-    sync_mode: SyncMode = "upsert"
-    max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION
+    """One export, as its JSON says it. Each field's metadata holds its description and the JSON
+    Schema of its value: `definitions_file_schema` builds schema/exports.schema.json from them."""
+
+    name: str = field(
+        metadata=_doc(
+            "The export's name: 1-63 of a-z, 0-9, '_' and '-', starting with a letter or digit. "
+            "It names the export in URLs (/api/exports/{name}) and in the state container's blobs.",
+            {"type": "string", "pattern": _whole(_NAME)},
+        )
+    )
+    display_name: str = field(
+        metadata=_doc(
+            "A label for people; it changes nothing a run sends. Default: the name.",
+            {"type": ["string", "null"], "pattern": _TEXT["pattern"]},
+            optional=True,
+        )
+    )
+    source_folder: str = field(
+        metadata=_doc(
+            "The blob prefix, in SOURCE_CONTAINER, of the Customer Insights export: the folder holding "
+            "model.json (or a *.manifest.cdm.json), e.g. CustomerInsights_<instance>/SendGridExport.",
+            _TEXT,
+        )
+    )
+    segment: str = field(metadata=_doc("The entity (table) of the export that holds the segment's profiles.", _TEXT))
+    list_ids: tuple[str, ...] = field(
+        metadata=_doc(
+            "The SendGrid contact lists the contacts are added to: list ids as SendGrid writes them "
+            "(lower-case UUIDs), each once. They are checked to exist before anything is sent.",
+            {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "pattern": _whole(_LIST_ID)}},
+        )
+    )
+    privacy_consent: bool = field(
+        metadata=_doc(
+            "Must be true: you agree to send personal data out of the compliance boundary to SendGrid. "
+            "An export without it never runs.",
+            {"type": "boolean", "const": True},
+        )
+    )
+    mapping: dict[str, str] = field(
+        metadata=_doc(
+            "SendGrid reserved field -> the column holding it. 'email' is required. Column names match "
+            "exactly, or case-insensitively when that is unambiguous.",
+            {
+                "type": "object",
+                "required": ["email"],
+                "properties": {
+                    name: {
+                        **_TEXT,
+                        "description": f"The column holding {name}"
+                        + (f" (SendGrid keeps at most {length} characters)." if length else "."),
+                    }
+                    for name, length in RESERVED_FIELD_MAX_LENGTH.items()
+                },
+                "additionalProperties": False,
+            },
+        )
+    )
+    custom_fields: dict[str, str] = field(
+        default_factory=dict,
+        metadata=_doc(
+            "SendGrid custom field name -> the column holding it. A name SendGrid does not know stops "
+            "the run before anything is sent.",
+            {
+                "type": "object",
+                "propertyNames": {"not": {"enum": list(RESERVED_FIELD_MAX_LENGTH)}},
+                "additionalProperties": _TEXT,
+            },
+        ),
+    )
+    max_profiles: int = field(
+        default=DEFAULT_MAX_PROFILES,
+        metadata=_doc(
+            "More valid profiles than this refuses the run before anything is sent (the connector's limit by default).",
+            {"type": "integer", "minimum": 1},
+        ),
+    )
+    enabled: bool = field(
+        default=True,
+        metadata=_doc(
+            "false: the timer and new exports skip it; it can still run over HTTP and from the CLI.", {"type": "boolean"}
+        ),
+    )
+    on_overlength: Overlength = field(
+        default="truncate",
+        metadata=_doc(
+            "What happens to a row whose reserved field is longer than SendGrid allows: it is truncated, or rejected.",
+            {"type": "string", "enum": list(OVERLENGTH_POLICIES)},
+        ),
+    )
+    sync_mode: SyncMode = field(
+        default="upsert",
+        metadata=_doc(
+            "upsert: add and update contacts only. mirror: also unlink from the lists the contacts "
+            "this export put there that left the segment.",
+            {"type": "string", "enum": list(SYNC_MODES)},
+        ),
+    )
+    max_removal_fraction: float = field(
+        default=DEFAULT_MAX_REMOVAL_FRACTION,
+        metadata=_doc(
+            "Mirror mode: a run that would unlink more than this share (0 to 1) of the export's "
+            "contacts is refused unless it is confirmed.",
+            {"type": "number", "minimum": 0, "maximum": 1},
+        ),
+    )
     # The SendGrid account: its API key's secret name (None: SENDGRID_API_KEY_SECRET_NAME) and region.
-    sendgrid_api_key_secret: str | None = None
-    sendgrid_region: Region = "global"
+    sendgrid_api_key_secret: str | None = field(
+        default=None,
+        metadata=_doc(
+            "The Key Vault secret holding this export's SendGrid API key (another account): 1-127 "
+            "letters, digits or '-'. null: the secret SENDGRID_API_KEY_SECRET_NAME names.",
+            {"type": ["string", "null"], "pattern": _whole(_SECRET_NAME)},
+        ),
+    )
+    sendgrid_region: Region = field(
+        default="global",
+        metadata=_doc(
+            "global, or eu for an EU regional subuser (its API root is SENDGRID_EU_API_BASE_URL).",
+            {"type": "string", "enum": list(REGIONS)},
+        ),
+    )
 
     def to_public_dict(self) -> dict[str, Any]:
         """The definition as JSON, one key per field; it holds no secrets (the API key lives in
@@ -125,22 +259,21 @@ def _string_map(raw: dict[str, Any], key: str, name: str) -> dict[str, str]:
     return {k: v.strip() for k, v in value.items()}
 
 
-def definition_name(raw: object, index: int) -> str:
-    """The name of a raw definition, or an error that says which entry lacks a usable one."""
+def definition_name(raw: object, index: int, where: str | None = None) -> str:
+    """The name of a raw definition, or an error that says which entry lacks a usable one: `where`
+    names the entry (default: EXPORT_DEFINITIONS[index])."""
+    where = where or f"EXPORT_DEFINITIONS[{index}]"
     if not isinstance(raw, dict):
-        raise ExportError("invalid_definition", f"EXPORT_DEFINITIONS[{index}] must be an object")
+        raise ExportError("invalid_definition", f"{where} must be an object")
     name = raw.get("name")
     if not isinstance(name, str) or not is_export_name(name):
-        raise ExportError(
-            "invalid_definition",
-            f"EXPORT_DEFINITIONS[{index}].name must be 1-63 characters of a-z, 0-9, '_' or '-'",
-        )
+        raise ExportError("invalid_definition", f"{where}.name must be 1-63 characters of a-z, 0-9, '_' or '-'")
     return name
 
 
 def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
     """Validate one definition; the error names the first bad field."""
-    name = definition_name(raw, 0)
+    name = definition_name(raw, 0, "the definition")
     unknown = sorted(set(raw) - _ALLOWED_KEYS)
     if unknown:
         raise _fail(name, f"unknown field(s) {', '.join(unknown)}")
@@ -190,6 +323,8 @@ def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
         raise _fail(name, f"'custom_fields' uses reserved field name(s) {', '.join(clashes)}")
 
     max_profiles = raw.get("max_profiles", DEFAULT_MAX_PROFILES)
+    if isinstance(max_profiles, float) and max_profiles.is_integer():  # 1e5 and 100000.0 are JSON integers too
+        max_profiles = int(max_profiles)
     if isinstance(max_profiles, bool) or not isinstance(max_profiles, int) or max_profiles < 1:
         raise _fail(name, "'max_profiles' must be a positive whole number")
 
@@ -233,3 +368,70 @@ def parse_definition(raw: dict[str, Any]) -> ExportDefinition:
         sendgrid_api_key_secret=secret,
         sendgrid_region=region,
     )
+
+
+# -- the JSON Schema of a definitions file, built from the fields above ------------------------
+SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"  # the draft editors support most widely
+
+
+def definition_schema() -> dict[str, Any]:
+    """The JSON Schema of one definition: every field of ExportDefinition with its type, default
+    and description (its metadata), the required ones, and no other key."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for item in fields(ExportDefinition):
+        meta = item.metadata
+        entry: dict[str, Any] = {"description": meta["description"], **meta["schema"]}
+        if item.default is not MISSING:
+            entry["default"] = item.default
+        elif item.default_factory is not MISSING:
+            entry["default"] = item.default_factory()
+        elif not meta["optional"]:
+            required.append(item.name)
+        properties[item.name] = entry
+    return {
+        "title": "Export definition",
+        "description": "One export of a Customer Insights segment to SendGrid contact lists (README: Export definitions).",
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def definitions_file_schema() -> dict[str, Any]:
+    """The JSON Schema of a definitions file (exports.json) and of the EXPORT_DEFINITIONS setting:
+    {"$schema": ..., "exports": [definition, ...]}, or a bare array of definitions. Export names
+    are unique within a file; JSON Schema cannot say so, the app checks it."""
+    exports = {
+        "type": "array",
+        "description": "The export definitions; each name once.",
+        "items": {"$ref": "#/definitions/definition"},
+    }
+    return {
+        "$schema": SCHEMA_DRAFT,
+        "title": "ci-sendgrid-export definitions",
+        "description": (
+            "Export definitions of ci-sendgrid-export: the file EXPORT_DEFINITIONS_FILE names (exports.json beside "
+            "host.json), or the EXPORT_DEFINITIONS setting. Generated from shared/definitions.py by "
+            f"`python -m shared schema --write`; do not edit {SCHEMA_PATH} by hand."
+        ),
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "$schema": {"type": "string", "description": f"For editors: ./{SCHEMA_PATH}. The app ignores it."},
+                    "exports": exports,
+                },
+                "required": ["exports"],
+                "additionalProperties": False,
+            },
+            exports,
+        ],
+        "definitions": {"definition": definition_schema()},
+    }
+
+
+def schema_text() -> str:
+    """The schema as it is committed at SCHEMA_PATH (a test fails when the two differ)."""
+    return json.dumps(definitions_file_schema(), indent=2, ensure_ascii=False) + "\n"

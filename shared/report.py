@@ -5,6 +5,7 @@ It carries counts, reasons and ids only: no profile value and no secret.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,18 +14,34 @@ from typing import Any, Literal
 
 from shared.definitions import SyncMode
 from shared.errors import ExportError
-from shared.sendgrid.jobs import JobEntry
+from shared.sendgrid.jobs import JobEntry, is_pending
 
-# A run's status, as its report says it: `queued` (stored when the run is queued), `running` (a
-# worker runs it), then one of FINISHED: status_of's verdict, or `failed` written by the engine
-# for a run that could not run or was abandoned (engine/liveness.py).
-RunStatus = Literal["queued", "running", "succeeded", "partial", "failed"]
+# A run's lifecycle, as its report says it (docs/design.md, "A run's lifecycle"):
+#
+#   queued -> running -> confirming -> succeeded | partial | failed
+#
+# `queued`: stored when the run is queued; `running`: a worker runs it (also between the
+# invocations of a run that continues); `confirming`: everything is sent, and SendGrid's import
+# jobs are still pending (awaited until `awaiting.until`); then one of FINISHED. A status read while
+# jobs are pending never shows a final status. Only the transition to a final status emits the
+# run's ExportRun event (shared/run/lifecycle.py), once.
+RunStatus = Literal["queued", "running", "confirming", "succeeded", "partial", "failed"]
 FINISHED: tuple[RunStatus, ...] = ("succeeded", "partial", "failed")  # a run's final statuses
 UNFINISHED: tuple[RunStatus, ...] = ("queued", "running")  # a report some run is still writing
+CONFIRMING: RunStatus = "confirming"  # sent; import jobs pending; no run holds the export
+
+
+_RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")  # report.new_run_id; ASCII digits only
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_run_id(text: object) -> bool:
+    """Whether `text` is a run id as `new_run_id` makes them (`20260101T020000Z-0a1b2c`): the one
+    check of a run id that comes from outside (queue messages, HTTP routes) or names a blob."""
+    return isinstance(text, str) and _RUN_ID.fullmatch(text) is not None
 
 
 def new_run_id() -> str:
@@ -74,13 +91,26 @@ class RunReport:
     # Contacts of earlier runs whose import jobs were pending, settled before this run planned.
     settled: dict[str, int] = field(default_factory=lambda: {"applied": 0, "not_applied": 0, "pending": 0})
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # While confirming: how many import jobs are pending, and until when they are awaited
+    # (ISO time; JOB_WAIT_SECONDS after the run's last request). Past it the run is final.
+    awaiting: dict[str, Any] | None = None
+    finalised_by: str | None = None  # what made the run final, when not the run itself
 
     def reject(self, reason: str) -> None:
         self.counts.rejected += 1
         self.rejects[reason] += 1
 
-    def finish(self) -> None:
+    def finish(self, awaited_until: str | None = None, *, continues: bool = False) -> None:
+        """The status this invocation leaves: `running` for a run that goes on in another
+        invocation (`continues`: stopped early on purpose, or ended by an unexpected error that
+        the queue retries), `confirming` while import jobs are pending and awaited (until
+        `awaited_until`), else the final verdict."""
         self.finished_at = utc_now()
+        if continues and (self.resumable or (self.error is not None and self.error.code == "internal_error")):
+            self.status = "running"
+            return
+        pending = sum(1 for job in self.jobs if is_pending(job))
+        self.awaiting = {"jobs": pending, "until": awaited_until} if pending and awaited_until else None
         self.status = status_of(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,23 +150,71 @@ class RunReport:
             "error": self.error.to_dict() if self.error else None,
             "resumable": self.resumable,
             "resumed_from": self.resumed_from,
+            "awaiting": self.awaiting,
+            "finalised_by": self.finalised_by,
         }
 
 
-def status_of(report: dict[str, Any]) -> RunStatus:
-    """succeeded: every contact planned was accepted (or refused by SendGrid as invalid, which
-    makes it a reject), none failed in an import job, and every leaver planned was removed."""
+def from_dict(stored: dict[str, Any]) -> RunReport:
+    """A stored report as a RunReport (for its ExportRun event): what the event reads."""
+    counts, requests, error = stored.get("counts"), stored.get("requests"), stored.get("error")
+    counts = counts if isinstance(counts, dict) else {}
+    requests = requests if isinstance(requests, dict) else {}
+    status = stored.get("status")
+    report = RunReport(
+        export=str(stored.get("export", "")),
+        trigger=str(stored.get("trigger", "")),
+        dry_run=bool(stored.get("dry_run")),
+        run_id=str(stored.get("run_id", "")),
+        started_at=str(stored.get("started_at") or utc_now()),
+        finished_at=stored.get("finished_at"),
+        status=status if status in FINISHED + UNFINISHED + (CONFIRMING,) else "failed",
+        counts=Counts(**{k: int(v) for k, v in counts.items() if k in Counts.__dataclass_fields__ and isinstance(v, int)}),
+        upserts=int(requests.get("upserts", 0)),
+        retries=int(requests.get("retries", 0)),
+        error=ExportError(str(error.get("code")), str(error.get("message"))) if isinstance(error, dict) else None,
+        sync_mode="mirror" if stored.get("sync_mode") == "mirror" else "upsert",
+        unchanged_snapshot=bool(stored.get("unchanged_snapshot")),
+        finalised_by=stored.get("finalised_by"),
+    )
+    return report
+
+
+def status_of(report: dict[str, Any], now: str | None = None) -> RunStatus:
+    """The status a report's facts give. `confirming` while an import job is pending and the
+    report's `awaiting.until` (ISO time) is still ahead of `now` (default: the present). Else final:
+    succeeded when every contact planned was accepted (or refused by SendGrid as invalid, which
+    makes it a reject) and applied (no job failed, none still pending), and every leaver planned
+    was removed; partial when some work was done, failed when none was."""
     counts, plan = report["counts"], report["plan"]
+    pending = any(isinstance(job, dict) and is_pending(job) for job in report.get("jobs", []))
+    if pending and not report["dry_run"] and awaited(report, now):
+        return "confirming"
     if report["error"] is not None:
         return "partial" if counts["sent"] or counts["removed"] else "failed"
     if report["dry_run"]:
         return "succeeded"
     refused = report["rejects"].get("rejected by SendGrid", 0)
     complete = counts["sent"] + refused == plan["upsert"] and counts["removed"] == plan["remove"]
-    return "succeeded" if complete and not counts["failed"] and not report["resumable"] else "partial"
+    return "succeeded" if complete and not counts["failed"] and not pending and not report["resumable"] else "partial"
 
 
-def refresh_status(report: dict[str, Any]) -> None:
-    """Recompute a stored report's failed count and status after its jobs were re-checked."""
+def awaited(report: dict[str, Any], now: str | None = None) -> bool:
+    """Whether the report's pending import jobs are still awaited (`awaiting.until` ahead)."""
+    awaiting = report.get("awaiting")
+    until = awaiting.get("until") if isinstance(awaiting, dict) else None
+    return isinstance(until, str) and until > (now or utc_now())
+
+
+def refresh_status(report: dict[str, Any], now: str | None = None) -> None:
+    """Recompute a stored report's failed count, what it awaits and its status after its jobs
+    were re-checked."""
     report["counts"]["failed"] = sum(job.get("failed", 0) for job in report["jobs"])
-    report["status"] = status_of(report)
+    pending = sum(1 for job in report["jobs"] if isinstance(job, dict) and is_pending(job))
+    if isinstance(report.get("awaiting"), dict):
+        report["awaiting"] = {**report["awaiting"], "jobs": pending}
+    report["status"] = status_of(report, now)
+
+
+def is_final(status: object) -> bool:
+    return status in FINISHED

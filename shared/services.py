@@ -21,14 +21,17 @@ from shared.state.store import StateStore
 
 @dataclass(frozen=True)
 class JobPolling:
-    """How long a run waits for SendGrid to apply what it accepted. Jobs still pending after
-    `max_wait` are checked again by the status endpoint and by the next run. A round of polls is
-    one request while SendGrid works (confirm.confirm), so the first wait is short: a run whose
-    jobs end quickly ends within half a second of them."""
+    """How long a run waits for SendGrid to apply what it accepted. This invocation polls for at
+    most `max_wait` seconds (a queued run: none, confirm messages poll); the run's import jobs are
+    awaited for `awaited` seconds after its last request (JOB_WAIT_SECONDS), over every invocation
+    (confirm messages, the status endpoint, the next run): until then the run is `confirming`,
+    after it final. A round of polls is one request while SendGrid works (confirm.confirm), so
+    the first wait is short: a run whose jobs end quickly ends within half a second of them."""
 
     max_wait: float = 300.0
     first_interval: float = 0.5
     max_interval: float = 30.0
+    awaited: float = 6 * 3600.0
 
 
 @dataclass(frozen=True)

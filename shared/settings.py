@@ -4,18 +4,28 @@ Every setting is declared once, with what it is for, in `SETTINGS` (the infra te
 deployment against it); `load_settings` reads no other name. Every error names the setting at
 fault. Export definitions are kept raw by name here and validated one by one when used, so that
 one bad definition does not stop the others.
+
+The definitions come from the EXPORT_DEFINITIONS setting when it is set, else from the
+definitions file deployed with the app (EXPORT_DEFINITIONS_FILE, default exports.json beside
+host.json; the default file may be absent). Reading that small local file, once, is the only I/O
+here: no network, nothing outside the app root.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.definitions import definition_name
+from shared.errors import ExportError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STATE_CONTAINER = "sendgrid-export-state"
 DEFAULT_SECRET_NAME = "sendgrid-api-key"
@@ -33,6 +43,11 @@ DEFAULT_RUN_QUEUE = "export-runs"
 DEFAULT_CONFIRM_INTERVAL = 60  # seconds before the first `confirm` message; doubling to 15 minutes
 DEFAULT_SNAPSHOT_SETTLE = 120  # seconds an event-triggered run waits for the partitions to land
 DEFAULT_RUN_LEASE = 60  # seconds; Blob Storage leases last 15 to 60 seconds (or forever)
+# The app root: the folder holding host.json (and shared/), deployed as a whole. The definitions
+# file is read from it: a small local file deployed with the app, read once when settings load.
+APP_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DEFINITIONS_FILE = "exports.json"
+MAX_DEFINITIONS_FILE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,11 @@ SETTINGS: dict[str, SettingInfo] = {
         "http:// only for a loopback sandbox"
     ),
     "EXPORT_SCHEDULE": SettingInfo(f"NCRONTAB schedule of the timer trigger (default {DEFAULT_SCHEDULE})"),
-    "EXPORT_DEFINITIONS": SettingInfo("JSON array of export definitions (required)"),
+    "EXPORT_DEFINITIONS": SettingInfo("JSON array of export definitions; when set, it wins over EXPORT_DEFINITIONS_FILE"),
+    "EXPORT_DEFINITIONS_FILE": SettingInfo(
+        f"Path of the definitions file deployed with the app, relative to the app root (default {DEFAULT_DEFINITIONS_FILE}, "
+        "beside host.json; the default file may be absent: no exports then)"
+    ),
     "RUN_TIME_LIMIT_SECONDS": SettingInfo(f"Seconds a run may send before it checkpoints (default {DEFAULT_RUN_TIME_LIMIT})"),
     "JOB_WAIT_SECONDS": SettingInfo(
         f"Seconds import jobs are confirmed by delayed queue messages before the run's "
@@ -91,6 +110,9 @@ class SettingsError(Exception):
 class Settings:
     source_container: str
     definitions: dict[str, dict[str, Any]]
+    # Where the definitions came from: "EXPORT_DEFINITIONS", the file's path ("exports.json"), or
+    # None (neither: no exports).
+    definitions_from: str | None = None
     source_connection_string: str | None = field(default=None, repr=False)
     source_account_url: str | None = None
     # Where the state container lives: an account the app owns (defaults to the source's).
@@ -179,30 +201,119 @@ def _whole_number(env: Mapping[str, str], key: str, default: int, low: int, high
     return int(value)
 
 
-def parse_definitions_setting(text: str | None) -> dict[str, dict[str, Any]]:
-    if not text:
-        raise SettingsError("EXPORT_DEFINITIONS is required: a JSON array of export definitions")
+class _Refused(ValueError):
+    """A JSON construct a definitions document may not hold (a duplicate key, NaN)."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _Refused(f"an object names {key[:60]!r} twice")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _no_constant(text: str) -> Any:
+    raise _Refused(f"{text} is not a JSON number")
+
+
+def parse_definitions_document(text: str | None, source: str = "EXPORT_DEFINITIONS") -> dict[str, dict[str, Any]]:
+    """The definitions in a JSON document, raw by name: a bare array of definitions, or an object
+    {"$schema": ..., "exports": [...]} (the file's form; `$schema` is for editors). `source` names
+    the document in every error (the setting, or the file and the setting naming it). Each entry
+    needs a usable, unique name here; the rest of it is checked when it is used."""
+    if not text or not text.strip():
+        raise SettingsError(f"{source} is empty: it must hold a JSON array of export definitions")
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise SettingsError(f"EXPORT_DEFINITIONS is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise SettingsError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except _Refused as exc:
+        raise SettingsError(f"{source} is not JSON this app reads: {exc}") from None
     except (ValueError, RecursionError):  # a number of thousands of digits, nesting beyond the stack
-        raise SettingsError("EXPORT_DEFINITIONS is not JSON this app reads (a huge number or deep nesting)") from None
+        raise SettingsError(f"{source} is not JSON this app reads (a huge number or deep nesting)") from None
+    where = source
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"$schema", "exports"})
+        if unknown or not isinstance(raw.get("exports"), list):
+            extra = f" (not {', '.join(repr(k[:40]) for k in unknown)})" if unknown else ""
+            raise SettingsError(
+                f'{source} must be a JSON array of export definitions, or an object {{"$schema": ..., "exports": [...]}}{extra}'
+            )
+        raw, where = raw["exports"], f"{source}: exports"
     if not isinstance(raw, list):
-        raise SettingsError("EXPORT_DEFINITIONS must be a JSON array of export definitions")
+        raise SettingsError(f"{source} must be a JSON array of export definitions")
     by_name: dict[str, dict[str, Any]] = {}
     for index, entry in enumerate(raw):
         try:
-            name = definition_name(entry, index)
-        except Exception as exc:  # ExportError: re-raise as a settings problem
-            raise SettingsError(str(exc))
+            name = definition_name(entry, index, f"{where}[{index}]")
+        except ExportError as exc:  # re-raised as a settings problem
+            raise SettingsError(exc.message) from None
         if name in by_name:
-            raise SettingsError(f"EXPORT_DEFINITIONS has two exports named '{name}'")
+            raise SettingsError(f"{source} has two exports named '{name}'")
         by_name[name] = entry
     return by_name
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
+def parse_definitions_setting(text: str | None) -> dict[str, dict[str, Any]]:
+    if not text:
+        raise SettingsError("EXPORT_DEFINITIONS is required: a JSON array of export definitions")
+    return parse_definitions_document(text, "EXPORT_DEFINITIONS")
+
+
+def definitions_file(relative: str, app_root: Path = APP_ROOT) -> Path:
+    """The definitions file a relative path names, inside the app root; a path that leads out of
+    it (absolute, `..`, or through a link) is refused: the app reads only what is deployed with it."""
+    root = app_root.resolve()
+    candidate = (root / relative).resolve()
+    if PurePosixPath(relative.replace("\\", "/")).is_absolute() or not candidate.is_relative_to(root):
+        raise SettingsError(f"EXPORT_DEFINITIONS_FILE {relative[:200]!r} leads out of the app root; give a path inside it")
+    return candidate
+
+
+def read_definitions_file(path: Path, label: str) -> str:
+    """The text of a definitions file (UTF-8, a BOM allowed); errors name `label`."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_DEFINITIONS_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"{label} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_DEFINITIONS_FILE_BYTES:
+        raise SettingsError(f"{label} is over {MAX_DEFINITIONS_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{label} is not UTF-8 text (byte {exc.start})") from None
+
+
+def load_definitions(env: Mapping[str, str], app_root: Path = APP_ROOT) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """The export definitions and where they came from: the EXPORT_DEFINITIONS setting when it is
+    set (it wins), else the file EXPORT_DEFINITIONS_FILE names (default exports.json beside
+    host.json). The default file may be absent: no definitions, and (None) says so. A file the
+    setting names must be there."""
+    named = _get(env, "EXPORT_DEFINITIONS_FILE")
+    path = definitions_file(named or DEFAULT_DEFINITIONS_FILE, app_root)  # a path out of the app is refused either way
+    text = _get(env, "EXPORT_DEFINITIONS")
+    if text is not None:
+        return parse_definitions_document(text, "EXPORT_DEFINITIONS"), "EXPORT_DEFINITIONS"
+    shown = path.relative_to(app_root.resolve()).as_posix()
+    label = f"the definitions file {shown} (EXPORT_DEFINITIONS_FILE)"
+    if not path.is_file():
+        if named is None and not path.exists():
+            return {}, None
+        raise SettingsError(f"{label} is not a file in the app root")
+    return parse_definitions_document(read_definitions_file(path, label), label), shown
+
+
+def load_settings(env: Mapping[str, str], app_root: Path = APP_ROOT) -> Settings:
+    """The settings in `env`; the definitions file is looked for in `app_root` (tests pass their own)."""
+    definitions, definitions_from = load_definitions(env, app_root)
+    if definitions_from is None:
+        log.warning(
+            "no export definitions: neither EXPORT_DEFINITIONS nor %s is there; the app starts and runs no export",
+            DEFAULT_DEFINITIONS_FILE,
+        )
     connection_string = _get(env, "SOURCE_STORAGE_CONNECTION_STRING")
     account_url = _https_url(env, "SOURCE_STORAGE_ACCOUNT_URL")
     if not connection_string and not account_url:
@@ -220,7 +331,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         state_connection_string, state_account_url = connection_string, account_url
     return Settings(
         source_container=_container_name(env, "SOURCE_CONTAINER", None),
-        definitions=parse_definitions_setting(_get(env, "EXPORT_DEFINITIONS")),
+        definitions=definitions,
+        definitions_from=definitions_from,
         source_connection_string=connection_string,
         source_account_url=account_url,
         state_connection_string=state_connection_string,

@@ -14,9 +14,18 @@
   EVENT_PROPERTIES in customDimensions, EVENT_MEASUREMENTS in customMeasurements), the counters
   `export.runs` and `export.contacts` and the histogram `export.run.duration` (customMetrics).
 - `span(stage, report)`: one span per stage of a run, carrying run_id (dependencies, type InProc).
-- Every `requests` call (SendGrid, and the Azure SDK's, which use requests) is a dependency whose
-  URL has no query string: SendGrid URLs may carry ids in it, and no profile value may leave.
+- Every `requests` call (SendGrid, and the Azure SDK's, which use requests) is a dependency.
+- No URL query and no email address leaves, in exceptions neither: every span goes out through
+  one exporter (`_scrubbed`) that cuts the query (and fragment, and user info) from every URL in
+  its name, attributes, status and events (`exception.message`, `exception.stacktrace`), and
+  masks email addresses (`scrub`). SendGrid URLs carry ids in their query (`?contact_ids=`), an
+  import job's errors file is a pre-signed link (`?signature=`), and requests' exceptions quote
+  the URL they failed on.
 - `flush()`: before each invocation returns (a Flex Consumption instance may be frozen right after).
+- `invocation(context)`: what every trigger runs its work in: the set-up above, the log levels
+  (`configure_logging`: the Azure SDK's per-request HTTP logging, which reaches the host at
+  INFO under the Python worker, stays at WARNING unless AZURE_SDK_HTTP_LOGGING=1), the
+  invocation for the app's own threads (shared/invocation.py), and the flush.
 
 Only counts, codes, names of exports and ids are emitted: no email, name, key or profile value.
 These names are what infra/ alerts and workbook query (tests/test_infra.py checks them).
@@ -27,14 +36,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from shared.invocation import serving
+
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    from shared.invocation import HostContext
     from shared.report import RunReport
 
 log = logging.getLogger(__name__)
@@ -69,6 +85,12 @@ _MEASUREMENTS_ATTRIBUTE = "microsoft.custom_measurements"
 # Application Insights through the Functions host, and must not be sent twice.
 _OTEL_LOGGER = "ci_sendgrid_export.telemetry"
 FLUSH_TIMEOUT_MS = 10_000
+# The Azure SDK logs every request and response here at INFO (headers, URL with its query values
+# redacted): 44-54 records for one 500-row run, each reaching the host under the Python worker,
+# which sets the root logger to INFO (docs/reference.md). Kept at WARNING unless this variable
+# of the process environment is 1 or true (an operator looking into storage calls).
+SDK_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
+SDK_HTTP_LOGGING = "AZURE_SDK_HTTP_LOGGING"
 
 
 class _State:
@@ -105,26 +127,41 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
 def _configure(connection_string: str) -> None:
     # The VM resource detector probes the instance metadata endpoint: no use on Functions.
     os.environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_app_service")
+    from azure.core.settings import settings  # noqa: PLC0415 - lazy: cold start
+    from azure.core.tracing.ext.opentelemetry_span import OpenTelemetrySpan  # noqa: PLC0415 - lazy: cold start
     from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415 - lazy: cold start
-    from opentelemetry import metrics  # noqa: PLC0415 - lazy: cold start
+    from azure.monitor.opentelemetry.exporter import (  # noqa: PLC0415 - lazy: cold start
+        ApplicationInsightsSampler,
+        AzureMonitorTraceExporter,
+    )
+    from opentelemetry import metrics, trace  # noqa: PLC0415 - lazy: cold start
     from opentelemetry.instrumentation.requests import RequestsInstrumentor  # noqa: PLC0415 - lazy: cold start
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - lazy: cold start
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 - lazy: cold start
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415 - lazy: cold start
 
+    resource = Resource.create({"service.name": SERVICE_NAME})
+    # Spans: the distro's own pipeline (azure/monitor/opentelemetry/_configure.py, _setup_tracing),
+    # but the exporter is wrapped so that every span is scrubbed on its way out; the distro offers
+    # no hook there, so tracing is set up here and disabled in the distro. Every span is kept (the
+    # distro's default keeps 5 traces a second, and each stage is a trace): a run makes a few
+    # spans per request, far below what sampling is for.
+    provider = TracerProvider(sampler=ApplicationInsightsSampler(sampling_ratio=1.0), resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(_scrubbed(AzureMonitorTraceExporter(connection_string=connection_string))))
+    trace.set_tracer_provider(provider)
+    settings.tracing_implementation = OpenTelemetrySpan  # the Azure SDK's spans, as the distro sets them
     configure_azure_monitor(
         connection_string=connection_string,
         logger_name=_OTEL_LOGGER,
-        resource=Resource.create({"service.name": SERVICE_NAME}),
-        # Every span (the distro's default keeps 5 traces a second, and each stage is a trace):
-        # a run makes a few spans per request, far below what sampling is for.
-        sampling_ratio=1.0,
+        resource=resource,
+        disable_tracing=True,
         # Live metrics and performance counters poll in the background of a short-lived instance.
         enable_live_metrics=False,
         enable_performance_counters=False,
-        # requests is instrumented below, with the query string cut; urllib3/urllib spans would
-        # repeat the same calls with it.
+        # requests is instrumented below; urllib3/urllib spans would repeat the same calls.
         instrumentation_options={"requests": {"enabled": False}, "urllib3": {"enabled": False}, "urllib": {"enabled": False}},
     )
-    RequestsInstrumentor().instrument(request_hook=_without_query)
+    RequestsInstrumentor().instrument()
     meter = metrics.get_meter(SERVICE_NAME)
     _state.instruments = {
         METRIC_RUNS: meter.create_counter(METRIC_RUNS, unit="{run}", description="Finished export runs"),
@@ -145,12 +182,68 @@ def strip_query(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _without_query(span: Any, request: Any) -> None:
-    if span is None or not span.is_recording():
-        return
-    url = strip_query(str(getattr(request, "url", "") or ""))
-    span.set_attribute("http.url", url)  # old and new HTTP semantic conventions
-    span.set_attribute("url.full", url)
+# A URL (its query, fragment and user info are cut); a path followed by a query or fragment, as
+# requests' exceptions quote it ("Max retries exceeded with url: /x?signature=..."); an address.
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
+_PATH_QUERY = re.compile(r"(/[^\s?#'\"<>()]*)[?#][^\s'\"<>()]*")
+_EMAIL = re.compile(r"[\w.!#$%&*+=^`|~-][\w.!#$%&'*+=^`|~-]*@[\w-]+(?:\.[\w-]+)+")  # o'brien@, not 'x@
+EMAIL_MASK = "<email>"
+
+
+def scrub(text: str) -> str:
+    """`text` without URL queries (and fragments, and user info) and with email addresses masked."""
+    text = _URL.sub(lambda found: strip_query(found.group(0)), text)
+    return _EMAIL.sub(EMAIL_MASK, _PATH_QUERY.sub(r"\1", text))
+
+
+def _scrubbed_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, tuple | list):
+        return tuple(scrub(item) if isinstance(item, str) else item for item in value)
+    return value
+
+
+def _scrubbed_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {key: _scrubbed_value(value) for key, value in (attributes or {}).items()}
+
+
+def _scrubbed(exporter: SpanExporter) -> SpanExporter:
+    """`exporter`, sending every span scrubbed: its name, attributes, status description, and its
+    events' names and attributes (an exception's message and stack trace among them)."""
+    from opentelemetry.sdk.trace import Event  # noqa: PLC0415 - lazy: cold start
+    from opentelemetry.sdk.trace import ReadableSpan as Span  # noqa: PLC0415 - lazy: cold start
+    from opentelemetry.sdk.trace.export import SpanExporter as Exporter  # noqa: PLC0415 - lazy: cold start
+    from opentelemetry.trace import Status  # noqa: PLC0415 - lazy: cold start
+
+    def clean(span: ReadableSpan) -> ReadableSpan:
+        description = span.status.description
+        return Span(
+            name=scrub(span.name),
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=_scrubbed_attributes(span.attributes),
+            events=[Event(scrub(e.name), _scrubbed_attributes(e.attributes), e.timestamp) for e in span.events],
+            links=span.links,
+            kind=span.kind,
+            status=Status(span.status.status_code, scrub(description) if description else None),
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    class Scrubbed(Exporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return exporter.export([clean(span) for span in spans])
+
+        def shutdown(self) -> None:
+            exporter.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            return exporter.force_flush(timeout_millis)
+
+    return Scrubbed()
 
 
 @contextmanager
@@ -253,3 +346,26 @@ def flush(timeout_ms: int = FLUSH_TIMEOUT_MS) -> None:
                 force_flush(timeout_ms)
     except Exception as exc:
         log.warning("telemetry: flush failed: %s", type(exc).__name__)
+
+
+def configure_logging(env: Mapping[str, str] | None = None) -> None:
+    """The log levels the app wants under the Functions host: the Azure SDK's per-request HTTP
+    logging at WARNING, unless AZURE_SDK_HTTP_LOGGING is 1 or true (then it follows the root)."""
+    env = os.environ if env is None else env
+    wanted = (env.get(SDK_HTTP_LOGGING) or "").strip().lower() in ("1", "true")
+    logging.getLogger(SDK_HTTP_LOGGER).setLevel(logging.NOTSET if wanted else logging.WARNING)
+
+
+@contextmanager
+def invocation(context: HostContext | None) -> Iterator[None]:
+    """What every trigger runs its work in: telemetry configured (once per process, only with
+    APPLICATIONINSIGHTS_CONNECTION_STRING) and the log levels set; the threads the app starts tied
+    to the invocation `context` the host passed (None outside the host); and telemetry flushed
+    before the invocation returns, as the instance may be frozen as soon as it does."""
+    configure()
+    configure_logging()
+    try:
+        with serving(context):
+            yield
+    finally:
+        flush()

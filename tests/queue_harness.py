@@ -110,7 +110,7 @@ class QueueHost:
 def describe(body: bytes) -> tuple[str, str | None]:
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "event", None
     if isinstance(parsed, dict) and "kind" in parsed:
         return str(parsed["kind"]), str(parsed.get("export"))

@@ -72,6 +72,33 @@ def profile_rows(count: int, *, bad_every: int = 0, seed: int = 7) -> Iterable[l
         yield row
 
 
+# A second segment of the same export, with other column names (as another team's segment would
+# have them): the demo previews it before any definition names it.
+SIGNUP_COLUMNS = (
+    "SignupId",
+    "EmailAddress",
+    "GivenName",
+    "Surname",
+    "City",
+    "Region",
+    "ZipCode",
+    "CountryOrRegion",
+    "LoyaltyTier",
+)
+
+
+def signup_rows(count: int, *, bad_every: int = 0, seed: int = 11) -> Iterable[list[str]]:
+    """Synthetic newsletter sign-ups (SIGNUP_COLUMNS); every `bad_every`-th row has no usable email."""
+    rng = random.Random(seed)
+    for i in range(1, count + 1):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        city, state, postcode, country = rng.choice(CITIES)
+        email = f"{first[0].lower()}{last.lower()}{i}@example.org".replace("í", "i")
+        if bad_every and i % bad_every == 0:
+            email = "" if (i // bad_every) % 2 else f"{first.lower()} at example.org"
+        yield [f"S{i:07d}", email, first, last, city, state, postcode, country, rng.choice(["Gold", "Silver", "Bronze"])]
+
+
 def csv_bytes(rows: Iterable[Sequence[str]], header: Sequence[str] | None = None, newline: str = "\r\n") -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator=newline)
@@ -82,29 +109,33 @@ def csv_bytes(rows: Iterable[Sequence[str]], header: Sequence[str] | None = None
 
 
 def model_json(segment: str, columns: Sequence[str], locations: Sequence[str], *, header: bool = False) -> bytes:
-    partitions: list[dict[str, Any]] = []
-    for n, location in enumerate(locations, start=1):
-        partition: dict[str, Any] = {"name": f"{segment}_{n}", "location": location, "refreshTime": "2026-11-28T02:00:00Z"}
-        if header:
-            partition["fileFormatSettings"] = {
-                "$type": "CsvFormatSettings",
-                "columnHeaders": True,
-                "delimiter": ",",
-                "quoteStyle": "QuoteStyle.Csv",
-            }
-        partitions.append(partition)
-    model = {
-        "name": "SendGridExport",
-        "version": "1.0",
-        "entities": [
+    return model_json_of([(segment, columns, locations)], header=header)
+
+
+def model_json_of(entities: Sequence[tuple[str, Sequence[str], Sequence[str]]], *, header: bool = False) -> bytes:
+    """A model.json listing each (segment, columns, partition locations) as an entity."""
+    listed: list[dict[str, Any]] = []
+    for segment, columns, locations in entities:
+        partitions: list[dict[str, Any]] = []
+        for n, location in enumerate(locations, start=1):
+            partition: dict[str, Any] = {"name": f"{segment}_{n}", "location": location, "refreshTime": "2026-11-28T02:00:00Z"}
+            if header:
+                partition["fileFormatSettings"] = {
+                    "$type": "CsvFormatSettings",
+                    "columnHeaders": True,
+                    "delimiter": ",",
+                    "quoteStyle": "QuoteStyle.Csv",
+                }
+            partitions.append(partition)
+        listed.append(
             {
                 "$type": "LocalEntity",
                 "name": segment,
                 "attributes": [{"name": c, "dataType": "string"} for c in columns],
                 "partitions": partitions,
             }
-        ],
-    }
+        )
+    model = {"name": "SendGridExport", "version": "1.0", "entities": listed}
     return json.dumps(model, indent=2).encode()
 
 
@@ -119,17 +150,35 @@ def write_export(
     when: datetime | None = None,
 ) -> list[str]:
     """Upload partitions and a model.json that lists them; returns the partition blob names."""
+    return write_segments(container, folder, [(segment, partitions, columns)], header=header, when=when)[segment]
+
+
+def write_segments(
+    container: ContainerClient,
+    folder: str,
+    segments: Sequence[tuple[str, Sequence[bytes], Sequence[str]]],
+    *,
+    header: bool = False,
+    when: datetime | None = None,
+) -> dict[str, list[str]]:
+    """Upload several segments of one export, (segment, partitions, columns) each, and one
+    model.json that lists them all; returns each segment's partition blob names."""
     when = when or datetime.now(UTC)
     stamp = when.strftime("%Y/%m/%d/%H%M")
-    names, locations = [], []
-    for n, data in enumerate(partitions, start=1):
-        relative = f"{segment}/{stamp}/{segment}_{n}.csv"
-        container.upload_blob(f"{folder}/{relative}", data, overwrite=True)
-        names.append(f"{folder}/{relative}")
-        # Real exports point at the account Customer Insights wrote to, with :443 and a snapshot.
-        locations.append(
-            f"https://ciexports.blob.core.windows.net:443/{container.container_name}/"
-            f"{folder}/{relative}?snapshot={when.strftime('%Y-%m-%dT%H%%3A%M%%3A00Z')}"
-        )
-    container.upload_blob(f"{folder}/model.json", model_json(segment, columns, locations, header=header), overwrite=True)
-    return names
+    written: dict[str, list[str]] = {}
+    entities: list[tuple[str, Sequence[str], Sequence[str]]] = []
+    for segment, partitions, columns in segments:
+        names, locations = [], []
+        for n, data in enumerate(partitions, start=1):
+            relative = f"{segment}/{stamp}/{segment}_{n}.csv"
+            container.upload_blob(f"{folder}/{relative}", data, overwrite=True)
+            names.append(f"{folder}/{relative}")
+            # Real exports point at the account Customer Insights wrote to, with :443 and a snapshot.
+            locations.append(
+                f"https://ciexports.blob.core.windows.net:443/{container.container_name}/"
+                f"{folder}/{relative}?snapshot={when.strftime('%Y-%m-%dT%H%%3A%M%%3A00Z')}"
+            )
+        written[segment] = names
+        entities.append((segment, columns, locations))
+    container.upload_blob(f"{folder}/model.json", model_json_of(entities, header=header), overwrite=True)
+    return written

@@ -301,6 +301,8 @@ def sandbox_helper(state: SandboxState, path: str, data: Any) -> Answer:
             state.invalid_emails = {e.lower() for e in data["invalid_emails"]}
         if "import_error_emails" in data:
             state.import_error_emails = {e.lower() for e in data["import_error_emails"]}
+        if "errors_file_omits" in data:
+            state.errors_file_omits = {e.lower() for e in data["errors_file_omits"]}
         if "api_keys" in data:
             state.api_keys = set(data["api_keys"])
         for fault in data.get("faults", []):

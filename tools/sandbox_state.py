@@ -108,6 +108,9 @@ class SandboxState:
     invalid_emails: set[str] = field(default_factory=set)  # SendGrid refuses these (400)
     # Accepted (202) but the import then fails for these: the job ends "errored" with errors_url.
     import_error_emails: set[str] = field(default_factory=set)
+    # Of those, the ones the errors file leaves out (still counted in errored_count): an errors
+    # file that does not account for every contact the job did not apply.
+    errors_file_omits: set[str] = field(default_factory=set)
     fail_jobs: int = 0  # the next N jobs end "failed" as a whole
     fail_reason: str = "you have hit your contact limit"  # written to a failed job's errors file
     public_url: str = ""  # base of errors_url links, set by the server
@@ -282,6 +285,7 @@ def process_job(state: SandboxState, job: dict[str, Any], job_id: str) -> None:
         if errored:
             # The real errors_url is a pre-signed download link; its layout is NOT documented or
             # recorded. This one is a CSV with a header, one line per contact that failed.
-            job["errors_csv"] = "email,error\r\n" + "".join(f"{c['email']},{why.replace(',', ' ')}\r\n" for c, why in errored)
+            named = [(c, why) for c, why in errored if c["email"].lower() not in state.errors_file_omits]
+            job["errors_csv"] = "email,error\r\n" + "".join(f"{c['email']},{why.replace(',', ' ')}\r\n" for c, why in named)
             results["errors_url"] = f"{state.public_url}/_sandbox/errors/{job_id}.csv?signature=sandbox"
         job["outcome"] = {"status": "errored" if errored else "completed", "results": results, "finished_at": now}

@@ -15,6 +15,8 @@ param staleHours int = 26
 @minValue(0)
 @maxValue(100)
 param rejectPercent int = 5
+@description('The run queue (RUN_QUEUE): alert (5) looks for a message moved to its poison queue, <runQueueName>-poison.')
+param runQueueName string
 
 var receivers = empty(alertEmail) ? [] : [
   { name: 'operator', emailAddress: alertEmail, useCommonAlertSchema: true }
@@ -67,11 +69,11 @@ var rules = [
   }
   {
     name: 'export-poison-message'
-    title: 'A message reached the poison queue export-runs-poison'
+    title: 'A message reached the poison queue ${runQueueName}-poison'
     severity: 1
     frequency: 'PT15M'
     window: 'PT15M'
-    query: loadTextContent('../alerts/poison-message.kql')
+    query: replace(loadTextContent('../alerts/poison-message.kql'), '{runQueueName}', string(runQueueName))
   }
 ]
 

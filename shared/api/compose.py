@@ -69,7 +69,7 @@ def build_services(
         sendgrid_for=client,
         accounts={name: account_of(raw) for name, raw in settings.definitions.items() if isinstance(raw, dict)},
         time_limit=settings.run_time_limit_seconds,
-        job_polling=JobPolling(max_wait=settings.job_wait_seconds),
+        job_polling=JobPolling(max_wait=settings.job_wait_seconds, awaited=settings.job_wait_seconds),
         lease_seconds=settings.run_lease_seconds,
         max_contacts_per_request=settings.max_contacts_per_request,
         queue=_queue(settings),

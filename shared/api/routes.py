@@ -1,7 +1,8 @@
 """HTTP routes to calls, errors to JSON. Independent of the Functions host, so it is testable.
 
 Routes (the function's route is exports/{name?}/{action?}/{id?}):
-  GET  /api/exports                 the definitions, each with its last run status
+  GET  /api/exports                 the definitions, each with its last run status, and where they
+                                    were read from ("definitions_from")
   GET  /api/exports/{name}          one definition with its last run status
   POST /api/exports/{name}/run      queue a run: 202 {"run_id", "status": "queued", "status_url"}
                                     and a Location header (shared/engine/handlers.py); options "dry_run",
@@ -14,6 +15,11 @@ Routes (the function's route is exports/{name?}/{action?}/{id?}):
   GET  /api/exports/{name}/runs     run history, newest first: ?limit=N (default 20, max 200)
                                     and ?before=<run_id> for the next page
   GET  /api/exports/{name}/runs/{run_id}  that run's report (queued -> running -> final)
+Setting up an export (export_setup's route is {area}/{item?}; `handle_setup`, shared/setup/):
+  GET  /api/sources                 the Customer Insights exports in SOURCE_CONTAINER: ?limit=N
+                                    (default 20, max 100) and ?continuation=<token> for the next page
+  GET  /api/sendgrid/lists|fields   the SendGrid account's lists / fields (?export=<name>: its account)
+  POST /api/preview                 a draft definition completed, checked and tried; writes nothing
 Errors: {"error": {"code", "message"}} with 400/404/405/409/422/502 (see errors.py).
 
 Nothing in a request is ignored: a query parameter other than the run options (and `code`, the
@@ -24,16 +30,18 @@ a body. A careless `?dry_run=true` must never turn into a real send.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.definitions import is_export_name, parse_definition
 from shared.engine import handlers, liveness
 from shared.errors import ExportError
-from shared.run.exporter import recheck_jobs
+from shared.report import CONFIRMING, is_run_id
+from shared.run import lifecycle
 from shared.services import App
+from shared.setup import accounts, inputs, preview, sources
 
 RUN_OPTIONS = {"dry_run", "full_refresh", "confirm_removals", "wait"}
 # The function key (?code=...) is checked by the Functions host before the request gets here.
@@ -43,7 +51,6 @@ _EMPTY: Mapping[str, str] = {}
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 200
 HISTORY_FIELDS = ("run_id", "trigger", "status", "started_at", "finished_at", "counts", "error")
-_RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")  # report.new_run_id
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ class ApiResponse:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Answers carry run reports and account data: no browser or proxy keeps a copy.
+        self.headers.setdefault("Cache-Control", "no-store")
 
     def json(self) -> str:
         return json.dumps(self.body, indent=2)
@@ -86,6 +97,16 @@ def _summary(app: App, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def _listing(app: App) -> dict[str, Any]:
+    """GET /api/exports: every definition, and where they were read from (`definitions_from`: the
+    EXPORT_DEFINITIONS setting, the definitions file's path such as "exports.json", or null)."""
+    exports = [_summary(app, n, raw) for n, raw in app.settings.definitions.items()]
+    listing: dict[str, Any] = {"exports": exports, "definitions_from": app.settings.definitions_from}
+    if app.settings.definitions_from is None:
+        listing["note"] = "no export definitions: set EXPORT_DEFINITIONS or deploy exports.json beside host.json"
+    return listing
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [key for key, _ in pairs]
     if len(set(keys)) != len(keys):
@@ -118,9 +139,13 @@ def _history(app: App, name: str, query: Mapping[str, str]) -> ApiResponse:
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_HISTORY:
         raise ExportError("bad_request", f"'limit' must be a whole number from 1 to {MAX_HISTORY}")
     before = query.get("before")
-    if before is not None and not _RUN_ID_RE.fullmatch(before):  # never echoed
+    if before is not None and not is_run_id(before):  # never echoed
         raise ExportError("bad_request", "'before' must be a run id such as 20260101T020000Z-0a1b2c")
-    found, more = app.services.state.list_reports(name, int(limit_text), before)
+    # A `before` later than now lists from now: the listing walks back month by month from it (from
+    # year 9999: thousands of List Blobs calls for one page). "Now" has the day's allowance the
+    # listing makes for instances whose clocks are ahead, so their run ids still page correctly.
+    ceiling = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y%m%dT%H%M%SZ-000000")
+    found, more = app.services.state.list_reports(name, int(limit_text), min(before, ceiling) if before else None)
     runs: list[dict[str, Any]] = []
     for run_id, report in found:
         if report is None:
@@ -187,9 +212,11 @@ def _run(app: App, name: str, raw: dict[str, Any], body: bytes, query: Mapping[s
 
 
 def _one_run(app: App, name: str, run_id: str) -> ApiResponse:
-    if not _RUN_ID_RE.fullmatch(run_id):  # never echoed
+    if not is_run_id(run_id):  # never echoed
         raise ExportError("bad_request", "a run id looks like 20260101T020000Z-0a1b2c")
     report = liveness.report_of(app.services.state, name, run_id)
+    if report is not None and report.get("status") == CONFIRMING:  # its pending import jobs are checked again
+        report = lifecycle.recheck_run(app.services, name, run_id, by="status endpoint")
     if report is None:
         raise ExportError("not_found", f"export '{name}' has no run {run_id}")
     return ApiResponse(200, liveness.settle_if_stale(app, report))
@@ -214,8 +241,7 @@ def handle(
             if method != "GET":
                 raise ExportError("method_not_allowed", "use GET /api/exports")
             _refuse_query(query)
-            exports = [_summary(app, n, raw) for n, raw in app.settings.definitions.items()]
-            return ApiResponse(200, {"exports": exports})
+            return ApiResponse(200, _listing(app))
         if not is_export_name(name):  # never echoed: it may hold line breaks or markup
             raise ExportError("bad_request", "export names are 1-63 characters of a-z, 0-9, '_' or '-'")
         raw = app.settings.definitions.get(name)
@@ -230,7 +256,7 @@ def handle(
             if method != "GET":
                 raise ExportError("method_not_allowed", f"use GET /api/exports/{name}/status")
             _refuse_query(query)
-            latest = recheck_jobs(name, app.services)  # pending import jobs are checked again
+            latest = lifecycle.recheck(name, app.services, by="status endpoint")  # pending import jobs are checked again
             if latest is None:
                 raise ExportError("not_found", f"export '{name}' has not run yet")
             return ApiResponse(200, liveness.settle_if_stale(app, latest))
@@ -246,5 +272,32 @@ def handle(
                 return _one_run(app, name, run_id)
             return _history(app, name, query)
         raise ExportError("not_found", f"unknown action '{action}'; use 'run', 'status' or 'runs'")
+    except ExportError as exc:
+        return error_response(exc)
+
+
+SETUP_PATHS = "GET /api/sources, GET /api/sendgrid/lists, GET /api/sendgrid/fields or POST /api/preview"
+
+
+def handle_setup(
+    app: App, method: str, area: str | None, item: str | None, body: bytes = b"", query: Mapping[str, str] = _EMPTY
+) -> ApiResponse:
+    """One set-up request (export_setup): `area` and `item` are the route's two parts, matched
+    without regard to case as the host's routing does; `query` the query string."""
+    method = method.upper()
+    path = ((area or "").lower(), (item or "").lower() or None)
+    try:
+        if path not in {("sources", None), ("sendgrid", "lists"), ("sendgrid", "fields"), ("preview", None)}:
+            raise ExportError("not_found", f"unknown path; use {SETUP_PATHS}")  # never echoed
+        wanted = "POST" if path[0] == "preview" else "GET"
+        if method != wanted:
+            raise ExportError("method_not_allowed", f"use {wanted} /api/{'/'.join(p for p in path if p)}")
+        if path[0] == "sources":
+            return ApiResponse(200, sources.sources_answer(app, query))
+        if path[0] == "preview":
+            return ApiResponse(200, preview.preview_answer(app, body, query))
+        client = accounts.export_client(app, inputs.export_query(query))
+        answer = accounts.lists_answer if path[1] == "lists" else accounts.fields_answer
+        return ApiResponse(200, accounts.reading(client, answer))
     except ExportError as exc:
         return error_response(exc)

@@ -4,7 +4,9 @@ the external sort and the open files it is handed.
 
 The delivered record is a text file sorted by email, one line per contact this exporter had
 applied by SendGrid: `email<TAB>hash`, where the hash covers the contact's mapped fields and
-the list ids. The segment's valid contacts are sorted the same way (an external sort,
+the list ids (and, see `shared.lines`: contacts pending on an import job, contacts it may have
+sent, and contacts mirror mode unlinked, each known still). `merge_journal` takes in what a run
+that stored no record was about to send. The segment's valid contacts are sorted the same way (an external sort,
 `shared.extsort`), so the two are compared in one pass with memory independent of size.
 
 Sorting lines as bytes sorts them by email: a TAB (0x09) follows the email and sorts before any
@@ -26,6 +28,8 @@ from typing import BinaryIO, Final, Literal, cast
 
 from shared.delta.extsort import merged, pieces, sorted_runs
 from shared.delta.lines import (
+    OFF_LIST,
+    UNSURE,
     DecisionLine,
     RecordEntry,
     encode_decision,
@@ -90,7 +94,7 @@ class Plan:
     upsert: int = 0
     remove: int = 0
     unchanged: int = 0
-    managed: int = 0  # contacts in the delivered record: what this export put on its lists
+    managed: int = 0  # contacts in the delivered record on its lists (not OFF_LIST): what this export manages
     send_mask: bytearray | None = None  # spill positions to send; None: all of them
     clears: dict[int, bytes] = field(default_factory=dict)  # spill position -> fields to send as ""
 
@@ -113,7 +117,8 @@ def decide(
     file: new or changed contacts are sent (all of them on a full refresh), unchanged ones keep
     their entry, record entries no longer in the segment are leavers; in mirror mode the leavers
     to unlink go to `leavers`, but not those `keep` protects (rows rejected this time for another
-    value) nor those whose import job is still pending (they leave once it settled).
+    value), nor those whose import job is still pending (they leave once it settled), nor entries
+    off the lists already (OFF_LIST: not managed; a contact that comes back is sent, as changed).
     `clears(old extra, unset)` names the fields a changed contact must send as "" (values this
     export set that are now empty). Only short keys are sorted; contacts stay in the spill. An
     unsorted record raises ValueError."""
@@ -146,13 +151,14 @@ def decide(
                 if email is not None and entry.email >= email:
                     if entry.email > email:
                         return None
-                    plan.managed += 1
+                    plan.managed += int(entry.digest != OFF_LIST)
                     taken, now = now, take()
                     return entry
                 if entry.email <= (parse_record(taken) or RecordEntry(b"", b"")).email:
                     raise ValueError("the delivered record is not sorted by email")
-                plan.managed += 1
-                if mirror and not keep(entry.email) and not pending_job(entry.extra):
+                off = entry.digest == OFF_LIST  # unlinked already: not managed, never a leaver again
+                plan.managed += int(not off)
+                if mirror and not off and not keep(entry.email) and not pending_job(entry.extra):
                     leavers.write(entry.email + b"\n")
                     plan.remove += 1
                 append(encode_decision(entry.email, b"", entry.digest, LEAVE, -1, entry.extra)[:-1])
@@ -205,9 +211,10 @@ def next_record(
     see `pieces`): an unchanged contact's line is there as it stays; a sent contact takes its new
     hash once SendGrid applied it, or with its job's id while that job is pending (it is not
     sent again meanwhile); otherwise it keeps its old entry, or none, and is sent again next time.
-    A leaver stays unless it was removed from the lists. `carried_unknown`: the record was written
-    against other fields (or unknown ones), so an entry carried over as it was says "?" for which
-    fields the export set (nothing is ever cleared for it)."""
+    A leaver stays unless it was removed from the lists; then it stays known, off the lists
+    (OFF_LIST, with the fields the export had set, to clear them if it comes back). `carried_unknown`:
+    the record was written against other fields (or unknown ones), so an entry carried over as it
+    was says "?" for which fields the export set (nothing is ever cleared for it)."""
     for piece in decisions:
         for decided, part in split_decisions(piece):
             if not decided:
@@ -228,8 +235,8 @@ def _entry_after(decision: DecisionLine, outcome: Outcome, removed: Callable[[by
         if result:  # pending: keep what SendGrid holds now, to go back to if the job fails
             return encode_record(email, new_hash, encode_extra(unset, result, _holds(email, old_hash, old_extra)))
         return encode_record(email, old_hash, _carried(old_extra, carried_unknown)) if old_hash else b""
-    if removed(email):
-        return b""
+    if removed(email):  # unlinked (a leaver is never pending): known, off the lists
+        return encode_record(email, OFF_LIST, encode_extra(unset_of(_carried(old_extra, carried_unknown))))
     return encode_record(email, old_hash, _carried(old_extra, carried_unknown))
 
 
@@ -287,3 +294,89 @@ def settle_record(lines: Iterable[bytes], outcome: Callable[[bytes, bytes], bool
             yield encode_record(entry.email, entry.digest, encode_extra(unset_of(entry.extra)))
         elif (held := restore_entry(entry.email, entry.extra)) is not None:
             yield encode_record(*held)
+
+
+# -- the journal of a run that did not store its record ----------------------------------------
+# What became of a journaled contact, by its position: the id of the import job of the request
+# SendGrid accepted with it, False when SendGrid refused it (never applied), None when nothing
+# says whether it was sent (the run stopped between writing its journal and its checkpoint).
+JobAt = Callable[[int], "bytes | bool | None"]
+
+
+def merge_journal(
+    record: Iterable[bytes], journal: Iterable[list[bytes]], job_at: JobAt, unknown: bool = False
+) -> Iterator[bytes]:
+    """The record with a journal merged in, in email order: `journal` gives the journal's lines
+    sorted (`merged` batches), `record` the record's lines. A contact an accepted request carried
+    becomes a pending entry with that request's job (to be settled by the next run), keeping the
+    entry to go back to if the job does not apply it (what SendGrid held: `_holds`; a journal
+    entry is newer than any pending one of the record). A contact that may or may not have been
+    sent becomes UNSURE (sent again if still in the segment, unlinked in mirror mode if it left).
+    A refused one keeps its entry. `unknown`: the journal was written against other fields than
+    the record, so its unset codes say "?" (nothing is cleared on their account)."""
+    take = _lines(record).__next__
+    now = take()
+    for email, lines in _by_email(chain.from_iterable(journal)):
+        while now is not None and (not now or now.partition(b"\t")[0] < email):
+            if now:  # the record's lines before this email stay as they are
+                yield now + b"\n"
+            now = take()
+        old = None
+        if now and now.partition(b"\t")[0] == email:
+            old, now = parse_record(now), take()
+        if line := _journaled(email, lines, old, job_at, unknown):
+            yield line
+    while now is not None:
+        if now:
+            yield now + b"\n"
+        now = take()
+
+
+def _by_email(lines: Iterable[bytes]) -> Iterator[tuple[bytes, list[tuple[bytes, bytes, int]]]]:
+    """Sorted journal (key) lines as (email, [(hash, unset, position)...]), one group per email."""
+    group: list[tuple[bytes, bytes, int]] = []
+    current = b""
+    for line in lines:
+        if not line.strip(b"\n"):
+            continue
+        email, digest, unset, position = key_fields(line)
+        if email != current and group:
+            yield current, group
+            group = []
+        current = email
+        group.append((digest, unset, position))
+    if group:
+        yield current, group
+
+
+def _journaled(
+    email: bytes, lines: list[tuple[bytes, bytes, int]], old: RecordEntry | None, job_at: JobAt, unknown: bool
+) -> bytes:
+    """A journaled contact's record line (b"": none), from its journal lines and record entry."""
+    sent = {(digest, UNKNOWN if unknown else unset, job_at(position)) for digest, unset, position in lines}
+    sent = {(digest, unset, job) for digest, unset, job in sent if job is not False}  # refused: never applied
+    if not sent:
+        return encode_record(*old) if old is not None else b""
+    if len(sent) == 1:
+        ((digest, unset, job),) = sent
+        if isinstance(job, bytes):  # accepted: pending on its job
+            held = _holds(email, old.digest, old.extra) if old is not None else None
+            return encode_record(email, digest, encode_extra(unset, job, held))
+    # Whatever SendGrid holds now: the record's version, the one it was to go back to, or a sent one.
+    versions = [unset for _, unset, _ in sent]
+    if old is not None:
+        versions.append(unset_of(old.extra))
+        if (held := restore_entry(email, old.extra)) is not None:
+            versions.append(unset_of(held.extra))
+    return encode_record(email, UNSURE, encode_extra(_common_unset(versions)))
+
+
+def _common_unset(codes: list[bytes]) -> bytes:
+    """The fields unset in every one of `codes`: none of those versions set them ("?" if any is
+    unknown)."""
+    if UNKNOWN in codes:
+        return UNKNOWN
+    common = set(codes[0].split(b","))
+    for code in codes[1:]:
+        common &= set(code.split(b","))
+    return b",".join(code for code in codes[0].split(b",") if code and code in common)

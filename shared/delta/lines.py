@@ -8,7 +8,9 @@ metadata, which may hold anything, a tab included: it is always parsed from the 
                  one per valid contact, in spill (segment) order. What comes before the NUL is
                  the contact's record line once SendGrid applied it (no email, hash or unset code
                  holds a NUL), so the usual contact's entry is copied, never re-encoded. Sorted as
-                 bytes, key lines sort by email (TAB sorts before any byte an email may hold)
+                 bytes, key lines sort by email (TAB sorts before any byte an email may hold).
+                 The record's journal (shared/state/journal.py) is key lines too: those of the
+                 contacts each request carries, written before it goes
   spill line     partition TAB row TAB encoded contact                 the contacts to send
   decisions file what the delta decided, in email order, one line per email of the segment or
                  the record: an unchanged contact's next record line as it will be stored, or
@@ -26,6 +28,16 @@ next run settles it), with the entry to go back to if that job does not apply it
 SendGrid still holds; none for a contact that was new). A line without extra (every line an
 earlier release wrote) is a settled entry whose fields are not known.
 
+Two hashes are markers, never a contact's real hash (a hash is 16 hex digits), so such an entry
+always differs from the segment's contact and the contact is sent when it is in the segment:
+- OFF_LIST (`off`): mirror mode unlinked the contact from the lists (it left the segment). It stays
+  known, with the fields the export had set (its unset codes), so that if it comes back, values
+  the export set and that are now empty are cleared. It is not one of the contacts the export
+  manages on its lists, and never a leaver again.
+- UNSURE (`unsure`): a run may have sent the contact (its journal says it was about to) and
+  nothing says whether SendGrid took it: SendGrid may hold any version. It counts as on the
+  lists (a leaver if it left), with the unset codes common to every version SendGrid may hold.
+
 A position is the contact's index among the valid contacts of the run (its spill line number).
 """
 
@@ -35,6 +47,8 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 RowRef = tuple[str, int]  # (partition name, row number): where a row came from
+OFF_LIST = b"off"  # an entry's hash: unlinked from the lists by mirror mode (see the module docstring)
+UNSURE = b"unsure"  # an entry's hash: SendGrid may hold any version of the contact
 
 
 class KeyLine(NamedTuple):

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from shared.errors import ExportError
-from shared.report import UNFINISHED, RunStatus, utc_now
+from shared.report import UNFINISHED, RunStatus, is_final, utc_now
+from shared.run import lifecycle
 from shared.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -108,27 +109,32 @@ def settle_if_stale(app: App, report: dict[str, Any], etag: str | None = None) -
         if found is None or found[0].get("run_id") != report.get("run_id"):
             return report  # an older run's report: shown as it stands, latest.json left alone
         etag = found[1]
-    state.update_latest_report(report, etag)  # unless a run wrote it meanwhile
+    if state.update_latest_report(report, etag):  # unless a run wrote it meanwhile
+        lifecycle.announce(report)
     return report
 
 
-def refuse_if_active(app: App, name: str) -> None:
-    """Raise Busy while a run of the export is queued or running (and not stale)."""
+def refuse_if_active(app: App, name: str) -> str | None:
+    """Raise Busy while a run of the export is queued or running (and not stale); else the etag
+    of `latest.json` as read (None: the export never ran), for a conditional write after it."""
+    state = app.services.state
     try:
-        found = app.services.state.latest_report_and_etag(name)
-    except ExportError:
-        found = None  # an unreadable latest report must not block runs: the run records its own
+        found = state.latest_report_and_etag(name)
+    except ExportError:  # an unreadable latest report must not block runs: the run records its own
+        return state.latest_etag(name)
     if found is None:
-        return
+        return None
     report, etag = found
-    report = settle_if_stale(app, report, etag)
-    status = report.get("status")
+    settled = settle_if_stale(app, report, etag)
+    status = settled.get("status")
     if status in UNFINISHED:
-        raise Busy(name, str(report.get("run_id")), cast(RunStatus, status))
+        raise Busy(name, str(settled.get("run_id")), cast(RunStatus, status))
+    return etag if settled is report else state.latest_etag(name)
 
 
 def fail(app: App, work: Work, stored: dict[str, Any] | None, error: ExportError) -> None:
-    """End a queued run that cannot run with a stored `failed` report."""
+    """End a queued run that cannot run with a stored `failed` report (its ExportRun event is sent
+    then, unless the run was final already: then only the error is updated)."""
     log.error("export '%s': run %s failed: %s", work.export, work.run_id, error.message)
     base = stored or {
         "export": work.export,
@@ -138,4 +144,8 @@ def fail(app: App, work: Work, stored: dict[str, Any] | None, error: ExportError
         "counts": {},
         "jobs": [],
     }
-    save(app, {**base, "run_id": work.run_id, "status": "failed", "finished_at": utc_now(), "error": error.to_dict()})
+    was_final = stored is not None and is_final(stored.get("status"))
+    report = {**base, "run_id": work.run_id, "status": "failed", "finished_at": utc_now(), "error": error.to_dict()}
+    save(app, report)
+    if not was_final:
+        lifecycle.announce(report)

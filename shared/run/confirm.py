@@ -1,6 +1,6 @@
 """Confirming what SendGrid accepted: its import jobs, polled until final or the wait is over;
-the contacts of failed jobs listed in the rejects file; and `recheck_jobs`, the same poll for the
-status endpoint and the next run.
+the contacts of failed jobs listed in the rejects file; earlier runs' pending contacts settled in
+the record. Re-checking a confirming run later is lifecycle.py's (with `poll_once`).
 
 `poll_once` only asks and records (statuses, and which contacts failed per job); listing those
 contacts reads the key file, so it happens once, after reading has closed that file.
@@ -14,19 +14,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from shared.delta import diff
 from shared.delta.lines import parse_key, parse_record, pending_job
 from shared.errors import ExportError
-from shared.report import UNFINISHED, refresh_status
 from shared.run.context import RunContext
 from shared.sendgrid import jobs
 from shared.sendgrid.client import SendGridClient
 from shared.sendgrid.jobs import JobEntry
-
-if TYPE_CHECKING:
-    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +64,8 @@ def record(job: JobEntry, answer: JobAnswer, deliveries: jobs.Deliveries | None)
         job["reason"] = jobs.safe_reason(failures.values())
     if deliveries is not None:
         deliveries.failed(job["job_id"], failures or None)
+        if jobs.accounted_failures(job, failures or None) is None:  # which ones is not known: none counts as applied
+            job["failed"] = job["contacts"]
     return failures or None
 
 
@@ -149,15 +147,11 @@ def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled
             log.warning("import job %s not settled: %s", job_id.decode(errors="replace")[:100], exc.message)
             answers[job_id] = (job, None)
 
+    rules = {job_id: jobs.applied_by(job, failures) for job_id, (job, failures) in answers.items()}
+
     def outcome(job_id: bytes, email: bytes) -> bool | None:
-        job, failures = answers[job_id]
-        if jobs.is_pending(job):
-            settled["pending"] += 1
-            return None
-        ok = job["status"] == "completed" or (
-            job["status"] == "errored" and failures is not None and email.decode() not in failures
-        )
-        settled["applied" if ok else "not_applied"] += 1
+        ok = rules[job_id](email.decode())
+        settled["pending" if ok is None else "applied" if ok else "not_applied"] += 1
         return ok
 
     settled_path = path.with_suffix(".settled")
@@ -182,12 +176,18 @@ def _has_pending_marks(path: Path, block: int = 1 << 20) -> bool:
 
 
 def list_import_failures(ctx: RunContext, deliveries: jobs.Deliveries, mask: bytearray | None) -> None:
-    """One line in the rejects file per contact a failed job did not apply (every contact of
-    the job when its errors file could not be read), in one pass over the key file."""
+    """One line in the rejects file per contact a failed job did not apply, as `jobs.applied_by`
+    says (every contact of the job when its errors file could not be read or does not account for
+    every contact that failed), in one pass over the key file."""
     spans = deliveries.failed_spans()
     if not spans:
         return
-    status = {job["job_id"]: job["status"] for job in ctx.report.jobs}
+    known = {job["job_id"]: job for job in ctx.report.jobs}
+    status = {job_id: str(known[job_id]["status"]) if job_id in known else "failed" for _, _, job_id in spans}
+    rules = {
+        job_id: jobs.applied_by(known.get(job_id, {"status": "failed"}), deliveries.failures.get(job_id))
+        for _, _, job_id in spans
+    }
     starts = [first for first, _, _ in spans]
     last_end = max(end for _, end, _ in spans)
     with open(ctx.workspace.keys, "rb") as keys:  # in spill order: line n is position n
@@ -202,30 +202,9 @@ def list_import_failures(ctx: RunContext, deliveries: jobs.Deliveries, mask: byt
             job_id = spans[index][2]
             key = parse_key(line)
             email = key.email.decode()
-            failures = deliveries.failures.get(job_id)
-            if status.get(job_id) == "failed" or not failures or email in failures:
-                detail = (failures or {}).get(email, f"the import job ended {status.get(job_id)}")
+            if rules[job_id](email) is False:
+                failures = deliveries.failures.get(job_id) or {}
+                detail = failures.get(email) or f"the import job ended {status[job_id]}"
+                if status[job_id] == "errored" and failures and email not in failures:
+                    detail += "; its errors file does not name every contact that failed"
                 ctx.rejects.list(key.ref, IMPORT_FAILED, detail)
-
-
-def recheck_jobs(name: str, services: Services) -> dict[str, Any] | None:
-    """Check the pending import jobs of the export's latest report once and store the result,
-    unless a run is still writing that report or wrote it meanwhile. Returns the latest report."""
-    found = services.state.latest_report_and_etag(name)
-    if found is None:
-        return None
-    latest, etag = found
-    pending = [cast(JobEntry, job) for job in latest.get("jobs", []) if isinstance(job, dict) and jobs.is_pending(job)]
-    if latest.get("status") in UNFINISHED or not pending:
-        return latest
-    client = services.client_for_export(name)  # the export's own SendGrid account
-    try:
-        poll_once(client, pending, None)  # statuses only: which contacts failed is the run's business
-    except ExportError as exc:
-        log.warning("export '%s': could not re-check import jobs: %s", name, exc.message)
-        return latest
-    finally:
-        client.close()
-    refresh_status(latest)
-    services.state.update_latest_report(latest, etag)
-    return latest

@@ -67,6 +67,10 @@ class Workspace:
         return self.root / "leavers.txt"
 
     @property
+    def journal(self) -> Path:  # journal lines of an unfinished run, to merge into the record
+        return self.root / "journal.tsv"
+
+    @property
     def rejects(self) -> Path:
         return self.root / "rejects.csv"
 

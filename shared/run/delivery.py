@@ -3,6 +3,10 @@ from one sender thread, one request in flight, so the caller reads (or packs) th
 SendGrid takes this one. Both flows use it: the streamed first delivery adds contacts as they are
 read; the delta delivery adds them from the spill.
 
+Before each request, its contacts are written to the record's journal (`write_ahead`, on a
+journal thread while the request before it is in flight; the sender waits for it, and a journal
+that cannot be written stops the run before that request goes): a contact SendGrid may have
+taken is always known, even to a run that never stores its record (shared/state/journal.py).
 After each accepted request the sender saves the checkpoint (so checkpoints stay in request
 order) and has the oldest earlier pending job asked about once by a poller thread, while it goes
 on to the next request: the answer is recorded by the sender when it comes back, so a status
@@ -17,6 +21,8 @@ Thread ownership (while a sink is open):
 - the poller thread only asks SendGrid (`confirm.fetch`: a status answer and its errors file)
   through the run's client, whose counters and pacer take their own locks; what it fetched is
   recorded by the sender (`confirm.record`);
+- the journal thread only writes the journal, reading the key file (`KeyLines`, its own: the
+  reading thread flushes the key lines of contacts before it hands them over);
 - `report.counts.rejected` and `report.rejects` are written by both threads, only through the
   `RejectsLog` (under its lock);
 - the calling thread reads the sender's fields only after `finish()` (or `abort()`) returned.
@@ -24,17 +30,20 @@ Thread ownership (while a sink is open):
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from shared.contacts import packing
 from shared.delta.lines import parse_spill
 from shared.errors import ExportError
+from shared.invocation import carry_invocation
 from shared.run.checkpoint import REFUSED, Checkpoint
 from shared.run.confirm import JobAnswer, fetch, record
 from shared.run.context import RunContext
@@ -53,10 +62,18 @@ HALVING_BUDGET_MIN = 8  # requests a 400 naming no contact may cost, at the leas
 
 class ContactSink:
     def __init__(
-        self, ctx: RunContext, identity: dict[str, Any], save_checkpoint: Callable[[Checkpoint], None] | None = None
+        self,
+        ctx: RunContext,
+        identity: dict[str, Any],
+        save_checkpoint: Callable[[Checkpoint], None] | None = None,
+        write_ahead: Callable[[bytes], None] | None = None,
     ) -> None:
-        """`save_checkpoint` stores each checkpoint (default: the state container's blob)."""
+        """`save_checkpoint` stores each checkpoint (default: the state container's blob);
+        `write_ahead` appends a request's contacts to the record's journal before the request goes:
+        their key lines, read from the run's key file (None: no journal is kept)."""
         self.ctx = ctx
+        self.write_ahead = write_ahead
+        self.keys = KeyLines(ctx.workspace.keys)
         self.progress = ctx.progress
         self.identity = identity
         self.save_checkpoint = save_checkpoint or (lambda cp: ctx.services.state.save_checkpoint(ctx.name, cp.to_json()))
@@ -65,10 +82,13 @@ class ContactSink:
             ctx.definition.list_ids, services.max_contacts_per_request, services.max_body_bytes
         )
         self.max_contact = packing.max_contact_bytes(ctx.definition.list_ids, services.max_body_bytes)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender", initializer=carry_invocation())
         self.in_flight: Future[None] | None = None
-        self.poller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poller")
+        self.poller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poller", initializer=carry_invocation())
         self.polling: tuple[JobEntry, Future[JobAnswer]] | None = None  # the job asked about, and the answer
+        # Writes each request's journal lines while the request before it is in flight (its own
+        # thread: a slow status poll must not hold up a request).
+        self.journaler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal", initializer=carry_invocation())
         self.requests = 0
         self.open = True  # False once the run must stop sending (time limit, lost lease)
 
@@ -122,6 +142,8 @@ class ContactSink:
         finally:
             self.pool.shutdown(wait=True)
             self.poller.shutdown(wait=True)
+            self.journaler.shutdown(wait=True)
+            self.keys.close()
 
     def abort(self) -> None:
         """After an error elsewhere: let the request and the poll in flight end (the poll's answer
@@ -129,6 +151,8 @@ class ContactSink:
         self.open = False
         self.pool.shutdown(wait=True)
         self.poller.shutdown(wait=True)
+        self.journaler.shutdown(wait=True)
+        self.keys.close()
 
     def _wait(self) -> None:
         if self.in_flight is not None:
@@ -136,17 +160,29 @@ class ContactSink:
             in_flight.result()
 
     def _submit(self, chunk: packing.Chunk[Item]) -> bool:
+        # Asked, and the journal written, while the request before it is in flight (the sender
+        # waits for the journal before it sends): a request that will not go is not journaled.
+        going_on = self.ctx.may_go_on()
+        journaled = self.journaler.submit(self._journal, chunk.refs) if going_on and self.write_ahead is not None else None
         self._wait()
-        if not self.ctx.may_go_on():
+        if not going_on:
             self.open = False
             return False
         self.requests += 1
-        self.in_flight = self.pool.submit(self._send_chunk, self.requests, chunk)
+        self.in_flight = self.pool.submit(self._send_chunk, self.requests, chunk, journaled)
         return True
 
+    # -- the journal thread -------------------------------------------------------------------
+    def _journal(self, items: list[Item]) -> None:
+        """Append the journal lines of a request's contacts (see the module docstring)."""
+        assert self.write_ahead is not None
+        self.write_ahead(b"".join(self.keys.at([item[0] for item in items])))
+
     # -- the sender thread --------------------------------------------------------------------
-    def _send_chunk(self, index: int, chunk: packing.Chunk[Item]) -> None:
+    def _send_chunk(self, index: int, chunk: packing.Chunk[Item], journaled: Future[None] | None) -> None:
         ctx = self.ctx
+        if journaled is not None:
+            journaled.result()  # not in the journal: not sent (raises what writing it raised)
         budget = [max(HALVING_BUDGET_MIN, 4 * math.ceil(math.log2(chunk.count + 1)))]
         self._deliver(chunk.refs, chunk.body, chunk.parts, budget)
         self._save_checkpoint(chunk.refs[-1][0] + 1)
@@ -248,3 +284,40 @@ class ContactSink:
                 sorted(deliveries.refused),
             )
         )
+
+
+class KeyLines:
+    """Lines of the run's key file at given positions (line n is position n), read forward: each
+    call asks for positions after those of the call before (requests go in position order)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: BinaryIO | None = None
+        self.next = 0  # the position of the line read next
+
+    def at(self, positions: list[int]) -> list[bytes]:
+        if not positions:
+            return []
+        if self.handle is None:
+            self.handle = open(self.path, "rb")  # noqa: SIM115 - kept open between calls, closed by close()
+        handle, first = self.handle, positions[0]
+        if first < self.next:
+            raise ValueError("key lines are read forward only")
+        deque(itertools.islice(handle, first - self.next), maxlen=0)  # skipped at C speed
+        if positions[-1] - first == len(positions) - 1:  # one run of positions: the usual request
+            found = list(itertools.islice(handle, len(positions)))
+        else:
+            found, at = [], first
+            for position in positions:
+                deque(itertools.islice(handle, position - at), maxlen=0)
+                found.append(handle.readline())
+                at = position + 1
+        if len(found) != len(positions) or not found[-1].endswith(b"\n"):  # only the last can be cut short
+            raise ValueError(f"the key lines up to position {positions[-1]} are not all there")
+        self.next = positions[-1] + 1
+        return found
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None

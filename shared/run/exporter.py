@@ -1,4 +1,4 @@
-"""The public entry of a run: `run_export` (and `recheck_jobs`, for the status endpoint).
+"""The public entry of a run: `run_export` (and `confirm_run`, for a confirm message).
 
 A run is a straight list of stages (`shared/run/`): prepare, read, compare, send, remove,
 confirm, record; `flows.py` says which of three ways it goes (a dry run's plan, a streamed first
@@ -9,6 +9,7 @@ Safety: one run per export at a time (a blob lease, `lease.py`); after every acc
 checkpoint records how far the run got, so a run killed halfway is resumed by the next run on the
 same snapshot and definition, resending at most one request's contacts; a run near the host's
 time limit (or that lost its lease) stops by itself, checkpointed, `partial` + `resumable`.
+How a run's report goes from `running` to final is lifecycle.py's.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from shared import telemetry
 from shared.definitions import ExportDefinition, parse_definition
 from shared.errors import ExportError
-from shared.report import UNFINISHED, RunReport
-from shared.run import flows, unchanged
-from shared.run.confirm import recheck_jobs, settle_record_file
+from shared.report import UNFINISHED, RunReport, new_run_id
+from shared.run import flows, lifecycle, unchanged
+from shared.run.confirm import settle_record_file
 from shared.run.context import RunContext, RunOptions, Workspace, stage
 from shared.run.reading import prepare
 from shared.run.rejects import RejectsLog
@@ -33,7 +33,7 @@ from shared.services import JobPolling, Services
 from shared.state.lease import RunLease
 from shared.state.store import StateStore
 
-__all__ = ["JobPolling", "RunOptions", "Services", "confirm_jobs", "queued_report", "recheck_jobs", "run_export"]
+__all__ = ["JobPolling", "RunOptions", "Services", "confirm_run", "queued_report", "run_export"]
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +46,29 @@ def run_export(
     trigger: str,
     options: RunOptions = RunOptions(),
     run_id: str | None = None,
+    continues: bool = False,
 ) -> RunReport:
     """Run one export and return its report (stored in the state container, but for a dry run,
-    which writes nothing anywhere).
+    which writes nothing anywhere). Its status is what lifecycle.conclude says: with `continues`
+    (a queued run, which goes on in another invocation) a run that stopped early on purpose, or
+    that the queue will retry after an unexpected error, is still `running`; one whose import
+    jobs are pending is `confirming`.
 
     A failed run does not raise: the report's `error` says what went wrong, and its code maps to
     an HTTP status. Only `run_in_progress` (another run holds the export) raises ExportError,
     since such a run never started and stores no report. With `run_id`, the report keeps that id
     (a queued run, or the run a continuation goes on with: one report for the whole run).
     """
+    run_id = run_id or new_run_id()
     if options.dry_run:
-        return _run(name, raw_definition, services, trigger, options, None, run_id)
+        return _run(name, raw_definition, services, trigger, options, None, run_id, continues)
     lease = services.state.acquire_run_lease(name, services.lease_seconds)
     try:
-        try:
-            recheck_jobs(name, services)
+        try:  # earlier runs that await their import jobs: finalised when due
+            lifecycle.recheck(name, services, by=f"run {run_id}")
         except ExportError as exc:  # an unreadable earlier report must not stop this run
             log.warning("export '%s': earlier import jobs not re-checked: %s", name, exc.message)
-        return _run(name, raw_definition, services, trigger, options, lease, run_id)
+        return _run(name, raw_definition, services, trigger, options, lease, run_id, continues)
     finally:
         lease.release()
 
@@ -80,11 +85,10 @@ def _run(
     trigger: str,
     options: RunOptions,
     lease: RunLease | None,
-    run_id: str | None = None,
+    run_id: str,
+    continues: bool,
 ) -> RunReport:
-    report = RunReport(export=name, trigger=trigger, dry_run=options.dry_run, full_refresh=options.full_refresh)
-    if run_id:
-        report.run_id = run_id
+    report = RunReport(export=name, trigger=trigger, dry_run=options.dry_run, full_refresh=options.full_refresh, run_id=run_id)
     log.info(
         "export '%s': run %s started (trigger=%s, dry_run=%s, full_refresh=%s)",
         name,
@@ -93,7 +97,7 @@ def _run(
         options.dry_run,
         options.full_refresh,
     )
-    writes = not options.dry_run
+    writes, interrupted = not options.dry_run, False
     with tempfile.TemporaryDirectory(prefix="sg-export-", dir=services.workdir) as tmp:
         ctx: RunContext | None = None
         try:
@@ -125,14 +129,21 @@ def _run(
             where = traceback.extract_tb(exc.__traceback__)[-1]
             log.error("export '%s': unexpected %s at %s:%s", name, type(exc).__name__, Path(where.filename).name, where.lineno)
             report.error = ExportError("internal_error", f"unexpected {type(exc).__name__}; see the function log")
+        except BaseException:  # the invocation itself is going (a crash, a stop): not the run's end
+            interrupted = True
+            raise
         finally:
             if ctx is not None:
                 ctx.close()
                 report.counts.valid -= ctx.progress.refused  # refused by SendGrid: rejects, not valid
                 if ctx.rejects.lines and writes:
                     report.rejects_blob = _save_rejects(services.state, report, ctx.workspace.rejects)
-            report.finish()
-            telemetry.record_run(report)  # the ExportRun event, metrics (when configured)
+            if interrupted and continues:  # the queue delivers the message again: the run goes on then
+                report.status = "running"
+            else:
+                if interrupted:
+                    report.error = ExportError("internal_error", "the run was interrupted; the next run resumes it")
+                _conclude(report, services, continues)
             if writes:
                 try:
                     services.state.save_report(report.to_dict())
@@ -140,6 +151,17 @@ def _run(
                     log.error("export '%s': could not store the run report: %s", name, exc.message)
     _log_summary(report)
     return report
+
+
+def _conclude(report: RunReport, services: Services, continues: bool) -> None:
+    """The status this invocation leaves (lifecycle.conclude), and the ExportRun event once final."""
+    try:
+        lifecycle.conclude(report, services, continues=continues)
+    except ExportError as exc:  # the confirming mark not written: the run is final now
+        log.error("export '%s': could not note the run as confirming: %s", report.export, exc.message)
+        report.awaiting = None
+        report.finish(None, continues=continues)
+    lifecycle.announce(report)  # the ExportRun event, once final (metrics too, when configured)
 
 
 def _nothing_to_do(services: Services, report: RunReport, definition: ExportDefinition) -> bool:
@@ -157,17 +179,18 @@ def _nothing_to_do(services: Services, report: RunReport, definition: ExportDefi
         return True
 
 
-def confirm_jobs(name: str, services: Services) -> dict[str, Any] | None:
-    """Poll the pending import jobs of the export's latest report once and store it (see
-    recheck_jobs), then settle the delivered record for jobs now final, under a short lease (a
-    run holding the export settles it itself). Returns the latest report."""
-    latest = recheck_jobs(name, services)
+def confirm_run(name: str, run_id: str, services: Services) -> dict[str, Any] | None:
+    """A confirm message: re-check run `run_id`'s pending import jobs once (lifecycle.recheck_run,
+    which finalises the run when due), then settle the delivered record for jobs now final, under
+    a short lease (a run holding the export settles it itself). Returns the run's report."""
+    report = lifecycle.recheck_run(services, name, run_id, by="confirm message")
+    latest = services.state.latest_report(name)
     if latest is not None and latest.get("status") in UNFINISHED:
-        return latest  # a run is queued or going on (perhaps between two invocations): it settles the record
+        return report  # a run is queued or going on (perhaps between two invocations): it settles the record
     try:
         lease = services.state.acquire_run_lease(name, services.lease_seconds)
     except ExportError:
-        return latest
+        return report
     client: list[SendGridClient] = []
     try:
         with tempfile.TemporaryDirectory(prefix="sg-settle-", dir=services.workdir) as tmp:
@@ -189,7 +212,7 @@ def confirm_jobs(name: str, services: Services) -> dict[str, Any] | None:
         for made in client:
             made.close()
         lease.release()
-    return latest
+    return report
 
 
 def _save_rejects(state: StateStore, report: RunReport, path: Path) -> str | None:

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from shared.delta import diff, extsort
 from shared.delta.lines import unset_of
 from shared.errors import ExportError
+from shared.invocation import carry_invocation
 from shared.run import mirror
 from shared.run.checkpoint import resume
 from shared.run.confirm import confirm, list_import_failures, settle_earlier_jobs
@@ -48,7 +49,7 @@ def plan_only(ctx: RunContext, prepared: Prepared) -> None:
 
 def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
     report, workspace = ctx.report, ctx.workspace
-    sink = ContactSink(ctx, prepared.identity)
+    sink = ContactSink(ctx, prepared.identity, write_ahead=_journal(ctx, prepared))
     with stage(report, "read and send"):
         try:
             result = read(ctx, prepared, sink)
@@ -59,7 +60,7 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
     report.plan = {"upsert": report.counts.valid, "remove": 0}
     # The next record is sorted and uploaded (staged, not committed) while the last request goes
     # and the import jobs are polled.
-    with stage(report, "compare and confirm"), ThreadPoolExecutor(1, "confirm") as pool:
+    with stage(report, "compare and confirm"), ThreadPoolExecutor(1, "confirm", initializer=carry_invocation()) as pool:
         confirming = pool.submit(_finish_and_confirm, ctx, sink)
         try:
             staged = _stage_record(ctx, confirming)
@@ -80,7 +81,9 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
                 out.writelines(_first_record(ctx, None if everything else deliveries.outcome))
             state.record.save(ctx.name, str(workspace.next_record), prepared.record_etag, lists, prepared.field_codes)
     # Only now: a run stopped before its record was stored resumes without resending (the new
-    # record's etag makes the checkpoint stale anyway).
+    # record's etag makes the checkpoint stale anyway). The record says what became of every
+    # contact the journal holds: it goes first, so a checkpoint never outlives its journal.
+    ctx.services.state.record.journal.remove(ctx.name)
     ctx.services.state.clear_checkpoint(ctx.name)
 
 
@@ -125,12 +128,12 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         report.held_back = HELD_BACK.format(n=result.structural)
         mirroring = False
     elif mirroring:
-        mirror.guard(plan, prepared.record_lists, ctx, ctx.options)
+        mirror.guard(plan, prepared.record_lists, ctx, ctx.options, prepared.record_lists_known)
     start = 0
     if prepared.checkpoint is not None:
         ctx.progress.deliveries = resume(prepared.checkpoint, report)
         ctx.progress.refused, start = prepared.checkpoint.refused, prepared.checkpoint.position
-    sink = ContactSink(ctx, prepared.identity)
+    sink = ContactSink(ctx, prepared.identity, write_ahead=_journal(ctx, prepared))
     with stage(report, "send"):
         try:
             sink.add_from_spill(workspace.spill, start, plan.send_mask, plan.clears)
@@ -159,7 +162,14 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         state.record.save(
             ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids, prepared.field_codes
         )
+    state.record.journal.remove(ctx.name)  # what it holds is in the record now
     state.clear_checkpoint(ctx.name)  # only now: a run stopped before this resumes without resending
+
+
+def _journal(ctx: RunContext, prepared: Prepared) -> Callable[[bytes], None]:
+    """How the sink writes a request's contacts to the record's journal before it sends them."""
+    journal, lists, codes = ctx.services.state.record.journal, ctx.definition.list_ids, prepared.field_codes
+    return lambda lines: journal.append(ctx.name, lines, lists, codes)
 
 
 def compare(ctx: RunContext, prepared: Prepared, result: ReadResult) -> diff.Plan:

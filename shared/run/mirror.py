@@ -17,10 +17,20 @@ from shared.sendgrid.client import SEARCH_EMAILS_MAX
 log = logging.getLogger(__name__)
 
 
-def guard(plan: Plan, record_lists: tuple[str, ...], ctx: RunContext, options: RunOptions) -> None:
+def guard(plan: Plan, record_lists: tuple[str, ...], ctx: RunContext, options: RunOptions, lists_known: bool = True) -> None:
     """Refuse (before anything is sent) a run that would remove more than the definition allows,
     or remove anyone after `list_ids` changed: leavers are unlinked only from the lists the record
-    says this export put them on, and moving lists is a decision an operator confirms."""
+    says this export put them on, and moving lists is a decision an operator confirms. A record
+    that does not say which lists it delivered to (`lists_known` False: an earlier release's) counts
+    as a list change: confirmed, leavers are unlinked from the definition's lists only."""
+    if plan.remove and not lists_known and not options.confirm_removals:
+        raise ExportError(
+            "removal_guard",
+            "the delivered record does not say which list(s) this export put its contacts on (it was written by an "
+            f"earlier release); this run would unlink {plan.remove} leaver(s) from the definition's list(s) "
+            f"({', '.join(sorted(ctx.definition.list_ids))}); nothing was sent or removed. "
+            'If the export always delivered to those lists, run again with {"confirm_removals": true}',
+        )
     if plan.remove and set(record_lists) != set(ctx.definition.list_ids) and not options.confirm_removals:
         raise ExportError(
             "removal_guard",

@@ -11,6 +11,7 @@ the segment twice.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +19,17 @@ from typing import Any
 from shared.contacts import packing
 from shared.contacts.dedup import EmailSet
 from shared.contacts.mapping import STRUCTURAL, ContactMapper, Rejected, resolve_custom_fields
-from shared.delta import diff
+from shared.delta import diff, extsort
 from shared.delta.lines import encode_key, encode_spill
 from shared.errors import ExportError
 from shared.run import checkpoint
 from shared.run.checkpoint import Checkpoint
 from shared.run.context import RunContext
 from shared.run.delivery import BATCH, ContactSink, Item
+from shared.sendgrid.answers import looks_like_id
 from shared.sendgrid.fields import CustomField, UnsetCodes, field_codes
 from shared.source.blob import Segment
+from shared.state.record import RecordInfo
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,9 @@ class Prepared:
     reserved: tuple[str, ...] = ()  # the reserved fields the definition maps, the email aside
     custom: tuple[CustomField, ...] = ()  # the definition's custom fields, resolved to the account's ids
     record_fields: tuple[str, ...] | None = None  # the field codes the record was written against (None: unknown)
+    # Whether the record says which lists it delivered to (a record an earlier release wrote does
+    # not: `record_lists` is then the definition's, and the mirror guard takes it as a list change).
+    record_lists_known: bool = True
 
     @property
     def field_codes(self) -> list[str]:
@@ -75,23 +81,83 @@ def prepare(ctx: RunContext, writes: bool) -> Prepared:
     if missing:
         raise ExportError("unknown_list", f"SendGrid list(s) {', '.join(missing)} do not exist in the account")
     record = services.state.record.download(definition.name, str(ctx.workspace.record))
-    record_etag = record.etag
-    identity = checkpoint.identity(segment, definition, record_etag, ctx.options.full_refresh)
+    identity = checkpoint.identity(segment, definition, record.etag, ctx.options.full_refresh)
     stored = services.state.load_checkpoint(definition.name) if writes else None
     found = checkpoint.matching(stored, identity)
+    if writes and found is None:
+        # Another snapshot, definition or record: what an unfinished run may have sent goes into
+        # the record before its checkpoint goes (then the record is another: so is the identity).
+        record = take_in_journal(ctx, record, Checkpoint.from_json(stored) if stored is not None else None)
+        identity = checkpoint.identity(segment, definition, record.etag, ctx.options.full_refresh)
     if stored is not None and found is None:
-        services.state.clear_checkpoint(definition.name)  # another snapshot, definition or record: start again
+        services.state.clear_checkpoint(definition.name)  # start again
     return Prepared(
         segment,
         mapper,
-        record_etag,
+        record.etag,
         record.list_ids or definition.list_ids,
         identity,
         found,
         tuple(name for name in definition.mapping if name != "email"),
         tuple(custom[name] for name in definition.custom_fields),
         record.fields,
+        record.list_ids is not None or not record.etag,
     )
+
+
+def take_in_journal(ctx: RunContext, record: RecordInfo, stale: Checkpoint | None) -> RecordInfo:
+    """Merge the export's journal (what runs that did not store their record were about to send,
+    shared/state/journal.py) into the record in the workspace, store the record (if it is still
+    the one read), then remove the journal; the record as it is now. `stale`: the checkpoint of
+    the runs that wrote the journal (which of their requests SendGrid accepted, with which import
+    job), or None. Called before a checkpoint that does not apply is discarded: a contact SendGrid
+    may have taken is never forgotten (a killed worker at any point leaves the journal, the
+    checkpoint, or both, and merging the same journal twice gives the same record)."""
+    state, workspace, name = ctx.services.state, ctx.workspace, ctx.name
+    journal = state.record.journal.download(name, str(workspace.journal))
+    if journal is None:
+        return record
+    if workspace.journal.stat().st_size:
+        merged = workspace.root / "record.merged.tsv"
+        with open(workspace.journal, "rb") as lines:
+            runs = extsort.sorted_runs(lines, workspace.root)
+        # The journal's unset codes mean what they say only against the fields the record keeps.
+        unknown = record.fields is not None and journal.fields != record.fields
+        with open(workspace.record, "rb") as old, open(merged, "wb") as out:
+            out.writelines(diff.merge_journal(old, extsort.merged(runs), jobs_by_position(stale), unknown))
+        if record.etag:  # the record's lists, and those the journal's runs delivered to
+            lists = None if record.list_ids is None else tuple(sorted({*record.list_ids, *(journal.list_ids or ())}))
+            fields = record.fields
+        else:
+            lists, fields = journal.list_ids, journal.fields
+        etag = state.record.save(name, str(merged), record.etag, lists or (), list(fields) if fields is not None else None)
+        merged.replace(workspace.record)
+        log.info("export '%s': an unfinished run's journal was merged into the delivered record", name)
+        record = RecordInfo(etag, lists or None, fields)
+    state.record.journal.remove(name)
+    return record
+
+
+def jobs_by_position(stale: Checkpoint | None) -> diff.JobAt:
+    """What became of the contact at a position, by the checkpoint of the runs that sent it: the
+    job id of the accepted request that carried it, False when SendGrid refused it (a 400), None
+    when no accepted request did (not sent, or accepted after the last checkpoint was saved)."""
+    if stale is None:
+        return lambda position: None
+    spans = sorted((first, end, job_id) for job_id, (first, end) in stale.ranges.items())
+    starts = [first for first, _, _ in spans]
+    refused = set(stale.refused_positions)
+
+    def job_at(position: int) -> bytes | bool | None:
+        index = bisect.bisect_right(starts, position) - 1
+        if index < 0 or position >= spans[index][1]:
+            return None
+        if position in refused:
+            return False
+        job_id = spans[index][2]
+        return job_id.encode() if looks_like_id(job_id) else None
+
+    return job_at
 
 
 def _check_time(ctx: RunContext, read_rows: int, valid: int) -> None:
@@ -153,6 +219,7 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                 current = partition
                 if spilling and sink is not None and _provable(segment, bytes_left, valid, limit):
                     spill.flush()
+                    keys.flush()  # the sink's journal reads the key lines of what it is handed
                     spilling = False
                     sink.add_from_spill(spill_path)  # when that stops the sink, its add_batch says no more
             mapped = to_map(values)
@@ -192,6 +259,7 @@ def read(ctx: RunContext, prepared: Prepared, sink: ContactSink | None = None) -
                     add_part(encoded)
                     if len(parts) == BATCH:
                         assert sink is not None
+                        keys.flush()  # (a write of what is buffered: once a batch)
                         sink.add_batch(items, parts)  # out of time: read on for the counts, send no more
                         items.clear()  # the sink keeps copies
                         parts.clear()

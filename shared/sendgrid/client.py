@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 import urllib3
@@ -36,6 +36,7 @@ from shared.sendgrid.answers import (
     SendGridRejected,
     checked_id,
     id_batches,
+    looks_like_id,
 )
 from shared.sendgrid.fields import FIELD_TYPES, CustomField
 from shared.sendgrid.members import ListMembers
@@ -59,6 +60,11 @@ FIELD_DEFINITIONS_PATH = "/v3/marketing/field_definitions"
 LISTS_PATH = "/v3/marketing/lists"
 IMPORTS_PATH = "/v3/marketing/contacts/imports"
 USER_AGENT = "ci-sendgrid-export/0.1"
+# GET /v3/marketing/lists gives at most 1,000 lists a page ("page_size": default 100, maximum
+# 1000) and the next page's URL in `_metadata.next`, absent on the last (tsg_mc_lists_v3.json).
+LISTS_PAGE_SIZE = 1000
+LISTS_MAX_PAGES = 10
+MAX_PAGE_TOKEN_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,23 @@ def _fetchable(url: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def next_page_token(metadata: Any, path: str = LISTS_PATH) -> str | None:
+    """The `page_token` of a paged answer's `_metadata.next` URL, when it is a next page of `path`
+    (only the token is used: the URL's host is never called); None on the last page."""
+    link = metadata.get("next") if isinstance(metadata, dict) else None
+    if not isinstance(link, str) or not link:
+        return None
+    try:
+        parts = urlsplit(link)
+        tokens = parse_qs(parts.query).get("page_token") or []
+    except ValueError:
+        return None
+    if parts.path.rstrip("/") != path or len(tokens) != 1:
+        return None
+    token = tokens[0]
+    return token if 0 < len(token) <= MAX_PAGE_TOKEN_CHARS and token.isprintable() else None
 
 
 class SendGridClient:
@@ -245,6 +268,36 @@ class SendGridClient:
         if response.status_code == 404:
             return False
         raise ExportError("sendgrid_error", f"GET {LISTS_PATH}/<id> answered {response.status_code}")
+
+    def marketing_lists(self, max_pages: int = LISTS_MAX_PAGES) -> tuple[list[dict[str, Any]], bool]:
+        """The account's contact lists, `{id, name, contact_count}` each, LISTS_PAGE_SIZE a page,
+        following `_metadata.next` for at most `max_pages` pages; and whether lists were left over.
+        An entry of another shape is left out."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        seen: set[str] = set()
+        for _ in range(max_pages):
+            params: dict[str, Any] = {"page_size": LISTS_PAGE_SIZE, **({"page_token": token} if token else {})}
+            response = self.request("GET", LISTS_PATH, expected=(200,), params=params)
+            if response.status_code != 200:
+                raise ExportError("sendgrid_error", f"GET {LISTS_PATH} answered {response.status_code}")
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict) or not isinstance(answer.get("result", []), list):
+                raise ExportError("sendgrid_error", f"GET {LISTS_PATH} answered something other than a page of lists")
+            for entry in answer.get("result") or []:
+                if not isinstance(entry, dict) or not looks_like_id(entry.get("id")) or not isinstance(entry.get("name"), str):
+                    continue
+                count = entry.get("contact_count")
+                count = count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
+                found.append({"id": entry["id"], "name": entry["name"], "contact_count": count})
+            token = next_page_token(answer.get("_metadata"))
+            if token is None or token in seen:  # the last page (or a page token given twice)
+                return found, False
+            seen.add(token)
+        return found, True
 
     def upsert_contacts(self, body: bytes) -> str:
         """PUT a prepared body; the job id of the accepted import. Raises SendGridRejected on 400

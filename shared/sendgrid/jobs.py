@@ -14,7 +14,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 from shared.sendgrid.answers import looks_like_id
@@ -112,11 +112,54 @@ def parse_errors_file(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def accounted_failures(job: JobEntry | dict[str, Any], failures: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """The contacts an errored job did not apply, when its errors file accounts for every one of
+    them: it names (by email, once each) exactly as many as the job's `errored_count`. None for
+    anything else: a job that did not end errored, an errors file that could not be read, counts
+    that do not add up (which contact the file left out is not known), an errored_count that is
+    not a count."""
+    count = (job.get("results") or {}).get("errored_count")
+    if job.get("status") != "errored" or not failures or not _is_count(count):
+        return None
+    return failures if len(failures) == count else None
+
+
+def applied_by(job: JobEntry | dict[str, Any], failures: Mapping[str, str] | None) -> Callable[[str], bool | None]:
+    """The one rule for whether SendGrid applied a contact that `job` carried, made once per job
+    (`failures`: the contacts its errors file names, None when it was not read). For a contact's
+    email it gives None while the job is pending; True when the job completed, or ended errored
+    with an errors file that accounts for every contact it did not apply (`accounted_failures`)
+    and does not name this one; False otherwise (failed, a job SendGrid does not know, an errors
+    file unreadable or short of names): the contact is sent again. Resending is safe; forgetting
+    is not."""
+    if is_pending(job):
+        return _unknown
+    if job.get("status") == "completed":
+        return _applied
+    named = accounted_failures(job, failures)
+    if named is None:
+        return _not_applied
+    return lambda email: email not in named
+
+
+def _unknown(email: str) -> bool | None:
+    return None
+
+
+def _applied(email: str) -> bool | None:
+    return True
+
+
+def _not_applied(email: str) -> bool | None:
+    return False
+
+
 class Deliveries:
     """Which contacts SendGrid applied, by send position: each accepted request covers a range
-    of positions [first, end) and has one import job; a contact counts as applied only when
-    its job completed, or errored without naming it in a readable errors file. Positions of
-    contacts SendGrid refused (a 400 naming them) inside an accepted range are never applied."""
+    of positions [first, end) and has one import job; a contact counts as applied as
+    `applied_by` says (its job completed, or errored with an errors file that accounts for every
+    failure and does not name it). Positions of contacts SendGrid refused (a 400 naming them)
+    inside an accepted range are never applied."""
 
     def __init__(self, ranges: dict[str, list[int]] | None = None, refused: list[int] | None = None) -> None:
         self.ranges: dict[str, list[int]] = dict(ranges or {})  # job id -> [first, end)
@@ -125,7 +168,8 @@ class Deliveries:
         self.failures: dict[str, dict[str, str] | None] = {}
         self._starts: list[int] = []
         self._spans: list[tuple[int, int, str]] = []
-        self._status: dict[str, str] = {}
+        self._jobs: dict[str, JobEntry] = {}  # job id -> its report entry (once settled)
+        self._rules: dict[str, Callable[[str], bool | None]] = {}  # job id -> applied_by
 
     def accepted(self, job_id: str, first: int, end: int) -> None:
         self.ranges[job_id] = [first, end]
@@ -135,16 +179,19 @@ class Deliveries:
 
     def failed(self, job_id: str, failures: dict[str, str] | None) -> None:
         self.failures[job_id] = failures
+        if job_id in self._jobs:  # learnt after `settle`: the job's rule follows
+            self._rules[job_id] = applied_by(self._jobs[job_id], failures)
 
     def failed_spans(self) -> list[tuple[int, int, str]]:
         """[first, end, job id) of each job known to have failed contacts, by position."""
         return sorted((self.ranges[job][0], self.ranges[job][1], job) for job in self.failures if job in self.ranges)
 
     def settle(self, report_jobs: list[JobEntry]) -> None:
-        """Freeze the job statuses for `applied` (call once the jobs have been confirmed)."""
+        """Freeze what each job applied, for `outcome` (call once the jobs have been confirmed)."""
         self._spans = sorted((first, end, job_id) for job_id, (first, end) in self.ranges.items())
         self._starts = [first for first, _, _ in self._spans]
-        self._status = {job["job_id"]: job["status"] for job in report_jobs}
+        self._jobs = {job["job_id"]: job for job in report_jobs}
+        self._rules = {job_id: applied_by(job, self.failures.get(job_id)) for job_id, job in self._jobs.items()}
 
     def applied(self, position: int, email: bytes) -> bool:
         return self.outcome(position, email) is True
@@ -156,13 +203,10 @@ class Deliveries:
         if index < 0 or position >= self._spans[index][1] or position in self.refused:
             return False  # refused with a 400, or never sent
         job_id = self._spans[index][2]
-        status = self._status.get(job_id, "pending")
-        if status == "completed":
-            return True
-        if status not in FINAL:  # kept in the record by its id, so only an id that is one
+        result = self._rules.get(job_id, _unknown)(email.decode())
+        if result is None:  # pending: kept in the record by its id, so only an id that is one
             return job_id.encode() if looks_like_id(job_id) else False
-        failed = self.failures.get(job_id)
-        return status == "errored" and failed is not None and email.decode() not in failed
+        return result
 
     def all_applied(self) -> bool:
-        return bool(self._status) and not self.refused and all(status == "completed" for status in self._status.values())
+        return bool(self._rules) and not self.refused and all(rule is _applied for rule in self._rules.values())

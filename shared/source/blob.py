@@ -9,13 +9,13 @@ never guessed at, so a broken snapshot cannot look like a smaller segment.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobPrefix, ContainerClient
 
 from shared.errors import ExportError
 from shared.source import cdm
@@ -66,6 +66,21 @@ class Segment:
 
 # (partition name, record number in it, values in column order): a plain tuple, made per row.
 SourceRow = tuple[str, int, list[str]]
+# What lies directly in a folder, as one page of a "/"-delimited listing shows it: (full name,
+# True for a sub-folder). Sub-folder names end in "/".
+ListEntry = tuple[str, bool]
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """A folder listed up to a number of pages (`list_folder`): blob (relative to the folder) ->
+    size, the last-modified time (ISO 8601) of the blobs directly in it, whether that was every
+    blob, and how many List Blobs pages it took."""
+
+    sizes: dict[str, int]
+    modified: dict[str, str]
+    complete: bool
+    pages: int
 
 
 class BlobSource:
@@ -145,6 +160,65 @@ class BlobSource:
             columns=columns,
             partitions=tuple(partitions),
         )
+
+    # -- discovery (shared/source/discovery.py): bounded listings and metadata, no partition read --
+    def list_directory(self, prefix: str, marker: str | None, page_size: int) -> tuple[list[ListEntry], str | None]:
+        """One page of what lies directly in the folder `prefix` ("" for the container, else a
+        name ending in "/"): sub-folders and blobs, and the marker of the next page (None: last)."""
+        with storage_errors("listing the source container"):
+            try:
+                pages = self._container.walk_blobs(
+                    name_starts_with=prefix or None, delimiter="/", results_per_page=page_size
+                ).by_page(continuation_token=marker)
+                entries = [(item.name, isinstance(item, BlobPrefix)) for item in next(pages, None) or ()]
+                following: str | None = getattr(pages, "continuation_token", None)  # the SDK's page iterator has it
+                return entries, following or None
+            except ResourceNotFoundError:
+                raise ExportError("source_not_found", "the source container does not exist") from None
+            except HttpResponseError as exc:
+                if marker is not None and exc.status_code == 400:  # a marker Storage did not give
+                    raise ExportError("bad_request", "the listing's continuation marker was refused by Storage") from None
+                raise
+
+    def list_folder(self, folder: str, max_pages: int, page_size: int, *, direct: bool = False) -> FolderListing:
+        """Every blob under `folder` (`direct`: only those directly in it), with sizes, reading at
+        most `max_pages` pages of the listing."""
+        prefix = f"{folder}/" if folder else ""
+        sizes: dict[str, int] = {}
+        modified: dict[str, str] = {}
+        used, complete = 0, True
+        with storage_errors("listing a source folder"):
+            try:
+                pages: Iterator[Iterator[Any]]
+                if direct:
+                    pages = self._container.walk_blobs(prefix or None, delimiter="/", results_per_page=page_size).by_page()
+                else:
+                    pages = self._container.list_blobs(prefix or None, results_per_page=page_size).by_page()
+                for page in pages:
+                    used += 1
+                    for blob in page:
+                        if isinstance(blob, BlobPrefix):
+                            continue
+                        name = blob.name[len(prefix) :]
+                        sizes[name] = blob.size
+                        if "/" not in name and blob.last_modified is not None:
+                            modified[name] = blob.last_modified.isoformat()
+                    if used >= max_pages:
+                        complete = not getattr(pages, "continuation_token", None)
+                        break
+            except ResourceNotFoundError:
+                raise ExportError("source_not_found", "the source container does not exist") from None
+        return FolderListing(sizes, modified, complete, used)
+
+    def read_metadata(self, blob_name: str, size: int) -> bytes:
+        """A metadata file (model.json, a manifest, an entity document), at most MAX_METADATA_BYTES."""
+        return self._download(blob_name, size)[0]
+
+    @staticmethod
+    def metadata_file(existing: Collection[str]) -> str | None:
+        """Which file of a folder's listing `open_segment` reads as its metadata: model.json, else
+        default.manifest.cdm.json, else the first *.manifest.cdm.json; None when there is none."""
+        return BlobSource._metadata_name({name: 0 for name in existing}, "")
 
     @staticmethod
     def _metadata_name(existing: dict[str, int], folder: str) -> str | None:

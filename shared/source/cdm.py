@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -173,11 +174,21 @@ def _partition_refs(raw: Any, key_traits: str, what: str) -> tuple[PartitionRef,
     return tuple(refs)
 
 
+def _entities_of(data: bytes, what: str) -> Any:
+    """The `entities` of a model.json or manifest (checked by `_find_entity` or `metadata_entities`)."""
+    document = load_json(data, what)
+    if not isinstance(document, dict):
+        raise invalid(f"{what} must hold a JSON object")
+    return document.get("entities")
+
+
 def parse_model_json(data: bytes, segment: str) -> EntitySchema:
-    model = load_json(data, "model.json")
-    if not isinstance(model, dict):
-        raise invalid("model.json must hold a JSON object")
-    entity = _find_entity(model.get("entities"), "name", segment, "model.json")
+    entity = _find_entity(_entities_of(data, "model.json"), "name", segment, "model.json")
+    return model_entity(entity, segment)
+
+
+def model_entity(entity: dict[str, Any], segment: str) -> EntitySchema:
+    """One entry of model.json's `entities` (named `segment`): its columns and partitions."""
     attributes = entity.get("attributes")
     if not isinstance(attributes, list) or not attributes:
         raise invalid(f"model.json entity '{segment}' has no attributes")
@@ -199,10 +210,12 @@ def _strip_corpus_prefix(path: str) -> str:
 
 
 def parse_manifest(data: bytes, segment: str, manifest_name: str) -> ManifestEntity:
-    manifest = load_json(data, manifest_name)
-    if not isinstance(manifest, dict):
-        raise invalid(f"{manifest_name} must hold a JSON object")
-    entity = _find_entity(manifest.get("entities"), "entityName", segment, manifest_name)
+    entity = _find_entity(_entities_of(data, manifest_name), "entityName", segment, manifest_name)
+    return manifest_entity(entity, segment, manifest_name)
+
+
+def manifest_entity(entity: dict[str, Any], segment: str, manifest_name: str) -> ManifestEntity:
+    """One entry of a manifest's `entities` (named `segment`): its document and partitions."""
     schema_path = entity.get("entityPath") or entity.get("entitySchema")
     if not isinstance(schema_path, str) or "/" not in schema_path:
         raise invalid(f"{manifest_name} entity '{segment}' has no entityPath")
@@ -256,3 +269,53 @@ def resolve_location(location: str, existing: Collection[str]) -> str | None:
         if candidate in existing:
             return candidate
     return None
+
+
+# -- describing a folder (GET /api/sources): every entity, and each column's declared data type --
+def metadata_entities(data: bytes, what: str) -> list[Any]:
+    """The entries of a model.json's or manifest's `entities`, as they are (each entry is read by
+    `model_entity` or `manifest_entity`, under the name `entity_name` gives it)."""
+    entities = _entities_of(data, what)
+    if not isinstance(entities, list):
+        raise invalid(f"{what} has no 'entities' array")
+    return entities
+
+
+def entity_name(entry: Any, manifest: bool) -> str | None:
+    """An entry's name (`entityName` in a manifest, `name` in model.json), or None."""
+    name = entry.get("entityName" if manifest else "name") if isinstance(entry, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+_TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,39}")
+
+
+def data_type(attribute: Any) -> str:
+    """An attribute's CDM data type as declared: `dataType` (model.json; in an entity document a
+    name or {"dataTypeReference": name}), else `dataFormat` (resolved entity documents, e.g.
+    "Int64"); "unknown" when it declares none (or something that is not a type name)."""
+    if not isinstance(attribute, dict):
+        return "unknown"
+    declared = attribute.get("dataType")
+    if isinstance(declared, dict):
+        declared = declared.get("dataTypeReference")
+    if not isinstance(declared, str):
+        declared = attribute.get("dataFormat")
+    return declared if isinstance(declared, str) and _TYPE_NAME.fullmatch(declared) else "unknown"
+
+
+def model_entity_types(entity: dict[str, Any]) -> tuple[str, ...]:
+    """The data types of a model.json entity's columns, in column order (see `model_entity`)."""
+    attributes = entity.get("attributes")
+    return tuple(data_type(a) for a in attributes) if isinstance(attributes, list) else ()
+
+
+def entity_document_types(data: bytes, definition: str, document_name: str) -> tuple[str, ...]:
+    """The data types of an entity document's columns, in the order `parse_entity_document` gives
+    the columns (call that first: it refuses a document that does not define the entity)."""
+    document = load_json(data, document_name)
+    definitions = document.get("definitions") if isinstance(document, dict) else None
+    for entry in definitions if isinstance(definitions, list) else []:
+        if isinstance(entry, dict) and entry.get("entityName") == definition:
+            return tuple(data_type(a) for a in entry.get("hasAttributes") or [])
+    return ()

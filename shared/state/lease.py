@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from shared.errors import ExportError
+from shared.invocation import carry_invocation
 from shared.storage import storage_error, storage_errors
 
 log = logging.getLogger(__name__)
@@ -27,14 +29,16 @@ class RunLease:
         self._lease = lease
         self.lost = threading.Event()  # set by the renewer thread only
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, args=(seconds / 3,), name="run-lease", daemon=True)
+        # Started in the run's invocation: its log lines carry that invocation's id.
+        self._thread = threading.Thread(target=self._renew, args=(carry_invocation(), seconds / 3), name="run-lease", daemon=True)
         self._thread.start()
 
     @property
     def id(self) -> str:
         return str(self._lease.id)
 
-    def _renew(self, every: float) -> None:
+    def _renew(self, adopt_invocation: Callable[[], None], every: float) -> None:
+        adopt_invocation()
         while not self._stop.wait(every):
             try:
                 self._lease.renew()

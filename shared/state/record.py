@@ -25,6 +25,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
 from shared.errors import ExportError
+from shared.invocation import carry_invocation
+from shared.state.journal import Journal
 from shared.storage import storage_errors
 
 TSV = ContentSettings(content_type="text/tab-separated-values")
@@ -76,11 +78,13 @@ def _changed_meanwhile(export: str) -> ExportError:
 
 
 class DeliveredRecord:
-    """The delivered record of each export, in the store's container (`ensure` creates it)."""
+    """The delivered record of each export, in the store's container (`ensure` creates it), and
+    its journal (`journal`: what runs were about to send, journal.py)."""
 
     def __init__(self, container: ContainerClient, ensure: Callable[[], None]) -> None:
         self._container = container
         self.ensure = ensure
+        self.journal = Journal(container, ensure)
 
     def _blob(self, export: str) -> BlobClient:
         return self._container.get_blob_client(f"delivered/{export}.tsv")
@@ -104,11 +108,12 @@ class DeliveredRecord:
                 record_fields(downloader.properties),
             )
 
-    def save(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...], fields: list[str] | None = None) -> None:
+    def save(self, export: str, path: str, read_etag: str, list_ids: tuple[str, ...], fields: list[str] | None = None) -> str:
         """Replace the record with the file at `path`, only if it is still the one the run read
         (`read_etag`, "" for none): a record changed meanwhile means another run went on beside
         this one. Kept with it: `list_ids`, the lists this run delivered to, and `fields`, the
-        codes of the fields the run mapped (what its entries' unset codes are relative to).
+        codes of the fields the run mapped (what its entries' unset codes are relative to). Returns
+        the new record's etag.
 
         Always staged and committed, never one Put Blob: a run that stopped after staging its
         record leaves uncommitted blocks, and Put Blob "only if missing" is refused on such a blob
@@ -116,7 +121,7 @@ class DeliveredRecord:
         blobs rely on (Azure/azure-sdk-for-java issue 6017)."""
         with open(path, "rb") as stream:
             staged = self.stage(export, iter(lambda: stream.read(BLOCK_BYTES), b""))
-        self.commit(export, staged, read_etag, list_ids, fields)
+        return self.commit(export, staged, read_etag, list_ids, fields)
 
     def stage(self, export: str, pieces: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> StagedRecord:
         """Upload a record's bytes (`pieces`, in order) as uncommitted blocks of about
@@ -134,7 +139,10 @@ class DeliveredRecord:
         tag = uuid.uuid4().hex
         ids: list[str] = []
         block = bytearray()
-        with storage_errors(WHAT), ThreadPoolExecutor(UPLOADS_IN_FLIGHT, "record-upload") as uploader:
+        with (
+            storage_errors(WHAT),
+            ThreadPoolExecutor(UPLOADS_IN_FLIGHT, "record-upload", initializer=carry_invocation()) as uploader,
+        ):
             sending: deque[Future[Any]] = deque()
 
             def send() -> None:
@@ -157,13 +165,13 @@ class DeliveredRecord:
 
     def commit(
         self, export: str, staged: StagedRecord, read_etag: str, list_ids: tuple[str, ...], fields: list[str] | None = None
-    ) -> None:
+    ) -> str:
         """Make a staged record the record, on the same condition and with the same metadata as
-        `save`."""
+        `save`; its etag."""
         self.ensure()
         with storage_errors(WHAT):
             try:
-                self._blob(export).commit_block_list(
+                committed = self._blob(export).commit_block_list(
                     [BlobBlock(block_id) for block_id in staged.block_ids],
                     content_settings=TSV,
                     metadata=record_metadata(list_ids, fields),
@@ -171,3 +179,4 @@ class DeliveredRecord:
                 )
             except (ResourceModifiedError, ResourceExistsError):
                 raise _changed_meanwhile(export) from None
+        return str(committed.get("etag", "")).strip('"')

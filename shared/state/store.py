@@ -8,6 +8,9 @@ Layout (under STATE_CONTAINER):
   rejects/<export>/<run_id>.csv  rows not sent, with partition, row number and reason
   checkpoints/<export>.json      how far an unfinished run got (snapshot, definition, position)
   delivered/<export>.tsv         what SendGrid applied: "email<TAB>hash" lines sorted by email
+  journal/<export>.tsv           key lines of every request sent since the record was stored (journal.py)
+  confirming/<export>/<run_id>   a run that awaits its import jobs (run/lifecycle.py)
+  followups/<export>.json        one more run asked for by a snapshot event while a run was on
   locks/<export>                 an empty blob whose lease means "a run of this export is going on"
 
 Writes that could race carry a condition: the record is replaced only if it is still the one
@@ -27,7 +30,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
+from shared.definitions import is_export_name
 from shared.errors import ExportError
+from shared.report import is_run_id
 from shared.state.lease import RunLease, acquire_run_lease
 from shared.state.record import WHAT, DeliveredRecord
 from shared.storage import storage_errors
@@ -60,7 +65,7 @@ class StateStore:
         data = json.dumps(report, indent=2).encode()
         export, run_id = report["export"], report["run_id"]
         with storage_errors(WHAT):
-            self._container.upload_blob(f"runs/{export}/{run_id}.json", data, overwrite=True, content_settings=JSON)
+            self._container.upload_blob(f"{_checked(export, run_id)}.json", data, overwrite=True, content_settings=JSON)
             self._container.upload_blob(f"runs/{export}/latest.json", data, overwrite=True, content_settings=JSON)
 
     def latest_report(self, export: str) -> dict[str, Any] | None:
@@ -83,6 +88,14 @@ class StateStore:
         if not isinstance(report, dict) or not isinstance(report.get("jobs", []), list):
             raise ExportError("storage_unavailable", f"runs/{export}/latest.json is not a readable run report")
         return report, etag
+
+    def latest_etag(self, export: str) -> str | None:
+        """The etag of `latest.json` (None: the export never ran), however its content reads."""
+        with storage_errors(WHAT):
+            try:
+                return str(self._container.get_blob_client(f"runs/{export}/latest.json").get_blob_properties().etag)
+            except ResourceNotFoundError:
+                return None
 
     def list_reports(
         self, export: str, limit: int, before: str | None = None
@@ -155,7 +168,7 @@ class StateStore:
         """One run's stored report (None when there is none, or it is not a readable report)."""
         with storage_errors(WHAT):
             try:
-                data = self._container.download_blob(f"runs/{export}/{run_id}.json").readall()
+                data = self._container.download_blob(f"{_checked(export, run_id)}.json").readall()
             except ResourceNotFoundError:
                 return None
         try:
@@ -181,7 +194,127 @@ class StateStore:
                 )
             except ResourceModifiedError:
                 return False
-            self._container.upload_blob(f"runs/{export}/{run_id}.json", data, overwrite=True, content_settings=JSON)
+            self._container.upload_blob(f"{_checked(export, run_id)}.json", data, overwrite=True, content_settings=JSON)
+        return True
+
+    def report_and_etag(self, export: str, run_id: str) -> tuple[dict[str, Any], str] | None:
+        """One run's stored report with its blob's etag (None: none, or not a readable report)."""
+        with storage_errors(WHAT):
+            try:
+                downloader = self._container.download_blob(f"{_checked(export, run_id)}.json")
+            except ResourceNotFoundError:
+                return None
+            data, etag = downloader.readall(), str(downloader.properties.etag)
+        try:
+            report = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+        return (report, etag) if isinstance(report, dict) else None
+
+    def save_report_if(self, report: dict[str, Any], etag: str) -> bool:
+        """Store a run's report only if its blob is still the one read (`etag`): of two invocations
+        changing the same run (finalising it, claiming it), the first to write wins and the other
+        is told so (False). `latest.json` follows when it is still this run's."""
+        data = json.dumps(report, indent=2).encode()
+        export, run_id = report["export"], report["run_id"]
+        with storage_errors(WHAT):
+            try:
+                self._container.upload_blob(
+                    f"{_checked(export, run_id)}.json",
+                    data,
+                    overwrite=True,
+                    content_settings=JSON,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                return False
+        found = self.latest_report_and_etag(export)
+        if found is not None and found[0].get("run_id") == run_id:
+            with storage_errors(WHAT):
+                try:
+                    self._container.upload_blob(
+                        f"runs/{export}/latest.json",
+                        data,
+                        overwrite=True,
+                        content_settings=JSON,
+                        etag=found[1],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                except ResourceModifiedError:
+                    pass  # a newer run wrote latest.json meanwhile: its word stays
+        return True
+
+    def queue_report(self, report: dict[str, Any], latest_etag: str | None) -> bool:
+        """Store a queued run's report as the export's latest, only if `latest.json` is still the
+        one read (`latest_etag`; None: there was none), so two submits at the same moment cannot
+        both queue a run: the second is told so (False) and reads again."""
+        self.ensure()
+        data = json.dumps(report, indent=2).encode()
+        export, run_id = report["export"], report["run_id"]
+        if latest_etag is None:
+            condition: dict[str, Any] = {"match_condition": MatchConditions.IfMissing}
+        else:
+            condition = {"etag": latest_etag, "match_condition": MatchConditions.IfNotModified}
+        with storage_errors(WHAT):
+            try:
+                self._container.upload_blob(
+                    f"runs/{export}/latest.json", data, overwrite=True, content_settings=JSON, **condition
+                )
+            except (ResourceModifiedError, ResourceExistsError):
+                return False
+            self._container.upload_blob(f"{_checked(export, run_id)}.json", data, overwrite=True, content_settings=JSON)
+        return True
+
+    # -- runs whose import jobs are awaited, and follow-up runs ----------------------------------
+    def mark_confirming(self, export: str, run_id: str) -> None:
+        """Note that run `run_id` awaits its import jobs (its report says `confirming`), so any
+        invocation can find it and finalise it, however many runs came after it."""
+        self.ensure()
+        with storage_errors(WHAT):
+            self._container.upload_blob(f"confirming/{_checked(export, run_id)[5:]}", b"", overwrite=True)
+
+    def unmark_confirming(self, export: str, run_id: str) -> None:
+        with storage_errors(WHAT):
+            try:
+                self._container.delete_blob(f"confirming/{_checked(export, run_id)[5:]}")
+            except ResourceNotFoundError:
+                pass
+
+    def confirming_runs(self, export: str) -> list[str]:
+        """The runs of the export that await their import jobs, oldest first (one listing: a run
+        stays here at most JOB_WAIT_SECONDS, then it is final)."""
+        prefix = f"confirming/{export}/"
+        with storage_errors(WHAT):
+            try:
+                names = [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
+            except ResourceNotFoundError:  # no container yet
+                return []
+        return sorted(name[len(prefix) :] for name in names)
+
+    def request_followup(self, export: str, why: str) -> bool:
+        """Ask for one more run of the export once the current one ends (a new snapshot arrived
+        while it was queued or running). Requests coalesce: whether this one was the first."""
+        self.ensure()
+        with storage_errors(WHAT):
+            try:
+                self._container.upload_blob(
+                    f"followups/{export}.json",
+                    json.dumps({"why": why[:100], "at": _now()}).encode(),
+                    content_settings=JSON,
+                    match_condition=MatchConditions.IfMissing,
+                )
+            except ResourceExistsError:
+                return False
+        return True
+
+    def take_followup(self, export: str) -> bool:
+        """Take the export's follow-up request, if there is one (whether there was)."""
+        with storage_errors(WHAT):
+            try:
+                self._container.delete_blob(f"followups/{export}.json")
+            except ResourceNotFoundError:
+                return False
         return True
 
     def save_rejects(self, export: str, run_id: str, stream: BinaryIO) -> str:
@@ -224,6 +357,18 @@ class StateStore:
         """Hold the export's lease while a run goes on, or raise ExportError("run_in_progress")."""
         self.ensure()
         return acquire_run_lease(self._container, export, seconds)
+
+
+def _checked(export: str, run_id: str) -> str:
+    """`runs/<export>/<run_id>`: a run's blob name, from names that are what they claim to be (a
+    second line of defence behind the checks of HTTP input and queue messages)."""
+    if not is_export_name(export) or not is_run_id(run_id):
+        raise ExportError("bad_request", "not an export name and run id")
+    return f"runs/{export}/{run_id}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _newest_first(run_ids: Iterable[str], before: str | None) -> list[str]:

@@ -39,7 +39,8 @@ def test_function_bindings_and_host() -> None:
     assert queue_in["type"] == "queueTrigger" and queue_in["queueName"] == "%RUN_QUEUE%"
     assert queue_in["connection"] == "AzureWebJobsStorage" and queue_in["name"] == "msg"
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
-    assert {"SOURCE_CONTAINER", "EXPORT_DEFINITIONS", "EXPORT_SCHEDULE", "SENDGRID_API_BASE_URL"} <= set(sample)
+    assert {"SOURCE_CONTAINER", "EXPORT_SCHEDULE", "SENDGRID_API_BASE_URL"} <= set(sample)
+    assert "EXPORT_DEFINITIONS" not in sample  # locally too, definitions come from exports.json (the setting would win)
 
 
 @pytest.fixture
@@ -193,21 +194,22 @@ def test_the_http_trigger_reads_the_query_string(environment: None, sandbox: Any
 def test_operator_cli(environment: None, capsys: pytest.CaptureFixture[str]) -> None:
     from shared.api.cli import main  # noqa: PLC0415
 
+    # --json: the API's answers (tables, progress and exit codes: tests/integration/test_cli.py).
     assert main(["validate"]) == 0
     capsys.readouterr()
-    assert main(["run", "vip", "--dry-run"]) == 0
+    assert main(["run", "vip", "--dry-run", "--json"]) == 0
     dry = json.loads(capsys.readouterr().out)
     assert dry["dry_run"] is True and dry["plan"] == {"upsert": 2, "remove": 0}
-    assert main(["status", "vip"]) == 1  # a dry run stores nothing
+    assert main(["status", "vip", "--json"]) == 2  # a dry run stores nothing: 404, a refusal
     capsys.readouterr()
-    assert main(["run", "vip"]) == 0  # inline: the report when the run ends
+    assert main(["run", "vip", "--json"]) == 0  # inline: the report when the run ends
     assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
-    assert main(["status", "vip"]) == 0
+    assert main(["status", "vip", "--json"]) == 0
     latest = json.loads(capsys.readouterr().out)
     assert latest["dry_run"] is False and latest["counts"]["valid"] == 2 and latest["counts"]["sent"] == 2
-    assert main(["run", "vip", "--queue"]) == 0
+    assert main(["run", "vip", "--queue", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "queued"
-    assert main(["status", "nobody"]) == 1
+    assert main(["status", "nobody"]) == 2
 
 
 def test_health_probe_says_only_whether_settings_are_valid(environment: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,7 +114,8 @@ def test_every_setting_the_app_reads_is_wired_and_no_local_only_one_is() -> None
 def test_the_app_cannot_start_on_what_infra_sets_minus_a_required_setting() -> None:
     """The check above is not vacuous: dropping a required setting makes load_settings refuse."""
     env = {name: sample_value(value) for name, value in app_settings_in_bicep().items()}
-    for required in ("SOURCE_CONTAINER", "KEY_VAULT_URL", "EXPORT_DEFINITIONS"):
+    # EXPORT_DEFINITIONS is not required: without it the app reads exports.json (an absent file: no exports).
+    for required in ("SOURCE_CONTAINER", "KEY_VAULT_URL"):
         with pytest.raises(app_settings.SettingsError, match=required):
             app_settings.load_settings({k: v for k, v in env.items() if k != required})
 
@@ -427,8 +428,9 @@ def test_five_alerts_each_query_a_table_and_columns_the_app_writes() -> None:
             assert names == {telemetry.EVENT_NAME}, name  # every event query picks the app's event
     # The checker is not vacuous: a misspelt column or table is caught.
     assert kql_names("customEvent\n| where customDimensions.exprt == 1")[:2] == ({"customEvent"}, {"exprt"})
-    # The poison alert looks for the queue engine's poison queue by name (issue 12).
-    assert "export-runs-poison" in queries["poison-message.kql"]
+    # The poison alert looks for the queue engine's poison queue by name (issue 12), from the
+    # runQueueName parameter (tests/unit/test_edges_infra.py).
+    assert "'{runQueueName}-poison'" in queries["poison-message.kql"]
 
 
 def test_alert_thresholds_are_parameters_wired_to_azd_and_placeholders_are_all_filled() -> None:

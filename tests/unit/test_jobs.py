@@ -58,7 +58,7 @@ def test_applied_follows_job_ranges_statuses_and_failures() -> None:
     deliveries.settle(
         [
             {"job_id": "a", "contacts": 10, "status": "completed"},
-            {"job_id": "b", "contacts": 10, "status": "errored"},
+            {"job_id": "b", "contacts": 10, "status": "errored", "results": {"errored_count": 1}},
             {"job_id": "c", "contacts": 5, "status": "pending"},
         ]
     )

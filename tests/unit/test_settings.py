@@ -51,7 +51,8 @@ def test_defaults() -> None:
         ({"EXPORT_DEFINITIONS": "[" + "1" * 5000 + "]"}, "EXPORT_DEFINITIONS"),
         ({"EXPORT_DEFINITIONS": "[" * 100_000 + "]" * 100_000}, "EXPORT_DEFINITIONS"),
         ({"EXPORT_DEFINITIONS": json.dumps([{"name": "vip\n"}])}, "EXPORT_DEFINITIONS[0].name"),
-        ({"EXPORT_DEFINITIONS": ""}, "EXPORT_DEFINITIONS"),
+        # A blank EXPORT_DEFINITIONS is unset: the definitions file is read (tests/unit/test_definitions_file.py).
+        ({"EXPORT_DEFINITIONS": "null"}, "EXPORT_DEFINITIONS"),
         ({"EXPORT_DEFINITIONS": "[{"}, "EXPORT_DEFINITIONS"),
         ({"EXPORT_DEFINITIONS": "{}"}, "EXPORT_DEFINITIONS"),
         ({"EXPORT_DEFINITIONS": json.dumps([{"name": "Bad Name"}])}, "EXPORT_DEFINITIONS[0].name"),
