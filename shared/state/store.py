@@ -64,9 +64,8 @@ class StateStore:
         self.ensure()
         data = json.dumps(report, indent=2).encode()
         export, run_id = report["export"], report["run_id"]
-        with storage_errors(WHAT):
-            self._container.upload_blob(f"{_checked(export, run_id)}.json", data, overwrite=True, content_settings=JSON)
-            self._container.upload_blob(f"runs/{export}/latest.json", data, overwrite=True, content_settings=JSON)
+        self._put(f"{_checked(export, run_id)}.json", data)
+        self._put(f"runs/{export}/latest.json", data)
 
     def latest_report(self, export: str) -> dict[str, Any] | None:
         found = self.latest_report_and_etag(export)
@@ -177,24 +176,32 @@ class StateStore:
             return None
         return report if isinstance(report, dict) else None
 
+    def _put_if(self, name: str, data: bytes, etag: str | None) -> bool:
+        """Upload a JSON blob only if it is still the one read (`etag`; None: only if there is
+        none). Whether it was stored (False: another writer came first)."""
+        if etag is None:
+            condition: dict[str, Any] = {"match_condition": MatchConditions.IfMissing}
+        else:
+            condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+        with storage_errors(WHAT):
+            try:
+                self._container.upload_blob(name, data, overwrite=True, content_settings=JSON, **condition)
+            except (ResourceModifiedError, ResourceExistsError):
+                return False
+        return True
+
+    def _put(self, name: str, data: bytes) -> None:
+        with storage_errors(WHAT):
+            self._container.upload_blob(name, data, overwrite=True, content_settings=JSON)
+
     def update_latest_report(self, report: dict[str, Any], etag: str) -> bool:
         """Store a re-checked report, unless `latest.json` changed since it was read (a run wrote
         it meanwhile: that run's word wins). Whether it was stored."""
         data = json.dumps(report, indent=2).encode()
         export, run_id = report["export"], report["run_id"]
-        with storage_errors(WHAT):
-            try:
-                self._container.upload_blob(
-                    f"runs/{export}/latest.json",
-                    data,
-                    overwrite=True,
-                    content_settings=JSON,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except ResourceModifiedError:
-                return False
-            self._container.upload_blob(f"{_checked(export, run_id)}.json", data, overwrite=True, content_settings=JSON)
+        if not self._put_if(f"runs/{export}/latest.json", data, etag):
+            return False
+        self._put(f"{_checked(export, run_id)}.json", data)
         return True
 
     def report_and_etag(self, export: str, run_id: str) -> tuple[dict[str, Any], str] | None:
@@ -214,35 +221,15 @@ class StateStore:
     def save_report_if(self, report: dict[str, Any], etag: str) -> bool:
         """Store a run's report only if its blob is still the one read (`etag`): of two invocations
         changing the same run (finalising it, claiming it), the first to write wins and the other
-        is told so (False). `latest.json` follows when it is still this run's."""
+        is told so (False). `latest.json` follows when it is still this run's (a newer run's
+        latest.json, written meanwhile, stays)."""
         data = json.dumps(report, indent=2).encode()
         export, run_id = report["export"], report["run_id"]
-        with storage_errors(WHAT):
-            try:
-                self._container.upload_blob(
-                    f"{_checked(export, run_id)}.json",
-                    data,
-                    overwrite=True,
-                    content_settings=JSON,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except ResourceModifiedError:
-                return False
+        if not self._put_if(f"{_checked(export, run_id)}.json", data, etag):
+            return False
         found = self.latest_report_and_etag(export)
         if found is not None and found[0].get("run_id") == run_id:
-            with storage_errors(WHAT):
-                try:
-                    self._container.upload_blob(
-                        f"runs/{export}/latest.json",
-                        data,
-                        overwrite=True,
-                        content_settings=JSON,
-                        etag=found[1],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-                except ResourceModifiedError:
-                    pass  # a newer run wrote latest.json meanwhile: its word stays
+            self._put_if(f"runs/{export}/latest.json", data, found[1])
         return True
 
     def queue_report(self, report: dict[str, Any], latest_etag: str | None) -> bool:
@@ -252,18 +239,9 @@ class StateStore:
         self.ensure()
         data = json.dumps(report, indent=2).encode()
         export, run_id = report["export"], report["run_id"]
-        if latest_etag is None:
-            condition: dict[str, Any] = {"match_condition": MatchConditions.IfMissing}
-        else:
-            condition = {"etag": latest_etag, "match_condition": MatchConditions.IfNotModified}
-        with storage_errors(WHAT):
-            try:
-                self._container.upload_blob(
-                    f"runs/{export}/latest.json", data, overwrite=True, content_settings=JSON, **condition
-                )
-            except (ResourceModifiedError, ResourceExistsError):
-                return False
-            self._container.upload_blob(f"{_checked(export, run_id)}.json", data, overwrite=True, content_settings=JSON)
+        if not self._put_if(f"runs/{export}/latest.json", data, latest_etag):
+            return False
+        self._put(f"{_checked(export, run_id)}.json", data)
         return True
 
     # -- runs whose import jobs are awaited, and follow-up runs ----------------------------------
