@@ -33,10 +33,11 @@ IMPORT_FAILED = "failed in SendGrid import"
 class JobAnswer:
     """What SendGrid said about one import job: its status answer as it came, and for a job that
     ended with failures, the contacts its errors file names, by email, with SendGrid's message
-    ({}: none named, not asked for, or the file unreadable)."""
+    ({}: none named, not asked for, or the file unreadable); `read` when the file was asked for."""
 
     status: Any
     failures: dict[str, str] = field(default_factory=dict)
+    read: bool = False
 
 
 def fetch(client: SendGridClient, job_id: str, *, errors: bool = True) -> JobAnswer:
@@ -45,7 +46,7 @@ def fetch(client: SendGridClient, job_id: str, *, errors: bool = True) -> JobAns
     status = client.import_status(job_id)
     url = jobs.errors_url(status) if errors else None
     text = client.download_errors(url) if url else None
-    return JobAnswer(status, dict(jobs.parse_errors_file(text)) if text else {})
+    return JobAnswer(status, dict(jobs.parse_errors_file(text)) if text else {}, read=url is not None)
 
 
 def record(job: JobEntry, answer: JobAnswer, deliveries: jobs.Deliveries | None) -> dict[str, str] | None:
@@ -64,16 +65,19 @@ def record(job: JobEntry, answer: JobAnswer, deliveries: jobs.Deliveries | None)
         job["reason"] = jobs.safe_reason(failures.values())
     if deliveries is not None:
         deliveries.failed(job["job_id"], failures or None)
-        if jobs.accounted_failures(job, failures or None) is None:  # which ones is not known: none counts as applied
-            job["failed"] = job["contacts"]
+    if answer.read and jobs.accounted_failures(job, failures or None) is None:  # which ones is not known: none applied
+        job["failed"] = job["contacts"]
     return failures or None
 
 
-def poll_once(client: SendGridClient, pending: list[JobEntry], deliveries: jobs.Deliveries | None) -> list[JobEntry]:
-    """Ask once about each pending job and record the answer; the ones still pending. With
-    `deliveries`, a job that ended with failures has them recorded (from its errors file)."""
+def poll_once(
+    client: SendGridClient, pending: list[JobEntry], deliveries: jobs.Deliveries | None, *, errors: bool | None = None
+) -> list[JobEntry]:
+    """Ask once about each pending job and record the answer; the ones still pending. A job that
+    ended with failures has its errors file read (`errors`; by default with `deliveries`), which
+    gives SendGrid's reason and, with `deliveries`, records which contacts failed."""
     for job in pending:
-        record(job, fetch(client, job["job_id"], errors=deliveries is not None), deliveries)
+        record(job, fetch(client, job["job_id"], errors=deliveries is not None if errors is None else errors), deliveries)
     return [job for job in pending if jobs.is_pending(job)]
 
 

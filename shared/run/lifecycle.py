@@ -89,7 +89,8 @@ def recheck_run(services: Services, name: str, run_id: str, *, by: str) -> dict[
     if pending:
         client = services.client_for_export(name)  # the export's own SendGrid account
         try:
-            poll_once(client, pending, None)  # statuses only: which contacts failed is settled with the record
+            # SendGrid's reason from the errors file; which contacts failed is settled with the record.
+            poll_once(client, pending, None, errors=True)
         except ExportError as exc:
             if awaited(report):
                 log.warning("export '%s': import jobs of run %s not re-checked: %s", name, run_id, exc.message)

@@ -189,6 +189,7 @@ def test_an_older_runs_late_jobs_are_settled_and_its_report_finalised_after_a_ne
     assert latest["run_id"] == second["run_id"]
     older = stored(app, first["run_id"])
     assert older["status"] == "partial" and older["counts"]["failed"] == 1 and older["finalised_by"] == "status endpoint"
+    assert older["jobs"][0]["reason"]  # SendGrid's reason, from the errors file, whoever finalised it
     assert app.services.state.confirming_runs("vip") == []
 
 
