@@ -50,6 +50,9 @@ UNKNOWN = b"?"  # an entry's unset code when which fields the export set is not 
 
 # What became of a sent contact: True applied, False not, or the id of its still-pending job.
 Outcome = Callable[[int, bytes], "bool | bytes"]
+# Whether SendGrid may hold a sent contact its outcome does not say is applied (SendGrid accepted
+# it and did not say it did not apply it): by send position (or pending job id) and email.
+MayHold = Callable[[int, bytes], bool]
 
 Action = Literal["same", "send", "leave"]
 SAME: Final = "same"
@@ -205,12 +208,19 @@ def _write_lines(out: BinaryIO, lines: list[bytes]) -> None:
 
 # -- the record after a run --------------------------------------------------------------------
 def next_record(
-    decisions: Iterable[bytes], outcome: Outcome, removed: Callable[[bytes], bool], carried_unknown: bool = False
+    decisions: Iterable[bytes],
+    outcome: Outcome,
+    removed: Callable[[bytes], bool],
+    carried_unknown: bool = False,
+    may_hold: MayHold | None = None,
 ) -> Iterator[bytes]:
     """The record after a run, in email order, from its decisions file (whole lines at a time,
     see `pieces`): an unchanged contact's line is there as it stays; a sent contact takes its new
     hash once SendGrid applied it, or with its job's id while that job is pending (it is not
-    sent again meanwhile); otherwise it keeps its old entry, or none, and is sent again next time.
+    sent again meanwhile); otherwise it keeps its old entry, or none, and is sent again next time,
+    unless SendGrid may hold it all the same (`may_hold`: not applied as far as is known, but not
+    said to have failed either): then it is UNSURE, with the fields unset in every version it may
+    hold, so what this run may have set is cleared once it is empty.
     A leaver stays unless it was removed from the lists; then it stays known, off the lists
     (OFF_LIST, with the fields the export had set, to clear them if it comes back). `carried_unknown`:
     the record was written against other fields (or unknown ones), so an entry carried over as it
@@ -219,11 +229,17 @@ def next_record(
         for decided, part in split_decisions(piece):
             if not decided:
                 yield part
-            elif line := _entry_after(parse_decision(part), outcome, removed, carried_unknown):
+            elif line := _entry_after(parse_decision(part), outcome, removed, carried_unknown, may_hold):
                 yield line
 
 
-def _entry_after(decision: DecisionLine, outcome: Outcome, removed: Callable[[bytes], bool], carried_unknown: bool) -> bytes:
+def _entry_after(
+    decision: DecisionLine,
+    outcome: Outcome,
+    removed: Callable[[bytes], bool],
+    carried_unknown: bool,
+    may_hold: MayHold | None = None,
+) -> bytes:
     """A contact's next record line (b"": none), from its decision and how the run went."""
     email, new_hash, old_hash, action, position, old_extra, unset = decision
     if action == SAME:  # the same contact: the same unset fields, and a pending job stays pending
@@ -234,20 +250,38 @@ def _entry_after(decision: DecisionLine, outcome: Outcome, removed: Callable[[by
             return encode_record(email, new_hash, encode_extra(unset))
         if result:  # pending: keep what SendGrid holds now, to go back to if the job fails
             return encode_record(email, new_hash, encode_extra(unset, result, _holds(email, old_hash, old_extra)))
+        if may_hold is not None and may_hold(position, email):  # the sent version, or what it held
+            return _unsure(email, unset, _holds(email, old_hash, _carried(old_extra, carried_unknown)))
         return encode_record(email, old_hash, _carried(old_extra, carried_unknown)) if old_hash else b""
     if removed(email):  # unlinked (a leaver is never pending): known, off the lists
         return encode_record(email, OFF_LIST, encode_extra(unset_of(_carried(old_extra, carried_unknown))))
     return encode_record(email, old_hash, _carried(old_extra, carried_unknown))
 
 
-def _holds(email: bytes, old_hash: bytes, old_extra: bytes) -> RecordEntry | None:
-    """What SendGrid holds of a contact about to be replaced: its record entry, or (when that
-    entry was itself pending) the one before it; None for a contact it does not hold."""
+def _holds(email: bytes, old_hash: bytes, old_extra: bytes, job: bytes = b"") -> RecordEntry | None:
+    """What SendGrid holds of a contact about to be replaced: its record entry; None for a
+    contact it does not hold. When that entry is itself pending, its job may yet apply it or not:
+    SendGrid holds that version or the one before it (or none), so the entry to go back to is
+    UNSURE (sent again), with the fields unset in each version it may hold (those the export may
+    have set are cleared when they are empty). An entry pending on `job` itself (the same request
+    merged again) goes back to what it was to go back to."""
     if not old_hash:
         return None
-    if pending_job(old_extra):
+    if job and pending_job(old_extra) == job:
         return restore_entry(email, old_extra)
+    if pending_job(old_extra):
+        versions = [unset_of(old_extra)]
+        if (before := restore_entry(email, old_extra)) is not None:
+            versions.append(unset_of(before.extra))
+        return RecordEntry(email, UNSURE, encode_extra(_common_unset(versions)))
     return RecordEntry(email, old_hash, old_extra)
+
+
+def _unsure(email: bytes, sent_unset: bytes, held: RecordEntry | None) -> bytes:
+    """The UNSURE entry of a contact SendGrid holds either as sent (with `sent_unset`) or as `held`
+    (None: as it held it before, nothing of this export)."""
+    versions = [sent_unset] if held is None else [sent_unset, unset_of(held.extra)]
+    return encode_record(email, UNSURE, encode_extra(_common_unset(versions)))
 
 
 def _carried(old_extra: bytes, unknown: bool) -> bytes:
@@ -257,10 +291,11 @@ def _carried(old_extra: bytes, unknown: bool) -> bytes:
     return encode_extra(UNKNOWN, pending_job(old_extra), restore._replace(extra=encode_extra(UNKNOWN)) if restore else None)
 
 
-def first_record(batches: Iterable[list[bytes]], outcome: Outcome | None) -> Iterator[bytes]:
+def first_record(batches: Iterable[list[bytes]], outcome: Outcome | None, may_hold: MayHold | None = None) -> Iterator[bytes]:
     """The record after a first delivery (every valid contact was sent), from the sorted key
-    lines (`merged` batches): each applied contact, and each whose job is still pending with
-    that job's id; `outcome=None` when every one of them was applied (their lines are copied)."""
+    lines (`merged` batches): each applied contact, each whose job is still pending with that
+    job's id, and each SendGrid may hold all the same (`may_hold`) as UNSURE; `outcome=None`
+    when every one of them was applied (their lines are copied)."""
     for batch in batches:
         if outcome is None:  # the usual case: every contact was sent and applied
             yield b"\n".join(keys_as_records(batch)) + b"\n" if batch else b""
@@ -272,13 +307,21 @@ def first_record(batches: Iterable[list[bytes]], outcome: Outcome | None) -> Ite
                 yield key_as_record(line)
             elif result:
                 yield encode_record(email, digest, encode_extra(unset, result))
+            elif may_hold is not None and may_hold(position, email):
+                yield _unsure(email, unset, None)
 
 
-def settle_record(lines: Iterable[bytes], outcome: Callable[[bytes, bytes], bool | None]) -> Iterator[bytes]:
+def settle_record(
+    lines: Iterable[bytes],
+    outcome: Callable[[bytes, bytes], bool | None],
+    may_hold: Callable[[bytes, bytes], bool] | None = None,
+) -> Iterator[bytes]:
     """The record with its pending entries settled: `outcome(job id, email)` is True when that
     job applied the contact (the mark goes), False when it did not (the entry goes back to what
     SendGrid still holds, or goes when it held nothing: the contact is sent again), None while
-    the job is still pending (the entry stays as it is)."""
+    the job is still pending (the entry stays as it is). A contact not applied that SendGrid may
+    hold all the same (`may_hold(job id, email)`: the job did not say it failed it) becomes
+    UNSURE, with the fields unset in both versions it may hold."""
     for raw in lines:
         entry = parse_record(raw)
         if entry is None:
@@ -292,6 +335,8 @@ def settle_record(lines: Iterable[bytes], outcome: Callable[[bytes, bytes], bool
             yield encode_record(*entry)
         elif result:
             yield encode_record(entry.email, entry.digest, encode_extra(unset_of(entry.extra)))
+        elif may_hold is not None and may_hold(job, entry.email):
+            yield _unsure(entry.email, unset_of(entry.extra), restore_entry(entry.email, entry.extra))
         elif (held := restore_entry(entry.email, entry.extra)) is not None:
             yield encode_record(*held)
 
@@ -360,7 +405,7 @@ def _journaled(
     if len(sent) == 1:
         ((digest, unset, job),) = sent
         if isinstance(job, bytes):  # accepted: pending on its job
-            held = _holds(email, old.digest, old.extra) if old is not None else None
+            held = _holds(email, old.digest, old.extra, job) if old is not None else None
             return encode_record(email, digest, encode_extra(unset, job, held))
     # Whatever SendGrid holds now: the record's version, the one it was to go back to, or a sent one.
     versions = [unset for _, unset, _ in sent]

@@ -152,6 +152,7 @@ def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled
             answers[job_id] = (job, None)
 
     rules = {job_id: jobs.applied_by(job, failures) for job_id, (job, failures) in answers.items()}
+    said = {job_id: jobs.said_not_applied(job, failures) for job_id, (job, failures) in answers.items()}
 
     def outcome(job_id: bytes, email: bytes) -> bool | None:
         ok = rules[job_id](email.decode())
@@ -160,7 +161,7 @@ def settle_record_file(client: Callable[[], SendGridClient], path: Path, settled
 
     settled_path = path.with_suffix(".settled")
     with open(path, "rb") as record, open(settled_path, "wb") as out:
-        out.writelines(diff.settle_record(record, outcome))
+        out.writelines(diff.settle_record(record, outcome, lambda job_id, email: not said[job_id](email.decode())))
     settled_path.replace(path)
     return True
 

@@ -78,7 +78,7 @@ def first_delivery(ctx: RunContext, prepared: Prepared) -> None:
             state.record.commit(ctx.name, staged, prepared.record_etag, lists, prepared.field_codes)
         else:  # some contacts were refused, failed or are pending: their lines differ
             with open(workspace.next_record, "wb") as out:
-                out.writelines(_first_record(ctx, None if everything else deliveries.outcome))
+                out.writelines(_first_record(ctx, None if everything else deliveries.outcome, deliveries.may_hold))
             state.record.save(ctx.name, str(workspace.next_record), prepared.record_etag, lists, prepared.field_codes)
     # Only now: a run stopped before its record was stored resumes without resending (the new
     # record's etag makes the checkpoint stale anyway). The record says what became of every
@@ -102,11 +102,11 @@ def _stage_record(ctx: RunContext, confirming: Future[None]) -> StagedRecord | N
         return None
 
 
-def _first_record(ctx: RunContext, outcome: diff.Outcome | None) -> Iterator[bytes]:
+def _first_record(ctx: RunContext, outcome: diff.Outcome | None, may_hold: diff.MayHold | None = None) -> Iterator[bytes]:
     """The record after a first delivery (`diff.first_record`), from the key lines sorted now."""
     with open(ctx.workspace.keys, "rb") as keys:
         runs = extsort.sorted_runs(keys, ctx.workspace.root)
-    return diff.first_record(extsort.merged(runs), outcome)
+    return diff.first_record(extsort.merged(runs), outcome, may_hold)
 
 
 def _finish_and_confirm(ctx: RunContext, sink: ContactSink) -> None:
@@ -158,7 +158,9 @@ def delta_delivery(ctx: RunContext, prepared: Prepared) -> None:
         gone = (lambda email: email.decode() in removed) if removed is not None else (lambda email: False)
         with open(workspace.decisions, "rb") as decisions, open(workspace.next_record, "wb") as out:
             carried_unknown = prepared.record_fields is None or list(prepared.record_fields) != prepared.field_codes
-            out.writelines(diff.next_record(extsort.pieces(decisions), deliveries.outcome, gone, carried_unknown))
+            out.writelines(
+                diff.next_record(extsort.pieces(decisions), deliveries.outcome, gone, carried_unknown, deliveries.may_hold)
+            )
         state.record.save(
             ctx.name, str(workspace.next_record), prepared.record_etag, ctx.definition.list_ids, prepared.field_codes
         )

@@ -142,6 +142,20 @@ def applied_by(job: JobEntry | dict[str, Any], failures: Mapping[str, str] | Non
     return lambda email: email not in named
 
 
+def said_not_applied(job: JobEntry | dict[str, Any], failures: Mapping[str, str] | None) -> Callable[[str], bool]:
+    """Whether SendGrid said it did not apply a contact `job` carried: the job ended errored or
+    failed and its errors file names the contact. A contact `applied_by` counts as not applied for
+    another reason (an errors file short of names or unreadable, a job SendGrid does not know) may
+    have been applied: it is sent again, and the record remembers the fields it may have set."""
+    if is_pending(job) or job.get("status") == "completed" or not failures:
+        return _never
+    return lambda email: email in failures
+
+
+def _never(email: str) -> bool:
+    return False
+
+
 def _unknown(email: str) -> bool | None:
     return None
 
@@ -170,6 +184,7 @@ class Deliveries:
         self._spans: list[tuple[int, int, str]] = []
         self._jobs: dict[str, JobEntry] = {}  # job id -> its report entry (once settled)
         self._rules: dict[str, Callable[[str], bool | None]] = {}  # job id -> applied_by
+        self._said: dict[str, Callable[[str], bool]] = {}  # job id -> said_not_applied
 
     def accepted(self, job_id: str, first: int, end: int) -> None:
         self.ranges[job_id] = [first, end]
@@ -181,6 +196,7 @@ class Deliveries:
         self.failures[job_id] = failures
         if job_id in self._jobs:  # learnt after `settle`: the job's rule follows
             self._rules[job_id] = applied_by(self._jobs[job_id], failures)
+            self._said[job_id] = said_not_applied(self._jobs[job_id], failures)
 
     def failed_spans(self) -> list[tuple[int, int, str]]:
         """[first, end, job id) of each job known to have failed contacts, by position."""
@@ -192,6 +208,7 @@ class Deliveries:
         self._starts = [first for first, _, _ in self._spans]
         self._jobs = {job["job_id"]: job for job in report_jobs}
         self._rules = {job_id: applied_by(job, self.failures.get(job_id)) for job_id, job in self._jobs.items()}
+        self._said = {job_id: said_not_applied(job, self.failures.get(job_id)) for job_id, job in self._jobs.items()}
 
     def applied(self, position: int, email: bytes) -> bool:
         return self.outcome(position, email) is True
@@ -207,6 +224,15 @@ class Deliveries:
         if result is None:  # pending: kept in the record by its id, so only an id that is one
             return job_id.encode() if looks_like_id(job_id) else False
         return result
+
+    def may_hold(self, position: int, email: bytes) -> bool:
+        """Whether SendGrid may hold the contact sent at `position` (asked when `outcome` is not
+        True): a request it accepted carried it, and SendGrid did not say it did not apply it."""
+        index = bisect.bisect_right(self._starts, position) - 1
+        if index < 0 or position >= self._spans[index][1] or position in self.refused:
+            return False
+        job_id = self._spans[index][2]
+        return not self._said.get(job_id, _never)(email.decode())
 
     def all_applied(self) -> bool:
         return bool(self._rules) and not self.refused and all(rule is _applied for rule in self._rules.values())

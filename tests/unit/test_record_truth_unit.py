@@ -139,7 +139,9 @@ def test_accepted_contacts_become_pending_with_the_entry_to_go_back_to() -> None
     assert merge(record, journaled, lambda position: job) == [
         b"a@x.io\th2\t;" + job + b";h0;ci\n",
         b"b@x.io\th0\n",
-        b"c@x.io\th2\tci;" + job + b";h0;pc\n",  # newer than the pending one: back to what SendGrid held before it
+        # Newer than the pending one, whose job may yet apply h1 or not: back to UNSURE (sent
+        # again), with the fields unset in both h1 and h0 (none: pc was set by h1).
+        b"c@x.io\th2\tci;" + job + b";unsure;\n",
         b"d@x.io\th2\t;" + job + b";off;fn\n",  # back: if the job does not apply it, it is off the lists still
         b"e@x.io\th2\tfn;" + job + b"\n",  # new: nothing to go back to
     ]
