@@ -218,3 +218,11 @@ def refresh_status(report: dict[str, Any], now: str | None = None) -> None:
 
 def is_final(status: object) -> bool:
     return status in FINISHED
+
+
+def is_done(report: dict[str, Any]) -> bool:
+    """Whether a run's sending is over: final (an abandoned run too: its event was sent, and the
+    next run resumes from the export's checkpoint), but not stopped early to go on; or confirming
+    its import jobs. A message for a run that is done changes nothing."""
+    status = report.get("status")
+    return (status in FINISHED and not report.get("resumable")) or status == CONFIRMING

@@ -40,7 +40,7 @@ from shared.definitions import parse_definition
 from shared.engine import liveness
 from shared.engine.messages import BadMessage, BlobCreated, Work, parse
 from shared.errors import ExportError
-from shared.report import CONFIRMING, FINISHED, UNFINISHED, RunReport
+from shared.report import CONFIRMING, UNFINISHED, RunReport, is_done
 from shared.run.context import RunOptions
 from shared.run.exporter import confirm_run, queued_report, run_export
 from shared.services import App
@@ -155,11 +155,11 @@ def _on_run(app: App, work: Work, dequeue_count: int) -> None:
     raw = app.settings.definitions.get(name)
     found = state.report_and_etag(name, work.run_id)
     stored, etag = found if found is not None else (None, None)
+    if stored is not None and is_done(stored):
+        log.info("export '%s': run %s is %s; %s message dropped", name, work.run_id, stored.get("status"), work.kind)
+        return
     if raw is None:
         liveness.fail(app, work, stored, ExportError("not_found", f"no export named '{name}' any more"))
-        return
-    if stored is not None and _done(stored):
-        log.info("export '%s': run %s is %s; %s message dropped", name, work.run_id, stored.get("status"), work.kind)
         return
     base = stored or queued_report(name, work.trigger, RunOptions(**work.options)).to_dict()
     running = liveness.stamp({**base, "run_id": work.run_id, "status": "running"})
@@ -167,7 +167,7 @@ def _on_run(app: App, work: Work, dequeue_count: int) -> None:
         state.save_report(running)
     elif not state.save_report_if(running, etag):  # another delivery of this message claimed it first
         again = state.report(name, work.run_id)
-        if again is not None and _done(again):
+        if again is not None and is_done(again):
             log.info("export '%s': run %s ended meanwhile; %s message dropped", name, work.run_id, work.kind)
         else:
             _busy(app, work)
@@ -196,15 +196,11 @@ def _on_run(app: App, work: Work, dequeue_count: int) -> None:
         raise RuntimeError(f"export '{name}': run {work.run_id} ended in an unexpected error (try {dequeue_count})")
     if report.status == CONFIRMING:
         interval = float(app.settings.confirm_interval_seconds)
-        _send(app, Work("confirm", name, work.run_id, work.trigger, since=time.time(), interval=interval), interval)
+        try:
+            _send(app, Work("confirm", name, work.run_id, work.trigger, since=time.time(), interval=interval), interval)
+        except ExportError as exc:  # status reads and the next run re-check confirming runs all the same
+            log.warning("export '%s': run %s confirm message not sent: %s", name, work.run_id, exc.message)
     _follow_up(app, name)
-
-
-def _done(report: dict[str, Any]) -> bool:
-    """Whether a run's sending is over: final (but not abandoned: a late message of a run
-    given up for lost still runs), or confirming its import jobs."""
-    status = report.get("status")
-    return (status in FINISHED and not report.get("resumable") and not report.get("abandoned")) or status == CONFIRMING
 
 
 def _busy(app: App, work: Work, exc: ExportError | None = None) -> None:
@@ -233,19 +229,16 @@ def _follow_up(app: App, name: str) -> None:
     that cannot be queued now (another is queued or running) leaves the request for that one."""
     state = app.services.state
     try:
-        if not state.take_followup(name):
+        if not state.has_followup(name):
             return
         raw = app.settings.definitions.get(name)
-        if raw is None or raw.get("enabled", True) is False:
-            return
-        submit(app, name, raw, {}, trigger="event", validate=False)
-        log.info("export '%s': the follow-up run for a new snapshot is queued", name)
-    except ExportError as exc:
+        if raw is not None and raw.get("enabled", True) is not False:
+            # Queued before the request is taken: a kill in between costs a second (unchanged) run, never the run.
+            submit(app, name, raw, {}, trigger="event", delay=app.settings.snapshot_settle_seconds, validate=False)
+            log.info("export '%s': the follow-up run for a new snapshot is queued", name)
+        state.take_followup(name)
+    except ExportError as exc:  # a run is queued or going on now: the request stays for its end
         log.info("export '%s': follow-up run not queued now (%s); kept for the run that is", name, exc.message)
-        try:
-            state.request_followup(name, "kept")
-        except ExportError as again:
-            log.error("export '%s': a follow-up run for a new snapshot was lost: %s", name, again.message)
 
 
 def _on_event(app: App, event: BlobCreated) -> None:

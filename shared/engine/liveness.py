@@ -2,14 +2,16 @@
 report by id, and whether a `queued`/`running` report is stale (its run can no longer be going on).
 
 Stale: the report's status is `queued` or `running`, no run holds the export's lease, and the
-report was last written by the engine (`updated_at`) longer ago than `stale_after`: the queue
-trigger's message visibility (10 minutes, renewed while a worker holds the message: a crashed
-worker's message reappears after it), plus maxDequeueCount retries at host.json's
-visibilityTimeout, plus an event's settle delay. Within that window a retry may still come, so
-the run is taken for alive; after it, its message has gone to the poison queue or is lost, and
-the report is rewritten `failed` with `internal_error` and `abandoned: true` when it is next
-read (a status read or a POST). A late message of an abandoned run still runs (it is not a
-duplicate of a finished run).
+report was last written (`updated_at`, stamped on every write) longer ago than `stale_after`:
+an invocation's whole time (host.json's functionTimeout, 30 minutes: a report is written at the
+start and the end of one, not in between), the queue trigger's message visibility (10 minutes,
+renewed while a worker holds the message: a crashed worker's message reappears after it), plus
+maxDequeueCount retries at host.json's visibilityTimeout, plus an event's settle delay. Within
+that window a retry may still come, so the run is taken for alive; after it, its message has
+gone to the poison queue or is lost, and the report is rewritten `failed` with `internal_error`
+and `abandoned: true` when it is next read (a status read or a POST), and its ExportRun event
+sent. A late message of an abandoned run changes nothing (the run is final; the next run
+resumes from the export's checkpoint).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FUNCTION_TIMEOUT_SECONDS = 30 * 60  # host.json functionTimeout: the longest an invocation runs
 MESSAGE_VISIBILITY_SECONDS = 10 * 60  # the queue trigger's visibility for a message it is processing
 RETRY_DELAY_SECONDS = 30  # host.json extensions.queues.visibilityTimeout
 MAX_TRIES = 5  # host.json extensions.queues.maxDequeueCount
@@ -43,7 +46,12 @@ class Busy(ExportError):
 
 
 def stale_after(app: App) -> float:
-    return MESSAGE_VISIBILITY_SECONDS + MAX_TRIES * RETRY_DELAY_SECONDS + app.settings.snapshot_settle_seconds
+    return (
+        FUNCTION_TIMEOUT_SECONDS
+        + MESSAGE_VISIBILITY_SECONDS
+        + MAX_TRIES * RETRY_DELAY_SECONDS
+        + app.settings.snapshot_settle_seconds
+    )
 
 
 def stamp(report: dict[str, Any]) -> dict[str, Any]:
@@ -116,25 +124,27 @@ def settle_if_stale(app: App, report: dict[str, Any], etag: str | None = None) -
 
 def refuse_if_active(app: App, name: str) -> str | None:
     """Raise Busy while a run of the export is queued or running (and not stale); else the etag
-    of `latest.json` as read (None: the export never ran), for a conditional write after it."""
+    of `latest.json` as read and judged (None: the export never ran), for a conditional write
+    after it. A stale report rewritten meanwhile (by this call or another) is read and judged again."""
     state = app.services.state
-    try:
-        found = state.latest_report_and_etag(name)
-    except ExportError:  # an unreadable latest report must not block runs: the run records its own
-        return state.latest_etag(name)
-    if found is None:
-        return None
-    report, etag = found
-    settled = settle_if_stale(app, report, etag)
-    status = settled.get("status")
-    if status in UNFINISHED:
-        raise Busy(name, str(settled.get("run_id")), cast(RunStatus, status))
-    return etag if settled is report else state.latest_etag(name)
+    for _ in range(3):
+        try:
+            found = state.latest_report_and_etag(name)
+        except ExportError:  # an unreadable latest report must not block runs: the run records its own
+            return state.latest_etag(name)
+        if found is None:
+            return None
+        report, etag = found
+        if settle_if_stale(app, report, etag) is report:  # not stale: judged as it is
+            if report.get("status") in UNFINISHED:
+                raise Busy(name, str(report.get("run_id")), cast(RunStatus, report.get("status")))
+            return etag
+    raise ExportError("run_in_progress", f"export '{name}' is changing; try again")
 
 
 def fail(app: App, work: Work, stored: dict[str, Any] | None, error: ExportError) -> None:
-    """End a queued run that cannot run with a stored `failed` report (its ExportRun event is sent
-    then, unless the run was final already: then only the error is updated)."""
+    """End a queued run that cannot run with a stored `failed` report and its ExportRun event; a
+    run that is final already stays as it is."""
     log.error("export '%s': run %s failed: %s", work.export, work.run_id, error.message)
     base = stored or {
         "export": work.export,
@@ -144,8 +154,8 @@ def fail(app: App, work: Work, stored: dict[str, Any] | None, error: ExportError
         "counts": {},
         "jobs": [],
     }
-    was_final = stored is not None and is_final(stored.get("status"))
+    if stored is not None and is_final(stored.get("status")):
+        return  # final already, its event sent: it stays as it is
     report = {**base, "run_id": work.run_id, "status": "failed", "finished_at": utc_now(), "error": error.to_dict()}
     save(app, report)
-    if not was_final:
-        lifecycle.announce(report)
+    lifecycle.announce(report)

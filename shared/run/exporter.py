@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.definitions import ExportDefinition, parse_definition
 from shared.errors import ExportError
-from shared.report import UNFINISHED, RunReport, new_run_id
+from shared.report import UNFINISHED, RunReport, from_dict, is_done, new_run_id
 from shared.run import flows, lifecycle, unchanged
 from shared.run.confirm import settle_record_file
 from shared.run.context import RunContext, RunOptions, Workspace, stage
@@ -64,6 +64,11 @@ def run_export(
         return _run(name, raw_definition, services, trigger, options, None, run_id, continues)
     lease = services.state.acquire_run_lease(name, services.lease_seconds)
     try:
+        if continues:  # a queued run: another delivery of its message may have finished it meanwhile
+            stored = services.state.report(name, run_id)
+            if stored is not None and is_done(stored):
+                log.info("export '%s': run %s is %s already; not run again", name, run_id, stored.get("status"))
+                return from_dict(stored)
         try:  # earlier runs that await their import jobs: finalised when due
             lifecycle.recheck(name, services, by=f"run {run_id}")
         except ExportError as exc:  # an unreadable earlier report must not stop this run
@@ -97,7 +102,7 @@ def _run(
         options.dry_run,
         options.full_refresh,
     )
-    writes, interrupted = not options.dry_run, False
+    writes, interrupted, saved = not options.dry_run, False, True
     with tempfile.TemporaryDirectory(prefix="sg-export-", dir=services.workdir) as tmp:
         ctx: RunContext | None = None
         try:
@@ -144,24 +149,29 @@ def _run(
                 if interrupted:
                     report.error = ExportError("internal_error", "the run was interrupted; the next run resumes it")
                 _conclude(report, services, continues)
+            saved = not writes
             if writes:
                 try:
                     services.state.save_report(report.to_dict())
+                    saved = True
                 except ExportError as exc:
                     log.error("export '%s': could not store the run report: %s", name, exc.message)
+            if not interrupted and (saved or not continues):
+                lifecycle.announce(report)  # once final and stored: the ExportRun event (metrics too, when configured)
+    if writes and not saved and continues:  # the queue tries again: the run goes on from its checkpoint
+        raise ExportError("storage_unavailable", f"the report of run {report.run_id} was not stored; the message is retried")
     _log_summary(report)
     return report
 
 
 def _conclude(report: RunReport, services: Services, continues: bool) -> None:
-    """The status this invocation leaves (lifecycle.conclude), and the ExportRun event once final."""
+    """The status this invocation leaves (lifecycle.conclude)."""
     try:
         lifecycle.conclude(report, services, continues=continues)
     except ExportError as exc:  # the confirming mark not written: the run is final now
         log.error("export '%s': could not note the run as confirming: %s", report.export, exc.message)
         report.awaiting = None
         report.finish(None, continues=continues)
-    lifecycle.announce(report)  # the ExportRun event, once final (metrics too, when configured)
 
 
 def _nothing_to_do(services: Services, report: RunReport, definition: ExportDefinition) -> bool:

@@ -47,8 +47,14 @@ def conclude(report: RunReport, services: Services, *, continues: bool = False) 
 
 
 def announce(report: RunReport | dict[str, Any]) -> None:
-    """Send the ExportRun event (and metrics) of a run that just became final."""
-    final = report if isinstance(report, RunReport) else from_dict(report)
+    """Send the ExportRun event (and metrics) of a run that just became final, after its final
+    report is stored (a kill in between loses the event rather than sending it twice). Never
+    raises: a stored report that does not read as one sends none."""
+    try:
+        final = report if isinstance(report, RunReport) else from_dict(report)
+    except (TypeError, ValueError, AttributeError) as exc:
+        log.error("export run event not sent: the report does not read (%s)", type(exc).__name__)
+        return
     if is_final(final.status):
         telemetry.record_run(final)
 

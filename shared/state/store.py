@@ -32,7 +32,7 @@ from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.definitions import is_export_name
 from shared.errors import ExportError
-from shared.report import is_run_id
+from shared.report import is_run_id, utc_now
 from shared.state.lease import RunLease, acquire_run_lease
 from shared.state.record import WHAT, DeliveredRecord
 from shared.storage import storage_errors
@@ -62,7 +62,7 @@ class StateStore:
     # -- run reports ---------------------------------------------------------------------------
     def save_report(self, report: dict[str, Any]) -> None:
         self.ensure()
-        data = json.dumps(report, indent=2).encode()
+        data = _stamped(report)
         export, run_id = report["export"], report["run_id"]
         self._put(f"{_checked(export, run_id)}.json", data)
         self._put(f"runs/{export}/latest.json", data)
@@ -197,7 +197,7 @@ class StateStore:
     def update_latest_report(self, report: dict[str, Any], etag: str) -> bool:
         """Store a re-checked report, unless `latest.json` changed since it was read (a run wrote
         it meanwhile: that run's word wins). Whether it was stored."""
-        data = json.dumps(report, indent=2).encode()
+        data = _stamped(report)
         export, run_id = report["export"], report["run_id"]
         if not self._put_if(f"runs/{export}/latest.json", data, etag):
             return False
@@ -223,7 +223,7 @@ class StateStore:
         changing the same run (finalising it, claiming it), the first to write wins and the other
         is told so (False). `latest.json` follows when it is still this run's (a newer run's
         latest.json, written meanwhile, stays)."""
-        data = json.dumps(report, indent=2).encode()
+        data = _stamped(report)
         export, run_id = report["export"], report["run_id"]
         if not self._put_if(f"{_checked(export, run_id)}.json", data, etag):
             return False
@@ -237,7 +237,7 @@ class StateStore:
         one read (`latest_etag`; None: there was none), so two submits at the same moment cannot
         both queue a run: the second is told so (False) and reads again."""
         self.ensure()
-        data = json.dumps(report, indent=2).encode()
+        data = _stamped(report)
         export, run_id = report["export"], report["run_id"]
         if not self._put_if(f"runs/{export}/latest.json", data, latest_etag):
             return False
@@ -285,6 +285,10 @@ class StateStore:
             except ResourceExistsError:
                 return False
         return True
+
+    def has_followup(self, export: str) -> bool:
+        with storage_errors(WHAT):
+            return bool(self._container.get_blob_client(f"followups/{export}.json").exists())
 
     def take_followup(self, export: str) -> bool:
         """Take the export's follow-up request, if there is one (whether there was)."""
@@ -335,6 +339,12 @@ class StateStore:
         """Hold the export's lease while a run goes on, or raise ExportError("run_in_progress")."""
         self.ensure()
         return acquire_run_lease(self._container, export, seconds)
+
+
+def _stamped(report: dict[str, Any]) -> bytes:
+    """A report as stored: with `updated_at` (liveness reads it), now unless the writer set it
+    (the engine stamps its own writes; a run's report is stamped when it is stored)."""
+    return json.dumps({"updated_at": utc_now(), **report} if "updated_at" not in report else report, indent=2).encode()
 
 
 def _checked(export: str, run_id: str) -> str:

@@ -242,3 +242,29 @@ def test_submits_at_the_same_moment_queue_one_run(app_factory: Any, source_conta
     for thread in threads:
         thread.join(60)
     assert sorted(answers) == [202] + [409] * 5
+
+
+# -- review: stale writers, late messages, a stale latest report ------------------------------------
+def test_a_late_message_of_an_abandoned_run_or_of_a_removed_export_changes_nothing(
+    app_factory: Any, source_container: ContainerClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(source_container, [[person(i) for i in range(1, 6)]])
+    app = app_factory([definition()])
+    QueueHost(app, monkeypatch)
+    run_id = post(app).body["run_id"]
+    # Its worker died an hour ago and no retry came: the next read gives it up for lost.
+    app.services.state.save_report({**stored(app, run_id), "status": "running", "updated_at": "2020-01-01T00:00:00Z"})
+    assert routes.handle(app, "GET", "vip", "status").body["abandoned"] is True
+    given_up = stored(app, run_id)
+    deliver(app, Work("run", "vip", run_id, "http").to_message(), 2)  # the lost message turns up after all
+    assert stored(app, run_id) == given_up and put_requests(sandbox) == []
+
+    # A finished run's message again, after its export was removed from the definitions.
+    finished = post(app).body["run_id"]
+    QueueHost(app, monkeypatch).drain()
+    before = stored(app, finished)
+    assert before["status"] == "succeeded"
+    gone = app_factory([definition(name="other")])
+    QueueHost(gone, monkeypatch)
+    deliver(gone, Work("run", "vip", finished, "http").to_message(), 3)
+    assert stored(app, finished) == before

@@ -137,11 +137,12 @@ def test_the_status_endpoint_never_rewrites_a_run_still_going_on(
     # What a run stores while it confirms: its interim report, status running, a job pending.
     interim = {**first, "status": "running", "finished_at": None}
     app.services.state.save_report(interim)
+    stored = app.services.state.latest_report("vip")  # as stored (stamped with updated_at)
     sandbox_config(sandbox, job_pending_polls=0)
     polls_before = len(sandbox_get(sandbox, "requests")["requests"])
     answer = routes.handle(app, "GET", "vip", "status").body
     assert answer["status"] == "running" and answer["jobs"][0]["status"] == "pending"
-    assert app.services.state.latest_report("vip") == interim  # not persisted by the status path
+    assert app.services.state.latest_report("vip") == stored  # not persisted by the status path
     assert len(sandbox_get(sandbox, "requests")["requests"]) == polls_before  # nor polled
 
 
@@ -153,7 +154,7 @@ def test_a_status_update_does_not_overwrite_a_report_written_meanwhile(
     report = run(app).body
     state = app.services.state
     _, etag = state.latest_report_and_etag("vip")
-    newer = {**report, "run_id": "20991231T235959Z-abcdef"}
+    newer = {**report, "run_id": "20991231T235959Z-abcdef", "updated_at": "2099-12-31T23:59:59.000Z"}
     state.save_report(newer)  # a run finished between the status read and its write
     assert state.update_latest_report({**report, "status": "partial"}, etag) is False
     assert state.latest_report("vip") == newer
