@@ -74,9 +74,19 @@ class StateStore:
     def latest_report_and_etag(self, export: str) -> tuple[dict[str, Any], str] | None:
         """The newest report with its etag, None when the export never ran; a blob that is not a
         report raises ExportError (the caller says so for that export and goes on)."""
+        found = self._read_report(f"runs/{export}/latest.json")
+        if found is None:
+            return None
+        report, etag = found
+        if report is None or not isinstance(report.get("jobs", []), list):
+            raise ExportError("storage_unavailable", f"runs/{export}/latest.json is not a readable run report")
+        return report, etag
+
+    def _read_report(self, name: str) -> tuple[dict[str, Any] | None, str] | None:
+        """A report blob and its etag (None: no such blob; a report of None: it does not read as one)."""
         with storage_errors(WHAT):
             try:
-                downloader = self._container.download_blob(f"runs/{export}/latest.json")
+                downloader = self._container.download_blob(name)
             except ResourceNotFoundError:
                 return None
             data, etag = downloader.readall(), str(downloader.properties.etag)
@@ -84,9 +94,7 @@ class StateStore:
             report = json.loads(data)
         except (ValueError, RecursionError):
             report = None
-        if not isinstance(report, dict) or not isinstance(report.get("jobs", []), list):
-            raise ExportError("storage_unavailable", f"runs/{export}/latest.json is not a readable run report")
-        return report, etag
+        return (report if isinstance(report, dict) else None), etag
 
     def latest_etag(self, export: str) -> str | None:
         """The etag of `latest.json` (None: the export never ran), however its content reads."""
@@ -165,16 +173,8 @@ class StateStore:
 
     def report(self, export: str, run_id: str) -> dict[str, Any] | None:
         """One run's stored report (None when there is none, or it is not a readable report)."""
-        with storage_errors(WHAT):
-            try:
-                data = self._container.download_blob(f"{_checked(export, run_id)}.json").readall()
-            except ResourceNotFoundError:
-                return None
-        try:
-            report = json.loads(data)
-        except (ValueError, RecursionError):
-            return None
-        return report if isinstance(report, dict) else None
+        found = self.report_and_etag(export, run_id)
+        return found[0] if found else None
 
     def _put_if(self, name: str, data: bytes, etag: str | None) -> bool:
         """Upload a JSON blob only if it is still the one read (`etag`; None: only if there is
@@ -206,17 +206,10 @@ class StateStore:
 
     def report_and_etag(self, export: str, run_id: str) -> tuple[dict[str, Any], str] | None:
         """One run's stored report with its blob's etag (None: none, or not a readable report)."""
-        with storage_errors(WHAT):
-            try:
-                downloader = self._container.download_blob(f"{_checked(export, run_id)}.json")
-            except ResourceNotFoundError:
-                return None
-            data, etag = downloader.readall(), str(downloader.properties.etag)
-        try:
-            report = json.loads(data)
-        except (ValueError, RecursionError):
+        found = self._read_report(f"{_checked(export, run_id)}.json")
+        if found is None or found[0] is None:
             return None
-        return (report, etag) if isinstance(report, dict) else None
+        return found[0], found[1]
 
     def save_report_if(self, report: dict[str, Any], etag: str) -> bool:
         """Store a run's report only if its blob is still the one read (`etag`): of two invocations
