@@ -138,6 +138,7 @@ def test_the_last_finished_run_is_found_when_two_runs_share_a_second(
         "dry_run": False,
         "started_at": "2026-11-28T12:00:00.100Z",
         "finished_at": "2026-11-28T12:00:00.400Z",
+        "updated_at": "2026-11-28T12:00:00.400Z",
         "jobs": [],
     }
     state.save_report(earlier)
