@@ -3,16 +3,12 @@ Telemetry (when configured) is flushed before the response returns, and log line
 own threads ({"wait": true} runs inline) carry the invocation id (shared/telemetry.py, invocation)."""
 
 import json
-import logging
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
 from shared import telemetry
 from shared.api import routes
-from shared.api.compose import get_app
-from shared.errors import ExportError
-from shared.settings import SettingsError
 
 
 def _absolute(request_url: str, path: str) -> str:
@@ -26,13 +22,8 @@ def _absolute(request_url: str, path: str) -> str:
 # the function); None when called outside the host (tests).
 def main(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:  # type: ignore[assignment]
     with telemetry.invocation(context):
-        try:
-            app = get_app()
-        except SettingsError as exc:
-            logging.error("settings: %s", exc)
-            result = routes.error_response(ExportError("internal_error", f"app settings are invalid: {exc}"))
-        else:
-            result = routes.handle(
+        result = routes.answer(
+            lambda app: routes.handle(
                 app,
                 req.method,
                 req.route_params.get("name"),
@@ -41,6 +32,7 @@ def main(req: func.HttpRequest, context: func.Context = None) -> func.HttpRespon
                 req.params,
                 req.route_params.get("id"),
             )
+        )
         headers = {name: _absolute(req.url, value) if name == "Location" else value for name, value in result.headers.items()}
         body = result.body
         if "status_url" in body:

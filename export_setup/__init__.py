@@ -4,30 +4,22 @@ takes only those first parts (a regex constraint), so it never shadows exports/.
 Telemetry (when configured) is flushed before the response returns (shared/telemetry.py)."""
 
 import json
-import logging
 
 import azure.functions as func
 
 from shared import telemetry
 from shared.api import routes
-from shared.api.compose import get_app
-from shared.errors import ExportError
-from shared.settings import SettingsError
 
 
 # `context`: the invocation's (see export_http: its annotation must be azure.functions.Context
 # itself for the worker to load the function); None when called outside the host (tests).
 def main(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:  # type: ignore[assignment]
     with telemetry.invocation(context):
-        try:
-            app = get_app()
-        except SettingsError as exc:
-            logging.error("settings: %s", exc)
-            result = routes.error_response(ExportError("internal_error", f"app settings are invalid: {exc}"))
-        else:
-            result = routes.handle_setup(
+        result = routes.answer(
+            lambda app: routes.handle_setup(
                 app, req.method, req.route_params.get("area"), req.route_params.get("item"), req.get_body(), req.params
             )
+        )
         return func.HttpResponse(
             json.dumps(result.body, indent=2), status_code=result.status, mimetype="application/json", headers=result.headers
         )

@@ -330,17 +330,7 @@ class MultirunHost(QueueHost):
             export_worker.main(qm)
         except (Exception, WorkerCrash):
             self.hooks.dead = False  # the host saw the worker go; its message comes back
-            if message.dequeue_count >= self.max_dequeue:
-                try:
-                    self.poison.create_queue()
-                except Exception:  # noqa: BLE001 - it exists
-                    pass
-                self.poison.send_message(message.content)
-                self.queue.delete_message(message)
-                outcome = "poisoned"
-            else:
-                self.queue.update_message(message, visibility_timeout=self.retry_delay)
-                outcome = "retried"
+            outcome = self.failed(message)
         else:
             if self.redeliver_next_run and kind == "run" and again is None:
                 self.redeliver_next_run = False

@@ -84,21 +84,25 @@ class QueueHost:
         try:
             export_worker.main(qm)
         except (Exception, WorkerCrash):
-            if message.dequeue_count >= self.max_dequeue:
-                try:
-                    self.poison.create_queue()
-                except Exception:  # noqa: BLE001 - it exists
-                    pass
-                self.poison.send_message(message.content)
-                self.queue.delete_message(message)
-                outcome = "poisoned"
-            else:
-                self.queue.update_message(message, visibility_timeout=self.retry_delay)
-                outcome = "retried"
+            outcome = self.failed(message)
         else:
             self.queue.delete_message(message)
             outcome = "done"
         self.invocations.append(Invocation(kind, export, message.dequeue_count, outcome))
+
+    def failed(self, message: Any) -> str:
+        """What the host does with a message whose invocation raised: to `<queue>-poison` after
+        maxDequeueCount tries, else visible again after visibilityTimeout."""
+        if message.dequeue_count >= self.max_dequeue:
+            try:
+                self.poison.create_queue()
+            except Exception:  # noqa: BLE001 - it exists
+                pass
+            self.poison.send_message(message.content)
+            self.queue.delete_message(message)
+            return "poisoned"
+        self.queue.update_message(message, visibility_timeout=self.retry_delay)
+        return "retried"
 
     def poisoned(self) -> list[str]:
         try:

@@ -30,17 +30,20 @@ a body. A careless `?dry_run=true` must never turn into a real send.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.api import compose
 from shared.definitions import is_export_name, parse_definition
 from shared.engine import handlers, liveness
 from shared.errors import ExportError
 from shared.report import CONFIRMING, is_run_id
 from shared.run import lifecycle
 from shared.services import App
+from shared.settings import SettingsError
 from shared.setup import accounts, inputs, preview, sources
 
 RUN_OPTIONS = {"dry_run", "full_refresh", "confirm_removals", "wait"}
@@ -65,6 +68,17 @@ class ApiResponse:
 
     def json(self) -> str:
         return json.dumps(self.body, indent=2)
+
+
+def answer(call: Callable[[App], ApiResponse]) -> ApiResponse:
+    """What an HTTP trigger answers: `call` with this process's app, or, when the app settings are
+    bad, a 500 naming the setting (logged, so the host shows it)."""
+    try:
+        app = compose.get_app()
+    except SettingsError as exc:
+        logging.getLogger(__name__).error("settings: %s", exc)
+        return error_response(ExportError("internal_error", f"app settings are invalid: {exc}"))
+    return call(app)
 
 
 def error_response(error: ExportError, **extra: Any) -> ApiResponse:

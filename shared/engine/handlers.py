@@ -71,7 +71,7 @@ def submit(
     report = queued_report(name, trigger, RunOptions(**options))
     for _ in range(QUEUE_ATTEMPTS):
         etag = liveness.refuse_if_active(app, name)
-        if app.services.state.queue_report(liveness.stamp(report.to_dict()), etag):
+        if app.services.state.queue_report(report.to_dict(), etag):
             break
     else:
         liveness.refuse_if_active(app, name)  # another submit won each time: name its run
